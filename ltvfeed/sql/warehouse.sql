@@ -1,0 +1,130 @@
+-- Warehouse layout. raw.* is the landing zone every source writes into (file imports, the simulator, and later
+-- the partner event-collection API); dbt owns staging/intermediate/marts; ops.* records loads; ground_truth.*
+-- is the simulator's hidden truth, readable by evaluation only. Idempotent: safe to run on every start.
+
+create schema if not exists raw;
+create schema if not exists ops;
+create schema if not exists ground_truth;
+create schema if not exists staging;
+create schema if not exists intermediate;
+create schema if not exists marts;
+
+create table if not exists ops.import_batches (
+    batch_id        bigserial primary key,
+    kind            text not null,
+    source          text not null,            -- file path, 'simulator', later 'collector'
+    content_sha256  text,                     -- same kind + same content = same batch (idempotent re-import)
+    rows_total      bigint not null default 0,
+    rows_loaded     bigint not null default 0,
+    rows_duplicate  bigint not null default 0,
+    rows_quarantined bigint not null default 0,
+    loaded_at       timestamptz not null default now(),
+    unique (kind, content_sha256)
+);
+
+create table if not exists ops.quarantine (
+    quarantine_id   bigserial primary key,
+    batch_id        bigint not null references ops.import_batches (batch_id),
+    kind            text not null,
+    row_number      bigint not null,          -- 1-based data row in the source file
+    reason          text not null,
+    row_data        jsonb not null,
+    quarantined_at  timestamptz not null default now()
+);
+
+create table if not exists raw.users (
+    user_id                 text primary key,
+    signup_at               timestamptz not null,
+    country                 text,
+    birth_year              integer,
+    gender                  text,
+    acquisition_partner_id  text,             -- referral partner that brought the user, null = direct
+    _batch_id               bigint,
+    _loaded_at              timestamptz not null default now()
+);
+
+create table if not exists raw.items (
+    item_id             text primary key,
+    category            text not null,
+    price               numeric(12, 2) not null check (price >= 0),
+    brand               text,
+    title               text,
+    in_stock            boolean not null default true,
+    is_repeat_purchase  boolean not null default false,  -- consumables may be recommended again after purchase
+    created_at          timestamptz,
+    _batch_id           bigint,
+    _loaded_at          timestamptz not null default now()
+);
+
+create table if not exists raw.orders (
+    order_id             text primary key,
+    user_id              text not null,
+    ordered_at           timestamptz not null,
+    amount               numeric(12, 2) not null check (amount >= 0),
+    referral_partner_id  text,                -- attributed referral partner, null = not referred
+    _batch_id            bigint,
+    _loaded_at           timestamptz not null default now()
+);
+create index if not exists orders_user_time on raw.orders (user_id, ordered_at);
+
+create table if not exists raw.order_items (
+    order_id    text not null,
+    item_id     text not null,
+    quantity    integer not null check (quantity > 0),
+    unit_price  numeric(12, 2) not null check (unit_price >= 0),
+    _batch_id   bigint,
+    _loaded_at  timestamptz not null default now(),
+    primary key (order_id, item_id)
+);
+
+-- One row per interaction, from any channel. partner_id null = the shop's own site (browsing sessions);
+-- source says who delivered it ('simulator', 'import', later 'collector'); properties carries extras
+-- (e.g. A/B experiment and arm on feed impressions) without schema changes.
+create table if not exists raw.events (
+    event_id       text primary key,
+    event_type     text not null,             -- click | view | add_to_cart | referral_purchase | search
+    occurred_at    timestamptz not null,
+    user_id        text,
+    partner_id     text,
+    session_id     text,
+    item_id        text,
+    dwell_seconds  real check (dwell_seconds is null or dwell_seconds >= 0),
+    search_query   text,
+    order_id       text,
+    amount         numeric(12, 2) check (amount is null or amount >= 0),
+    properties     jsonb,
+    source         text not null default 'import',
+    received_at    timestamptz not null default now(),
+    _batch_id      bigint
+);
+create index if not exists events_time on raw.events (occurred_at);
+create index if not exists events_user_time on raw.events (user_id, occurred_at);
+
+create table if not exists raw.preferences (
+    user_id     text not null,
+    kind        text not null,                -- wishlist | saved | profile_category
+    item_id     text,
+    category    text,
+    created_at  timestamptz not null,
+    _batch_id   bigint,
+    _loaded_at  timestamptz not null default now(),
+    unique nulls not distinct (user_id, kind, item_id, category)
+);
+
+create table if not exists ground_truth.future_spend (
+    user_id          text not null,
+    observed_until   timestamptz not null,    -- end of the observed window (exclusive)
+    horizon_days     integer not null,
+    spend            numeric(14, 2) not null,
+    orders           integer not null,
+    primary key (user_id, observed_until, horizon_days)
+);
+
+create table if not exists ground_truth.user_traits (
+    user_id           text primary key,
+    purchase_rate     double precision,       -- expected purchases per day while alive
+    churn_day         double precision,       -- day index (from simulation start) the user churns
+    spend_level       double precision,
+    price_sensitivity double precision,
+    favourite_category text
+);

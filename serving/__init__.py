@@ -1,0 +1,1 @@
+"""Feed scoring, generation and the feed API."""

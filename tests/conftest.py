@@ -1,0 +1,65 @@
+"""Shared fixtures. Integration tests talk to real PostgreSQL/Redis: the servers named by LTVFEED_PG_DSN /
+LTVFEED_REDIS_URL, or the embedded ones under the project's state dir when those are unset. Each test run
+uses its own databases and Redis key prefix and removes them afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from ltvfeed.settings import Settings
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--integration", action="store_true", help="also run tests marked integration")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--integration"):
+        return
+    skip = pytest.mark.skip(reason="integration test: run with --integration")
+    for item in items:
+        if "integration" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def stack(run_id: str):
+    """The real stack with this run's own databases and Redis prefix."""
+    from ltvfeed.db import drop_database
+    from ltvfeed.infra.stack import up
+
+    settings = Settings(
+        warehouse_db=f"ltvfeed_test_{run_id}",
+        mlflow_db=f"ltvfeed_test_{run_id}_mlflow",
+        redis_prefix=f"ltvfeed_test_{run_id}:",
+    )
+    s = up(settings)
+    yield s
+    import redis
+
+    client = redis.Redis.from_url(s.redis_url)
+    keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    for db in (settings.warehouse_db, settings.mlflow_db):
+        drop_database(s.pg_dsn, db)
+
+
+@pytest.fixture
+def warehouse_dsn(stack, run_id: str) -> Iterator[str]:
+    """A fresh, empty warehouse database (schemas created) for one test."""
+    from ltvfeed.db import drop_database
+    from ltvfeed.warehouse import ensure_warehouse
+
+    name = f"ltvfeed_test_{run_id}_{uuid.uuid4().hex[:6]}"
+    dsn = ensure_warehouse(stack.pg_dsn, name)
+    yield dsn
+    drop_database(stack.pg_dsn, name)
