@@ -1,0 +1,36 @@
+"""The environment every Airflow process of ours runs with (scheduler, ``dags test``, the UI)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ltvfeed.infra.stack import Stack
+from ltvfeed.settings import project_root
+
+
+def airflow_env(stack: Stack) -> dict[str, str]:
+    """os.environ + the stack's variables + a local Airflow (SQLite metadata under the state dir)."""
+    home = stack.airflow_home
+    home.mkdir(parents=True, exist_ok=True)
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        **stack.env(),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project_root() / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__CORE__EXECUTOR": os.environ.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": os.environ.get(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}"
+        ),
+        "AIRFLOW__API__PORT": str(stack.settings.airflow_port),
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "GX_ANALYTICS_ENABLED": "False",
+        "NO_COLOR": "1",
+        # `airflow standalone` spawns `airflow` sub-processes: the venv's bin must come first on PATH.
+        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+    }

@@ -1,0 +1,47 @@
+"""The dbt project as an Airflow task group through astronomer-cosmos: one task per model (run + its tests)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ltvfeed.settings import project_root
+
+MARTS_ASSET_URI = "ltvfeed://warehouse/marts"
+
+
+def dbt_project_path() -> Path:
+    return project_root() / "dbt"
+
+
+def warehouse_task_group(group_id: str, dbt_vars: dict[str, str]):
+    """A Cosmos ``DbtTaskGroup`` over dbt/; ``dbt_vars`` values may be Jinja templates (rendered per run).
+
+    The profile reads LTVFEED_DBT_* from the environment (see ``Stack.env``), so the same project runs against
+    embedded or configured PostgreSQL. The graph is read from dbt/target/manifest.json when present (written
+    by ``ltvfeed dbt parse``), else from ``dbt ls``.
+    """
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+
+    project = dbt_project_path()
+    manifest = project / "target" / "manifest.json"
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=project,
+            manifest_path=manifest if manifest.exists() else None,
+            install_dbt_deps=False,
+        ),
+        profile_config=ProfileConfig(
+            profile_name="ltvfeed", target_name="dev", profiles_yml_filepath=project / "profiles.yml"
+        ),
+        execution_config=ExecutionConfig(
+            dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
+            invocation_mode=InvocationMode.DBT_RUNNER,
+        ),
+        render_config=RenderConfig(
+            load_method=LoadMode.AUTOMATIC, test_behavior=TestBehavior.AFTER_EACH, emit_datasets=False
+        ),
+        operator_args={"vars": dbt_vars, "install_deps": False},
+    )
