@@ -44,9 +44,5 @@ def test_dag(stack: Stack, dag_id: str, as_of: date, conf: dict[str, object] | N
     args = ["dags", "test", dag_id, as_of.isoformat()]
     if conf:
         args += ["--conf", json.dumps(conf)]
-    proc = subprocess.run([airflow_executable(), *args], env=airflow_env(stack), capture_output=True, text=True)
-    sys.stdout.write(proc.stdout[-20000:])
-    sys.stderr.write(proc.stderr[-20000:])
-    failed = proc.returncode != 0 or "state=failed" in proc.stdout + proc.stderr
-    if failed:
-        raise UserError(f"DAG {dag_id} run for {as_of} failed (exit code {proc.returncode}); see the task logs above")
+    if run_airflow(stack, args, check=False) != 0:
+        raise UserError(f"DAG {dag_id} run for {as_of} failed; the failing task's log is above")

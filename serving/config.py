@@ -1,0 +1,146 @@
+"""Feed-generation configuration: plain, validated, serialisable values (they are recorded in each feed
+generation's metadata), so that a feed can always be traced back to the weights that ranked it.
+
+The score of an item is the concept's rule with the weights as configuration::
+
+    score = commercial_weight * commercial + purchase_weight * P(purchase) + diversity_weight * diversity
+
+with each component in [0, 1] (see :mod:`ltvfeed.serving.scoring`). Weights are used as given (not rescaled),
+so with the defaults 0.5 / 0.4 / 0.1 a score lies in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from ltvfeed.errors import UserError
+
+MAX_FEED_LENGTH = 100
+MAX_CANDIDATES = 10_000
+CANDIDATE_SOURCES = ("embedding", "category", "popular")
+
+
+@dataclass(frozen=True)
+class ScoringWeights:
+    """Weights of the three score components; non-negative, finite, not all zero."""
+
+    commercial: float = 0.5
+    purchase: float = 0.4
+    diversity: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("commercial", "purchase", "diversity"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UserError(f"scoring weight {name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise UserError(f"scoring weight {name} must be a finite number >= 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.commercial + self.purchase + self.diversity <= 0:
+            raise UserError("scoring weights must not all be 0 (commercial + purchase + diversity > 0)")
+
+    @classmethod
+    def classic(cls) -> ScoringWeights:
+        """The control arm: commercial performance only, nothing personal."""
+        return cls(commercial=1.0, purchase=0.0, diversity=0.0)
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """How many candidates each user gets (``k``) and from which retrieval sources.
+
+    Sources, merged round-robin in this order of priority and deduplicated: ``embedding`` (dot product of user
+    and item embeddings, when both are given), ``category`` (best-performing items of the user's
+    ``top_categories`` favourite categories), ``popular`` (the catalogue's best commercial performers).
+    """
+
+    k: int = 200
+    sources: tuple[str, ...] = CANDIDATE_SOURCES
+    top_categories: int = 3
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_CANDIDATES:
+            raise UserError(f"candidate count k must be an integer between 1 and {MAX_CANDIDATES}, got {self.k!r}")
+        sources = tuple(self.sources)
+        unknown = [s for s in sources if s not in CANDIDATE_SOURCES]
+        if unknown or not sources or len(set(sources)) != len(sources):
+            raise UserError(
+                f"candidate sources must be distinct names from {', '.join(CANDIDATE_SOURCES)}, got {list(sources)}"
+            )
+        object.__setattr__(self, "sources", sources)
+        if isinstance(self.top_categories, bool) or not isinstance(self.top_categories, int) or self.top_categories < 1:
+            raise UserError(f"top_categories must be an integer >= 1, got {self.top_categories!r}")
+
+
+@dataclass(frozen=True)
+class DiversityConfig:
+    """How similar two items are, and how much of the user's history counts.
+
+    similarity(a, b) = category_weight * [same category] + (1 - category_weight) * max(0, cosine(emb a, emb b))
+    when the catalogue has item embeddings; without embeddings it is just [same category].
+    """
+
+    category_weight: float = 0.5
+    max_recent_views: int = 20
+
+    def __post_init__(self) -> None:
+        cw = self.category_weight
+        if isinstance(cw, bool) or not isinstance(cw, int | float) or not 0.0 <= cw <= 1.0:
+            raise UserError(f"diversity category_weight must be a number in [0, 1], got {cw!r}")
+        object.__setattr__(self, "category_weight", float(cw))
+        v = self.max_recent_views
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise UserError(f"max_recent_views must be an integer >= 0, got {v!r}")
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """Everything that decides a feed: weights, feed length ``n``, candidates, diversity, batch size."""
+
+    weights: ScoringWeights = field(default_factory=ScoringWeights)
+    n: int = 10
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    diversity: DiversityConfig = field(default_factory=DiversityConfig)
+    max_batch_users: int = 256
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or not 1 <= self.n <= MAX_FEED_LENGTH:
+            raise UserError(f"feed length n must be an integer between 1 and {MAX_FEED_LENGTH}, got {self.n!r}")
+        if self.candidates.k < self.n:
+            raise UserError(
+                f"candidate count k ({self.candidates.k}) must be at least the feed length n ({self.n})"
+            )
+        mb = self.max_batch_users
+        if isinstance(mb, bool) or not isinstance(mb, int) or mb < 1:
+            raise UserError(f"max_batch_users must be an integer >= 1, got {mb!r}")
+
+    def classic(self) -> FeedConfig:
+        """The same configuration as the control arm: commercial weight only, popular candidates only."""
+        return replace(
+            self,
+            weights=ScoringWeights.classic(),
+            candidates=replace(self.candidates, sources=("popular",)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, recorded in the feed generation's metadata."""
+        data = asdict(self)
+        data["candidates"]["sources"] = list(self.candidates.sources)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeedConfig:
+        """Inverse of :meth:`to_dict`; missing parts take their defaults, unknown keys are an error."""
+        data = dict(data)
+        try:
+            weights = ScoringWeights(**data.pop("weights", {}))
+            cand = dict(data.pop("candidates", {}))
+            if "sources" in cand:
+                cand["sources"] = tuple(cand["sources"])
+            candidates = CandidateConfig(**cand)
+            diversity = DiversityConfig(**data.pop("diversity", {}))
+            return cls(weights=weights, candidates=candidates, diversity=diversity, **data)
+        except TypeError as exc:
+            raise UserError(f"invalid feed configuration: {exc}") from exc
