@@ -109,9 +109,7 @@ class FeedConfig:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or not 1 <= self.n <= MAX_FEED_LENGTH:
             raise UserError(f"feed length n must be an integer between 1 and {MAX_FEED_LENGTH}, got {self.n!r}")
         if self.candidates.k < self.n:
-            raise UserError(
-                f"candidate count k ({self.candidates.k}) must be at least the feed length n ({self.n})"
-            )
+            raise UserError(f"candidate count k ({self.candidates.k}) must be at least the feed length n ({self.n})")
         mb = self.max_batch_users
         if isinstance(mb, bool) or not isinstance(mb, int) or mb < 1:
             raise UserError(f"max_batch_users must be an integer >= 1, got {mb!r}")

@@ -1,4 +1,4 @@
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -6,13 +6,13 @@ from ltvfeed.orchestration.as_of import resolve_as_of
 
 
 def test_explicit_param_wins():
-    logical = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    logical = datetime(2026, 5, 1, tzinfo=UTC)
     assert resolve_as_of({"as_of": "2026-03-02"}, logical, None) == date(2026, 3, 2)
 
 
 def test_logical_date_then_run_after():
-    assert resolve_as_of({}, datetime(2026, 5, 1, 0, 0, tzinfo=timezone.utc), None) == date(2026, 5, 1)
-    assert resolve_as_of({"as_of": None}, None, datetime(2026, 6, 7, 13, 5, tzinfo=timezone.utc)) == date(2026, 6, 7)
+    assert resolve_as_of({}, datetime(2026, 5, 1, 0, 0, tzinfo=UTC), None) == date(2026, 5, 1)
+    assert resolve_as_of({"as_of": None}, None, datetime(2026, 6, 7, 13, 5, tzinfo=UTC)) == date(2026, 6, 7)
 
 
 def test_bad_param_names_the_problem():

@@ -14,6 +14,8 @@ _COMMAND_MODULES = (
     "dbt",
     "quality",
     "pipeline",
+    "models",
+    "serve",
 )
 
 

@@ -5,13 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ltvfeed.settings import project_root
+from ltvfeed.dbt_runner import dbt_project_dir
 
 MARTS_ASSET_URI = "ltvfeed://warehouse/marts"
-
-
-def dbt_project_path() -> Path:
-    return project_root() / "dbt"
 
 
 def warehouse_task_group(group_id: str, dbt_vars: dict[str, str]):
@@ -22,9 +18,9 @@ def warehouse_task_group(group_id: str, dbt_vars: dict[str, str]):
     by ``ltvfeed dbt parse``), else from ``dbt ls``.
     """
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-    from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+    from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
-    project = dbt_project_path()
+    project = dbt_project_dir()
     manifest = project / "target" / "manifest.json"
     return DbtTaskGroup(
         group_id=group_id,
@@ -39,9 +35,14 @@ def warehouse_task_group(group_id: str, dbt_vars: dict[str, str]):
         execution_config=ExecutionConfig(
             dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
             invocation_mode=InvocationMode.DBT_RUNNER,
+            test_indirect_selection=TestIndirectSelection.BUILDABLE,  # same as dbt_project.yml's flag
         ),
         render_config=RenderConfig(
-            load_method=LoadMode.AUTOMATIC, test_behavior=TestBehavior.AFTER_EACH, emit_datasets=False
+            load_method=LoadMode.AUTOMATIC,
+            test_behavior=TestBehavior.AFTER_EACH,
+            # tests spanning two models (e.g. order_items -> orders) become their own tasks after both parents
+            should_detach_multiple_parents_tests=True,
+            emit_datasets=False,
         ),
         operator_args={"vars": dbt_vars, "install_deps": False},
     )

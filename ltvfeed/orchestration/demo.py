@@ -37,17 +37,18 @@ def run_demo(settings: Settings, *, users: int, items: int, days: int, seed: int
     from ltvfeed.dbt_runner import parse as dbt_parse
     from ltvfeed.infra.stack import up
     from ltvfeed.orchestration.airflow_cli import test_dag
-    from ltvfeed.simulator import SimulationConfig, load_ground_truth, simulate_shop, write_shop
+    from ltvfeed.simulator import SimulationConfig, simulate_to_directory
+    from ltvfeed.simulator.load import load_ground_truth
 
     stack = up(settings)
     typer.echo(f"stack: postgres {stack.pg_dsn}, redis {stack.redis_url}")
 
     typer.echo(f"simulating {users} users x {items} items x {days} days (seed {seed}) ...")
-    shop = simulate_shop(SimulationConfig(users=users, items=items, days=days, seed=seed, end_date=end_date))
-    write_shop(shop, settings.landing_dir)
+    config = SimulationConfig(n_users=users, n_items=items, days=days, seed=seed, end_date=end_date)
+    simulate_to_directory(config, settings.landing_dir)
     load_ground_truth(stack.warehouse_dsn, settings.landing_dir)
 
-    dbt_parse(stack)  # manifest for Cosmos, so the DAG renders one task per model without `dbt ls`
+    dbt_parse(stack.env())  # manifest for Cosmos, so the DAG renders one task per model without `dbt ls`
     typer.echo(f"running ltv_pipeline for as_of={end_date} (airflow dags test) ...")
     test_dag(stack, "ltv_pipeline", end_date)
 

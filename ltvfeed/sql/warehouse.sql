@@ -31,6 +31,7 @@ create table if not exists ops.quarantine (
     row_data        jsonb not null,
     quarantined_at  timestamptz not null default now()
 );
+create index if not exists quarantine_batch on ops.quarantine (batch_id, row_number);
 
 create table if not exists raw.users (
     user_id                 text primary key,

@@ -1,0 +1,68 @@
+"""``ltvfeed quality check raw|marts``: run a data-quality gate by hand, exactly as the pipeline runs it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import typer
+
+from ltvfeed.errors import UserError
+from ltvfeed.settings import get_settings
+
+quality_app = typer.Typer(help="Great Expectations gates on the warehouse (raw tables, dbt marts).")
+
+
+@quality_app.command("check")
+def check_cmd(
+    layer: str = typer.Argument(..., help="Which layer: raw (landing tables) or marts (dbt output)."),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Cutoff YYYY-MM-DD. Default: today (UTC) for raw; for marts the day after the latest raw event or "
+        "order, like `ltvfeed dbt build`.",
+    ),
+) -> None:
+    """Validate LAYER, print a pass/fail table and the Data Docs path; exit 1 when an expectation fails."""
+    from ltvfeed.infra.stack import up
+    from ltvfeed.quality import LAYERS, DataQualityError, default_as_of, run_gate
+
+    if layer not in LAYERS:
+        raise UserError(f"unknown layer {layer!r}; choose one of: {', '.join(LAYERS)}")
+    stack = up(get_settings())
+    day = _parse_date(as_of) if as_of else default_as_of(stack.warehouse_dsn, layer)  # type: ignore[arg-type]
+    typer.echo(f"checking {layer} as of {day} (loading Great Expectations) ...")
+    try:
+        result = run_gate(stack.warehouse_dsn, layer, day, stack.settings.quality_dir)  # type: ignore[arg-type]
+    except DataQualityError as exc:
+        _print(exc.result)
+        raise typer.Exit(1) from exc
+    _print(result)
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise UserError(f"--as-of must be a date YYYY-MM-DD, got {value!r}") from exc
+
+
+def _print(result) -> None:  # GateResult; imported lazily above
+    tables: dict[str, list] = {}
+    for outcome in result.outcomes:
+        tables.setdefault(outcome.table, []).append(outcome)
+    width = max([len("table"), *(len(t) for t in tables)])
+    typer.echo(f"{'table':{width}}  {'checks':>6}  {'failed':>6}  status")
+    for table, outcomes in tables.items():
+        failed = sum(not o.success for o in outcomes)
+        status = typer.style("pass", fg="green") if not failed else typer.style("FAIL", fg="red", bold=True)
+        typer.echo(f"{table:{width}}  {len(outcomes):>6}  {failed:>6}  {status}")
+    if result.failures:
+        typer.echo("\nfailed expectations:")
+        for outcome in result.failures:
+            typer.echo(f"  - {outcome.line()}")
+    typer.echo(f"\n{result.summary()}")
+    typer.echo(f"Data Docs: {result.data_docs_path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(quality_app, name="quality")

@@ -1,0 +1,210 @@
+"""The database side of one import, all inside the caller's single transaction: the ops.import_batches row,
+COPY into a temporary staging table, the checks that need the whole file (in-file duplicate keys, JSON
+documents, transaction-log order ids), and ``INSERT ... ON CONFLICT DO NOTHING`` into the raw table."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from psycopg import sql
+
+from ltvfeed.ingest.spec import ColumnType, EntitySpec
+
+STAGE = sql.Identifier("ingest_stage")
+_QUARANTINE_COLUMNS = ("batch_id", "kind", "row_number", "reason", "row_data")
+
+
+def open_batch(conn: psycopg.Connection, kind: str, source: str, sha256: str) -> int | None:
+    """A new batch id, or None when this kind + content was imported before (a concurrent import of the same
+    file waits here for the other transaction, then sees its row)."""
+    row = conn.execute(
+        "insert into ops.import_batches (kind, source, content_sha256) values (%s, %s, %s) "
+        "on conflict (kind, content_sha256) do nothing returning batch_id",
+        (kind, source, sha256),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def existing_batch(conn: psycopg.Connection, kind: str, sha256: str) -> int:
+    row = conn.execute(
+        "select batch_id from ops.import_batches where kind = %s and content_sha256 = %s", (kind, sha256)
+    ).fetchone()
+    assert row is not None, "called after open_batch found a conflict"
+    return int(row[0])
+
+
+def close_batch(conn: psycopg.Connection, batch_id: int, total: int, loaded: int, duplicate: int, bad: int) -> None:
+    conn.execute(
+        "update ops.import_batches set rows_total = %s, rows_loaded = %s, rows_duplicate = %s, "
+        "rows_quarantined = %s, loaded_at = now() where batch_id = %s",
+        (total, loaded, duplicate, bad, batch_id),
+    )
+
+
+def create_stage(conn: psycopg.Connection, spec: EntitySpec) -> None:
+    columns = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type.staging_type)) for c in spec.columns]
+    conn.execute(
+        sql.SQL("create temporary table {} (_row bigint primary key, {}) on commit drop").format(
+            STAGE, sql.SQL(", ").join(columns)
+        )
+    )
+
+
+def copy_frame(conn: psycopg.Connection, table: sql.Composable, columns: list[str], frame: pd.DataFrame) -> None:
+    """COPY a typed frame as CSV written by Arrow (fast, C++). Arrow quotes every string and leaves nulls as empty
+    unquoted fields, which COPY reads as NULL; timestamps are written in UTC with a 'Z'."""
+    if frame.empty:
+        return
+    buffer = io.BytesIO()
+    arrow = pa.Table.from_pandas(frame[columns], preserve_index=False)
+    pa_csv.write_csv(arrow, buffer, pa_csv.WriteOptions(include_header=False))
+    statement = sql.SQL("copy {} ({}) from stdin (format csv)").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with conn.cursor().copy(statement) as copy:
+        copy.write(buffer.getvalue())
+
+
+def stage_rows(conn: psycopg.Connection, spec: EntitySpec, good: pd.DataFrame) -> None:
+    copy_frame(conn, STAGE, ["_row", *spec.names], good)
+
+
+def quarantine_rows(conn: psycopg.Connection, batch_id: int, kind: str, rejected: pd.DataFrame) -> None:
+    """``rejected`` has ``_row``, ``reason`` and ``row_data`` (JSON text)."""
+    frame = rejected.rename(columns={"_row": "row_number"}).assign(batch_id=batch_id, kind=kind)
+    copy_frame(conn, sql.Identifier("ops", "quarantine"), list(_QUARANTINE_COLUMNS), frame)
+
+
+def quarantine_invalid_json(conn: psycopg.Connection, spec: EntitySpec, batch_id: int) -> dict[str, int]:
+    """Rows whose JSON column does not parse (checked by PostgreSQL itself, set-based)."""
+    counts: dict[str, int] = {}
+    for column in (c for c in spec.columns if c.type is ColumnType.JSON):
+        category = f"{column.name}: not valid JSON"
+        statement = sql.SQL(
+            """
+            with gone as (
+                delete from {stage} s where {scol} is not null and not {check} returning s.*
+            )
+            insert into ops.quarantine (batch_id, kind, row_number, reason, row_data)
+            select {batch}, {kind}, g._row, {category} || ' ' || quote_literal(left({gcol}, 60)), to_jsonb(g) - '_row'
+              from gone g
+            """
+        ).format(
+            stage=STAGE,
+            scol=sql.Identifier("s", column.name),
+            gcol=sql.Identifier("g", column.name),
+            check=_json_check(conn, sql.Identifier("s", column.name)),
+            batch=sql.Literal(batch_id),
+            kind=sql.Literal(spec.kind),
+            category=sql.Literal(category),
+        )
+        n = conn.execute(statement).rowcount
+        if n:
+            counts[category] = n
+    return counts
+
+
+def derive_order_ids(conn: psycopg.Connection) -> None:
+    """Transaction logs have no order id: derive one from user, time, amount and the occurrence index of identical
+    rows in the file, so the same purchase gets the same id in every (overlapping) export."""
+    conn.execute(
+        sql.SQL(
+            """
+            with occurrence as (
+                select _row, row_number() over (partition by user_id, ordered_at, amount order by _row) - 1 as n
+                from {stage}
+            )
+            update {stage} s
+               set order_id = 'tx-' || left(encode(sha256(convert_to(concat_ws('|',
+                       s.user_id,
+                       to_char(s.ordered_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+                       s.amount::text,
+                       o.n::text), 'UTF8')), 'hex'), 32)
+              from occurrence o
+             where o._row = s._row and s.order_id is null
+            """
+        ).format(stage=STAGE)
+    )
+
+
+def quarantine_in_file_duplicates(conn: psycopg.Connection, spec: EntitySpec, batch_id: int) -> dict[str, int]:
+    """Later rows repeating an earlier row's key in the same file (the first one loads). PARTITION BY groups
+    NULLs together, matching the preferences table's NULLS NOT DISTINCT."""
+    category = f"{', '.join(spec.primary_key)}: duplicate key in file"
+    statement = sql.SQL(
+        """
+        with ranked as (
+            select _row, min(_row) over (partition by {key}) as first_row from {stage}
+        ), gone as (
+            delete from {stage} s using ranked r
+             where s._row = r._row and r._row > r.first_row
+            returning s.*, r.first_row
+        )
+        insert into ops.quarantine (batch_id, kind, row_number, reason, row_data)
+        select {batch}, {kind}, g._row,
+               {category} || ' ' || {key_text} || ' (first at row ' || g.first_row || ')',
+               to_jsonb(g) - '_row' - 'first_row'
+          from gone g
+        """
+    ).format(
+        key=sql.SQL(", ").join(map(sql.Identifier, spec.primary_key)),
+        stage=STAGE,
+        batch=sql.Literal(batch_id),
+        kind=sql.Literal(spec.kind),
+        category=sql.Literal(category),
+        key_text=sql.SQL(" || ', ' || ").join(
+            sql.SQL("quote_nullable({})").format(sql.Identifier("g", c)) for c in spec.primary_key
+        ),
+    )
+    n = conn.execute(statement).rowcount
+    return {category: n} if n else {}
+
+
+def insert_into_raw(conn: psycopg.Connection, spec: EntitySpec, batch_id: int) -> int:
+    """Insert the staged rows; rows whose key is already in the table are skipped. Returns rows inserted."""
+    schema, table = spec.table.split(".")
+    values = []
+    for column in spec.columns:
+        value = sql.Identifier(column.name)
+        if column.type is ColumnType.JSON:
+            value = sql.SQL("{}::jsonb").format(value)
+        if column.default_sql is not None:
+            value = sql.SQL("coalesce({}, {})").format(value, sql.SQL(column.default_sql))
+        values.append(value)
+    statement = sql.SQL(
+        "insert into {table} ({columns}, _batch_id) select {values}, {batch} from {stage} on conflict do nothing"
+    ).format(
+        table=sql.Identifier(schema, table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, spec.names)),
+        values=sql.SQL(", ").join(values),
+        batch=sql.Literal(batch_id),
+        stage=STAGE,
+    )
+    return conn.execute(statement).rowcount
+
+
+def staged_count(conn: psycopg.Connection) -> int:
+    row = conn.execute(sql.SQL("select count(*) from {}").format(STAGE)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _json_check(conn: psycopg.Connection, column: sql.Composable) -> sql.Composable:
+    """PostgreSQL 16+ tests input without raising; older servers get a temporary helper function."""
+    if conn.info.server_version >= 160000:
+        return sql.SQL("pg_input_is_valid({}, 'jsonb')").format(column)
+    conn.execute(
+        """
+        create or replace function pg_temp.ingest_is_jsonb(value text) returns boolean language plpgsql as $$
+        begin
+            perform value::jsonb;
+            return true;
+        exception when others then
+            return false;
+        end $$
+        """
+    )
+    return sql.SQL("pg_temp.ingest_is_jsonb({})").format(column)

@@ -1,0 +1,99 @@
+"""The data-quality gate: validate one layer for one as_of and fail loudly, naming what is wrong.
+
+Airflow tasks call :func:`run_gate` between ingestion and dbt (``raw``) and after dbt (``marts``); the raised
+:class:`DataQualityError` fails the task, so nothing downstream runs on bad data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from ltvfeed.db import check_server, connect, sqlalchemy_url
+from ltvfeed.errors import UserError
+from ltvfeed.quality.config import GateConfig, marts_parameters, raw_parameters
+from ltvfeed.quality.mart_suites import mart_suites
+from ltvfeed.quality.outcomes import DataQualityError, GateResult, missing_table_outcome, outcome_from_gx
+from ltvfeed.quality.raw_suites import raw_suites
+from ltvfeed.quality.rules import LAYERS, Layer, TableSuite
+from ltvfeed.warehouse import RAW_ENTITIES
+
+_CUSTOMERS_SQL = "select count(*) from (select user_id from raw.users union select user_id from raw.orders) c"
+_ITEMS_SQL = (
+    "select count(*) from (select item_id from raw.items union select item_id from raw.order_items "
+    "union select item_id from raw.events where item_id is not null) i"
+)
+_DATA_END_SQL = """
+select coalesce(
+    (greatest((select max(occurred_at) from raw.events), (select max(ordered_at) from raw.orders))
+        at time zone 'UTC')::date + 1,
+    (now() at time zone 'UTC')::date)
+"""
+
+
+def run_gate(
+    dsn: str, layer: Layer, as_of: date, data_docs_dir: Path, *, config: GateConfig | None = None
+) -> GateResult:
+    """Validate ``layer`` ("raw" or "marts") of the warehouse at ``dsn`` for ``as_of``.
+
+    ``data_docs_dir`` is the GX project root (``settings.quality_dir``); Data Docs are (re)built under it on
+    every call, pass or fail, at ``data_docs_dir/data_docs/index.html``. Returns the result when every
+    expectation holds, raises :class:`DataQualityError` (a UserError) naming each failure otherwise.
+    """
+    from ltvfeed.quality.gx_project import docs_index, open_context, run_checkpoint
+
+    if layer not in LAYERS:
+        raise UserError(f"unknown layer {layer!r}; choose one of: {', '.join(LAYERS)}")
+    config = config or GateConfig()
+    check_server(dsn)
+    suites = _suites(dsn, layer, config)
+    existing = _existing_tables(dsn, [s.table for s in suites])
+    present = [s for s in suites if s.table in existing]
+    parameters = _parameters(dsn, layer, as_of, config)
+
+    context = open_context(data_docs_dir, sqlalchemy_url(dsn))
+    results = run_checkpoint(context, layer, present, as_of, parameters)
+
+    outcomes = [missing_table_outcome(s.name, s.table) for s in suites if s.table not in existing]
+    for suite in present:
+        outcomes.extend(outcome_from_gx(suite.name, suite.table, r) for r in results.get(suite.name, []))
+    result = GateResult(layer=layer, as_of=as_of, outcomes=tuple(outcomes), data_docs_path=docs_index(data_docs_dir))
+    if not result.success:
+        raise DataQualityError(result)
+    return result
+
+
+def default_as_of(dsn: str, layer: Layer) -> date:
+    """For runs by hand: raw is checked as of today (is data still arriving?); marts as of the day after the
+    latest raw event or order, the cutoff ``ltvfeed dbt build`` uses when given none."""
+    if layer == "raw":
+        return datetime.now(UTC).date()
+    with connect(dsn) as conn:
+        return conn.execute(_DATA_END_SQL).fetchone()[0]
+
+
+def _suites(dsn: str, layer: Layer, config: GateConfig) -> list[TableSuite]:
+    if layer == "marts":
+        return mart_suites(config.max_rows)
+    with connect(dsn) as conn:
+        non_empty = frozenset(
+            t
+            for t in RAW_ENTITIES
+            if conn.execute("select to_regclass(%s) is not null", (f"raw.{t}",)).fetchone()[0]
+            and conn.execute(f"select exists (select 1 from raw.{t})").fetchone()[0]
+        )
+    return raw_suites(config, non_empty)
+
+
+def _existing_tables(dsn: str, tables: list[str]) -> set[str]:
+    with connect(dsn) as conn:
+        return {t for t in tables if conn.execute("select to_regclass(%s) is not null", (t,)).fetchone()[0]}
+
+
+def _parameters(dsn: str, layer: Layer, as_of: date, config: GateConfig) -> dict[str, object]:
+    if layer == "raw":
+        return raw_parameters(as_of, datetime.now(UTC).date(), config)
+    with connect(dsn) as conn:
+        customers = conn.execute(_CUSTOMERS_SQL).fetchone()[0]
+        items = conn.execute(_ITEMS_SQL).fetchone()[0]
+    return marts_parameters(as_of, int(customers), int(items))

@@ -1,0 +1,159 @@
+"""The feed API (FastAPI): personal feeds from the served generation in Redis, the classic feed for users
+without one, a degraded-but-valid answer from memory when Redis fails, health/readiness probes and Prometheus
+metrics. Build it with :func:`create_app`; ``ltvfeed serve`` runs it under uvicorn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import FastAPI, Path, Query
+from fastapi.responses import JSONResponse, Response
+
+from ltvfeed.errors import UserError
+from ltvfeed.serving.api_models import ErrorResponse, FeedResponse, HealthResponse, ReadinessResponse
+from ltvfeed.serving.config import MAX_FEED_LENGTH
+from ltvfeed.serving.feed_service import FeedService, FeedUnavailable, open_serving_store
+from ltvfeed.serving.feed_store import FeedStore
+from ltvfeed.serving.freshness import FreshnessFilter
+from ltvfeed.serving.metrics import ApiMetrics, MetricsMiddleware
+from ltvfeed.settings import Settings
+
+DEFAULT_N = 10
+FEED_ROUTE = "/v1/users/{user_id}/feed"
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    """Operational knobs. The timeout bounds what one Redis call can cost a request (Redis answers in well under
+    a millisecond on a healthy network); the cooldown is how long requests skip Redis after it failed."""
+
+    redis_timeout_s: float = 0.075
+    redis_cooldown_s: float = 0.5
+    retry_after_s: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.redis_timeout_s <= 5:
+            raise UserError(f"redis_timeout_s must be in (0, 5] seconds, got {self.redis_timeout_s!r}")
+        if not 0 <= self.redis_cooldown_s <= 60:
+            raise UserError(f"redis_cooldown_s must be in [0, 60] seconds, got {self.redis_cooldown_s!r}")
+
+
+def _redis_url(settings: Settings) -> str:
+    """The configured Redis, else the stack's (starting the embedded servers if needed)."""
+    if settings.redis_url:
+        return settings.redis_url
+    from ltvfeed.infra.stack import up
+
+    return up(settings).redis_url
+
+
+def create_app(
+    settings: Settings,
+    store: FeedStore | None = None,
+    *,
+    freshness: FreshnessFilter | None = None,
+    options: ApiOptions | None = None,
+) -> FastAPI:
+    """The feed API over ``store``, or over a fail-fast store on the settings' Redis and ``redis_prefix``.
+
+    A store passed in is used as is (and not closed): build it with
+    :func:`~ltvfeed.serving.feed_service.open_serving_store` to get the short timeouts. ``freshness`` is applied
+    to each feed before it is truncated to ``n`` (see :mod:`ltvfeed.serving.freshness`).
+    """
+    options = options or ApiOptions()
+    owns_store = store is None
+    if store is None:
+        store = open_serving_store(_redis_url(settings), settings.redis_prefix, timeout_s=options.redis_timeout_s)
+    metrics = ApiMetrics()
+    service = FeedService(store, metrics, freshness=freshness, cooldown_s=options.redis_cooldown_s)
+    unavailable_headers = {"Retry-After": str(options.retry_after_s)}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.warm()  # the classic feed in memory before the first request; Redis down is not fatal
+        yield
+        if owns_store:
+            store.client.close()
+
+    app = FastAPI(
+        title="ltvfeed feed API",
+        version="1",
+        summary="Personalised product feeds ranked for long-term revenue.",
+        description=(
+            "Feeds are precomputed per *generation* and served from Redis. Users without a personal feed get the "
+            'classic feed (`fallback: "classic"`); when Redis is unavailable the last known classic feed is '
+            "served from memory (`degraded: true`). Every item carries its score components."
+        ),
+        lifespan=lifespan,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.state.feed_service = service
+    app.state.metrics = metrics
+
+    @app.get(
+        FEED_ROUTE,
+        response_model=FeedResponse,
+        tags=["feed"],
+        summary="A user's ranked feed",
+        responses={
+            503: {
+                "model": ErrorResponse,
+                "description": "No feed can be served: no committed generation yet, or Redis unavailable before "
+                "any classic feed was cached. Retry after the Retry-After header.",
+            }
+        },
+    )
+    def get_feed(
+        user_id: Annotated[str, Path(min_length=1, max_length=128, description="The user's id.", examples=["u123"])],
+        n: Annotated[
+            int, Query(ge=1, le=MAX_FEED_LENGTH, description=f"Number of items, 1..{MAX_FEED_LENGTH}.")
+        ] = DEFAULT_N,
+    ) -> FeedResponse | JSONResponse:
+        """The user's feed from the served generation, best first, at most `n` items, each with its score and
+        score components. Falls back to the classic feed (flagged) for unknown users and when Redis is down."""
+        try:
+            return FeedResponse.of(service.feed(user_id, n))
+        except FeedUnavailable as exc:
+            metrics.unavailable.inc()
+            return JSONResponse({"detail": exc.reason}, status_code=503, headers=unavailable_headers)
+
+    @app.get("/healthz", response_model=HealthResponse, tags=["probes"], summary="Liveness: the process is up")
+    async def healthz() -> HealthResponse:
+        return HealthResponse()
+
+    @app.get(
+        "/readyz",
+        response_model=ReadinessResponse,
+        tags=["probes"],
+        summary="Readiness: Redis reachable and a committed generation served",
+        responses={503: {"model": ReadinessResponse, "description": "Not ready; `reason` says why."}},
+    )
+    def readyz() -> ReadinessResponse | JSONResponse:
+        state = service.readiness()
+        if state.ready:
+            return ReadinessResponse(status="ready", generation=state.generation)
+        body = ReadinessResponse(status="not_ready", generation=state.generation, reason=state.reason)
+        return JSONResponse(body.model_dump(), status_code=503)
+
+    @app.get(
+        "/metrics",
+        tags=["probes"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format."}},
+    )
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` worker processes: settings from LTVFEED_* variables (``ltvfeed serve``
+    sets LTVFEED_REDIS_URL to the stack's Redis before starting workers)."""
+    return create_app(Settings())

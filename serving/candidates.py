@@ -1,0 +1,135 @@
+"""Candidate generation: a few hundred plausible items per user, so that scoring (the propensity model, the
+diversity loop) costs users x K instead of users x catalogue.
+
+Sources, each vectorised over the whole user batch:
+
+- ``embedding``: top-K of user-embedding . item-embedding (a dense [batch, items] product here; for catalogues
+  far beyond ~10^5 items an approximate-nearest-neighbour index would take its place behind the same output);
+- ``category``: the best commercial performers of each user's ``top_categories`` favourite categories
+  (category affinity given by the caller, else counted from the user's recent views and purchases);
+- ``popular``: the catalogue's best commercial performers (the same list for everyone).
+
+They are merged round-robin (1st of each source, then 2nd of each...), so every available source gets a fair
+share of the K slots, then deduplicated; out-of-stock items and items the user already bought (unless repeat
+purchase items) are removed before the cut to K.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ltvfeed.serving.config import CandidateConfig
+from ltvfeed.serving.inputs import Catalogue, UserBatch
+
+
+def excluded_mask(users: UserBatch, catalogue: Catalogue, items: np.ndarray) -> np.ndarray:
+    """[B, M] True where ``items[b, m]`` may not be shown to user b: padding, out of stock, or already bought
+    (and not a repeat-purchase item)."""
+    safe = np.where(items >= 0, items, 0)
+    bad = (items < 0) | ~catalogue.in_stock[safe]
+    rows, bought = _one_off_purchases(users, catalogue)
+    if len(bought):
+        n = catalogue.n_items
+        keys = np.arange(len(users), dtype=np.int64)[:, None] * n + safe
+        bought_keys = rows * n + bought  # ascending: purchase pairs are sorted by (row, item)
+        at = np.minimum(np.searchsorted(bought_keys, keys), len(bought_keys) - 1)
+        bad |= bought_keys[at] == keys
+    return bad
+
+
+def _one_off_purchases(users: UserBatch, catalogue: Catalogue) -> tuple[np.ndarray, np.ndarray]:
+    keep = ~catalogue.repeat_purchase[users.purchased_items]
+    return users.purchased_rows[keep], users.purchased_items[keep]
+
+
+def category_affinity(users: UserBatch, catalogue: Catalogue) -> np.ndarray:
+    """[B, n_categories]: the caller's affinity, else counts of the categories of recent views and purchases."""
+    if users.category_affinity is not None:
+        return users.category_affinity
+    counts = np.zeros((len(users), catalogue.n_categories))
+    rows, cols = np.nonzero(users.recent_views >= 0)
+    np.add.at(counts, (rows, catalogue.category[users.recent_views[rows, cols]]), 1.0)
+    np.add.at(counts, (users.purchased_rows, catalogue.category[users.purchased_items]), 1.0)
+    return counts
+
+
+def _embedding_source(users: UserBatch, catalogue: Catalogue, k: int) -> np.ndarray | None:
+    if users.embeddings is None or catalogue.embeddings is None:
+        return None
+    eligible, eligible_embeddings = catalogue.in_stock_embeddings()
+    if len(eligible) == 0:
+        return None
+    scores = users.embeddings @ eligible_embeddings.T  # [B, in-stock items]
+    rows, bought = _one_off_purchases(users, catalogue)
+    column = np.full(catalogue.n_items, -1)
+    column[eligible] = np.arange(len(eligible))
+    stocked = column[bought] >= 0
+    scores[rows[stocked], column[bought[stocked]]] = -np.inf
+    k = min(k, len(eligible))
+    top = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, -k:]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    top = eligible[np.take_along_axis(top, order, axis=1)]
+    top[~np.isfinite(np.take_along_axis(top_scores, order, axis=1))] = -1
+    return top
+
+
+def _category_source(users: UserBatch, catalogue: Catalogue, k: int, top_categories: int) -> np.ndarray | None:
+    affinity = category_affinity(users, catalogue)
+    m = min(top_categories, catalogue.n_categories)
+    favourite = np.argsort(-affinity, axis=1, kind="stable")[:, :m]  # [B, m]
+    liked = np.take_along_axis(affinity, favourite, axis=1) > 0
+    per_category = -(-k // m)
+    items = catalogue.category_top(per_category)[favourite]  # [B, m, per_category]
+    items[~liked] = -1
+    return items.transpose(0, 2, 1).reshape(len(users), -1)[:, :k]  # round-robin over the favourite categories
+
+
+def _popular_source(users: UserBatch, catalogue: Catalogue, k: int) -> np.ndarray:
+    return np.broadcast_to(catalogue.popular(k), (len(users), len(catalogue.popular(k))))
+
+
+def _pad(items: np.ndarray, width: int) -> np.ndarray:
+    if items.shape[1] >= width:
+        return items[:, :width]
+    return np.pad(items, ((0, 0), (0, width - items.shape[1])), constant_values=-1)
+
+
+def merge_candidates(ranked_lists: list[np.ndarray], k: int) -> np.ndarray:
+    """Round-robin merge of [B, *] ranked lists into [B, k] distinct items (-1 = padding), earlier lists
+    winning ties; the result is sorted by item index (scores are computed afterwards)."""
+    b = ranked_lists[0].shape[0]
+    stacked = np.stack([_pad(lst, k) for lst in ranked_lists], axis=2).reshape(b, -1)  # priority order
+    n = np.iinfo(np.int64).max
+    key = np.where(stacked >= 0, stacked, n)
+    order = np.argsort(key, axis=1, kind="stable")  # equal items: earliest position first
+    sorted_keys = np.take_along_axis(key, order, axis=1)
+    dup_sorted = np.zeros_like(sorted_keys, dtype=bool)
+    dup_sorted[:, 1:] = sorted_keys[:, 1:] == sorted_keys[:, :-1]
+    duplicate = np.empty_like(dup_sorted)
+    np.put_along_axis(duplicate, order, dup_sorted, axis=1)
+    keep = (stacked >= 0) & ~duplicate
+    keep &= np.cumsum(keep, axis=1) <= k
+    chosen = np.where(keep, stacked, n)
+    chosen = np.sort(chosen, axis=1)[:, :k]
+    chosen[chosen == n] = -1
+    return chosen
+
+
+def generate_candidates(users: UserBatch, catalogue: Catalogue, cfg: CandidateConfig) -> np.ndarray:
+    """[B, cfg.k] candidate item indices per user, distinct, eligible, ascending, padded with -1."""
+    k = cfg.k
+    lists: list[np.ndarray] = []
+    for source in cfg.sources:
+        if source == "embedding":
+            found = _embedding_source(users, catalogue, k)
+        elif source == "category":
+            found = _category_source(users, catalogue, k, cfg.top_categories)
+        else:
+            found = _popular_source(users, catalogue, k)
+        if found is not None:
+            found = np.where(excluded_mask(users, catalogue, found), -1, found)
+            lists.append(found)
+    if not lists:
+        return np.full((len(users), k), -1, dtype=np.int64)
+    return merge_candidates(lists, k)

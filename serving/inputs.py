@@ -1,0 +1,335 @@
+"""The scorer's inputs as arrays: the catalogue (one row per item) and a batch of users (one row per user).
+
+Everything is converted once into integer item indices and dense/padded numpy arrays, so that scoring is
+vectorised over users and candidates; the builders accept DataFrames (as the warehouse delivers them) or
+plain lists (tests, small tools).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ltvfeed.errors import UserError
+from ltvfeed.serving.normalise import normalise_commercial
+
+CLASSIC_USER_ID = "__classic__"
+
+
+def _as_float_matrix(values: Any, name: str, rows: int) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[0] != rows:
+        raise UserError(f"{name} must have shape ({rows}, dim), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise UserError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+
+
+class Catalogue:
+    """All items that may be recommended, with what scoring needs about each.
+
+    ``commercial`` is normalised on construction (see :mod:`ltvfeed.serving.normalise`). Items out of stock stay
+    in the catalogue (they may be in users' histories) but are never candidates. ``embeddings`` (optional) feed
+    both the embedding retrieval (dot product with user embeddings) and the diversity similarity (cosine).
+    """
+
+    def __init__(
+        self,
+        item_ids: Sequence[str] | np.ndarray,
+        category: Sequence[Any] | np.ndarray,
+        commercial: Sequence[float] | np.ndarray,
+        in_stock: Sequence[bool] | np.ndarray | None = None,
+        repeat_purchase: Sequence[bool] | np.ndarray | None = None,
+        embeddings: np.ndarray | None = None,
+    ) -> None:
+        self.item_ids = np.asarray(item_ids, dtype=object).astype(str).astype(object)
+        n = len(self.item_ids)
+        if n == 0:
+            raise UserError("the catalogue is empty")
+        self._index = pd.Index(self.item_ids)
+        if not self._index.is_unique:
+            dupes = self._index[self._index.duplicated()].unique()[:5].tolist()
+            raise UserError(f"catalogue item ids must be unique; duplicated: {dupes}")
+        category = np.asarray(category, dtype=object)
+        if len(category) != n or pd.isna(category).any():
+            raise UserError(f"category must give one non-null value per item ({n})")
+        self.category_names, self.category = np.unique(category.astype(str), return_inverse=True)
+        self.category = self.category.astype(np.int64)
+        self.commercial_raw = np.asarray(commercial, dtype=np.float64)
+        if self.commercial_raw.shape != (n,):
+            raise UserError(f"commercial must give one value per item ({n}), got shape {self.commercial_raw.shape}")
+        self.commercial = normalise_commercial(self.commercial_raw)
+        self.in_stock = self._flags(in_stock, True, "in_stock", n)
+        self.repeat_purchase = self._flags(repeat_purchase, False, "repeat_purchase", n)
+        self.embeddings = None if embeddings is None else _as_float_matrix(embeddings, "item embeddings", n)
+        self.unit_embeddings = None if self.embeddings is None else _unit_rows(self.embeddings)
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
+        self._matrices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    @staticmethod
+    def _flags(values: Any, default: bool, name: str, n: int) -> np.ndarray:
+        if values is None:
+            return np.full(n, default)
+        arr = np.asarray(values)
+        if arr.shape != (n,) or pd.isna(arr).any():
+            raise UserError(f"{name} must give one true/false value per item ({n})")
+        return arr.astype(bool)
+
+    @classmethod
+    def from_frame(cls, items: pd.DataFrame, embeddings: np.ndarray | None = None) -> Catalogue:
+        """From a frame with ``item_id``, ``category``, ``commercial_score`` and optionally ``in_stock``,
+        ``is_repeat_purchase`` (the warehouse's column names); ``embeddings`` rows follow the frame's rows."""
+        missing = [c for c in ("item_id", "category", "commercial_score") if c not in items.columns]
+        if missing:
+            raise UserError(f"catalogue frame lacks column(s) {missing}; has {list(items.columns)}")
+        return cls(
+            item_ids=items["item_id"].to_numpy(),
+            category=items["category"].to_numpy(),
+            commercial=items["commercial_score"].to_numpy(dtype=np.float64),
+            in_stock=items["in_stock"].to_numpy() if "in_stock" in items.columns else None,
+            repeat_purchase=items["is_repeat_purchase"].to_numpy() if "is_repeat_purchase" in items.columns else None,
+            embeddings=embeddings,
+        )
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_categories(self) -> int:
+        return len(self.category_names)
+
+    def indices(self, item_ids: Sequence[str] | np.ndarray | pd.Series) -> np.ndarray:
+        """Row index of each item id, -1 for ids not in the catalogue."""
+        return self._index.get_indexer(pd.Index(np.asarray(item_ids, dtype=object).astype(str)))
+
+    def category_codes(self, names: Sequence[Any] | np.ndarray | pd.Series) -> np.ndarray:
+        """Code of each category name, -1 for categories no item has."""
+        return pd.Index(self.category_names).get_indexer(pd.Index(np.asarray(names, dtype=object).astype(str)))
+
+    def popular(self, k: int) -> np.ndarray:
+        """The ``k`` in-stock items with the best commercial performance, best first (ties: lower index)."""
+        key = ("popular", k)
+        if key not in self._cache:
+            eligible = np.flatnonzero(self.in_stock)
+            order = np.lexsort((eligible, -self.commercial[eligible]))
+            self._cache[key] = eligible[order[:k]]
+        return self._cache[key]
+
+    def in_stock_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, embeddings) of the in-stock items: retrieval only ever needs these."""
+        if "in_stock" not in self._matrices:
+            eligible = np.flatnonzero(self.in_stock)
+            self._matrices["in_stock"] = (eligible, np.ascontiguousarray(self.embeddings[eligible]))
+        return self._matrices["in_stock"]
+
+    def category_top(self, k: int) -> np.ndarray:
+        """[n_categories, k]: each category's best ``k`` in-stock items, best first, padded with -1."""
+        key = ("category_top", k)
+        if key not in self._cache:
+            eligible = np.flatnonzero(self.in_stock)
+            cat = self.category[eligible]
+            order = np.lexsort((eligible, -self.commercial[eligible], cat))
+            items, cats = eligible[order], cat[order]
+            starts = np.searchsorted(cats, np.arange(self.n_categories))
+            rank = np.arange(len(items)) - starts[cats]
+            table = np.full((self.n_categories, k), -1, dtype=np.int64)
+            keep = rank < k
+            table[cats[keep], rank[keep]] = items[keep]
+            self._cache[key] = table
+        return self._cache[key]
+
+
+@dataclass(frozen=True)
+class UserBatch:
+    """Users scored together. Row ``b`` of every array describes ``user_ids[b]``.
+
+    - ``recent_views`` [B, V]: catalogue indices of recently viewed items, most recent first, -1 = padding;
+    - ``purchased_rows`` / ``purchased_items`` [P]: distinct (row, item) pairs of past purchases, sorted by
+      row then item (exclusion relies on that order);
+    - ``category_affinity`` [B, n_categories] (optional): how much each user likes each category (>= 0);
+    - ``embeddings`` [B, dim] (optional): user embeddings for dot-product retrieval against item embeddings;
+    - ``user_index`` [B]: the users' rows in the propensity model's user table (what it is called with).
+    """
+
+    user_ids: np.ndarray
+    recent_views: np.ndarray
+    purchased_rows: np.ndarray
+    purchased_items: np.ndarray
+    category_affinity: np.ndarray | None
+    embeddings: np.ndarray | None
+    user_index: np.ndarray
+
+    def __post_init__(self) -> None:
+        b = len(self.user_ids)
+        if self.recent_views.ndim != 2 or self.recent_views.shape[0] != b or self.user_index.shape != (b,):
+            raise UserError(f"recent_views must be [{b}, V] and user_index [{b}] for {b} users")
+        rows = np.asarray(self.purchased_rows, dtype=np.int64)
+        items = np.asarray(self.purchased_items, dtype=np.int64)
+        if rows.shape != items.shape or (len(rows) and (rows.min() < 0 or rows.max() >= b or items.min() < 0)):
+            raise UserError("purchased_rows / purchased_items must be equally long, rows within the batch, items >= 0")
+        keys = rows * (int(items.max(initial=0)) + 1) + items
+        if len(keys) > 1 and not (np.diff(keys) > 0).all():  # the documented order, whatever the caller gave
+            order = np.unique(keys, return_index=True)[1]
+            rows, items = rows[order], items[order]
+        object.__setattr__(self, "purchased_rows", rows)
+        object.__setattr__(self, "purchased_items", items)
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def slice(self, start: int, stop: int) -> UserBatch:
+        """Rows ``start:stop`` as a batch of their own (used to bound memory per scoring step)."""
+        lo, hi = np.searchsorted(self.purchased_rows, [start, stop])
+        return UserBatch(
+            user_ids=self.user_ids[start:stop],
+            recent_views=self.recent_views[start:stop],
+            purchased_rows=self.purchased_rows[lo:hi] - start,
+            purchased_items=self.purchased_items[lo:hi],
+            category_affinity=None if self.category_affinity is None else self.category_affinity[start:stop],
+            embeddings=None if self.embeddings is None else self.embeddings[start:stop],
+            user_index=self.user_index[start:stop],
+        )
+
+    @classmethod
+    def anonymous(cls, user_id: str = CLASSIC_USER_ID) -> UserBatch:
+        """One user with no history: the non-personal (classic) feed."""
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(
+            user_ids=np.array([user_id], dtype=object),
+            recent_views=np.zeros((1, 0), dtype=np.int64),
+            purchased_rows=empty,
+            purchased_items=empty,
+            category_affinity=None,
+            embeddings=None,
+            user_index=np.zeros(1, dtype=np.int64),
+        )
+
+    @classmethod
+    def from_frames(
+        cls,
+        catalogue: Catalogue,
+        user_ids: Sequence[str] | np.ndarray | pd.Series,
+        *,
+        views: pd.DataFrame | None = None,
+        purchases: pd.DataFrame | None = None,
+        category_affinity: pd.DataFrame | np.ndarray | None = None,
+        embeddings: np.ndarray | None = None,
+        user_index: Sequence[int] | np.ndarray | None = None,
+        max_recent_views: int = 20,
+    ) -> UserBatch:
+        """Build a batch from long frames.
+
+        ``views``: ``user_id``, ``item_id`` and optionally ``viewed_at`` (without it, rows are taken as most
+        recent first); only each user's ``max_recent_views`` most recent distinct items are kept.
+        ``purchases``: ``user_id``, ``item_id``. ``category_affinity``: a [B, n_categories] array or a frame
+        ``user_id``, ``category``, ``affinity``. Items and categories unknown to the catalogue, and users not in
+        ``user_ids``, are ignored (an item may have left the catalogue since it was bought).
+        """
+        ids = np.asarray(user_ids, dtype=object).astype(str).astype(object)
+        index = pd.Index(ids)
+        if not index.is_unique:
+            raise UserError("user ids in a batch must be unique")
+        b = len(ids)
+        recent = np.full((b, max_recent_views), -1, dtype=np.int64)
+        if views is not None and len(views) and max_recent_views:
+            rows, items = _pairs(views, index, catalogue, "views")
+            frame = pd.DataFrame({"row": rows, "item": items})
+            if "viewed_at" in views.columns:
+                frame["at"] = views["viewed_at"].to_numpy()
+            frame = frame[(frame["row"] >= 0) & (frame["item"] >= 0)]
+            if "at" in frame.columns:
+                frame = frame.sort_values("at", ascending=False, kind="stable")
+            frame = frame.drop_duplicates(["row", "item"], keep="first")
+            rank = frame.groupby("row", sort=False).cumcount().to_numpy()
+            keep = rank < max_recent_views
+            recent[frame["row"].to_numpy()[keep], rank[keep]] = frame["item"].to_numpy()[keep]
+        p_rows = p_items = np.zeros(0, dtype=np.int64)
+        if purchases is not None and len(purchases):
+            rows, items = _pairs(purchases, index, catalogue, "purchases")
+            ok = (rows >= 0) & (items >= 0)
+            pairs = np.unique(np.stack([rows[ok], items[ok]], axis=1), axis=0)
+            p_rows, p_items = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+        affinity = None
+        if category_affinity is not None:
+            affinity = _affinity(category_affinity, index, catalogue)
+        if embeddings is not None:
+            embeddings = _as_float_matrix(embeddings, "user embeddings", b)
+            if catalogue.embeddings is not None and embeddings.shape[1] != catalogue.embeddings.shape[1]:
+                raise UserError(
+                    f"user embeddings have dim {embeddings.shape[1]}, item embeddings {catalogue.embeddings.shape[1]}"
+                )
+        if user_index is None:
+            uidx = np.arange(b, dtype=np.int64)
+        else:
+            uidx = np.asarray(user_index, dtype=np.int64)
+            if uidx.shape != (b,):
+                raise UserError(f"user_index must give one index per user ({b}), got shape {uidx.shape}")
+        return cls(ids, recent, p_rows, p_items, affinity, embeddings, uidx)
+
+    @classmethod
+    def from_lists(
+        cls,
+        catalogue: Catalogue,
+        user_ids: Sequence[str],
+        *,
+        recent_views: Sequence[Sequence[str]] | None = None,
+        purchased: Sequence[Sequence[str]] | None = None,
+        **kwargs: Any,
+    ) -> UserBatch:
+        """Convenience for small batches: per-user lists of item ids (recent views most recent first)."""
+
+        def long(lists: Sequence[Sequence[str]] | None, name: str) -> pd.DataFrame | None:
+            if lists is None:
+                return None
+            if len(lists) != len(user_ids):
+                raise UserError(f"{name} must have one list per user ({len(user_ids)}), got {len(lists)}")
+            return pd.DataFrame(
+                [(u, i) for u, seq in zip(user_ids, lists, strict=True) for i in seq], columns=["user_id", "item_id"]
+            )
+
+        return cls.from_frames(
+            catalogue,
+            user_ids,
+            views=long(recent_views, "recent_views"),
+            purchases=long(purchased, "purchased"),
+            **kwargs,
+        )
+
+
+def _pairs(frame: pd.DataFrame, users: pd.Index, catalogue: Catalogue, name: str) -> tuple[np.ndarray, np.ndarray]:
+    missing = [c for c in ("user_id", "item_id") if c not in frame.columns]
+    if missing:
+        raise UserError(f"{name} frame lacks column(s) {missing}; has {list(frame.columns)}")
+    rows = users.get_indexer(pd.Index(frame["user_id"].astype(str)))
+    return rows.astype(np.int64), catalogue.indices(frame["item_id"].to_numpy()).astype(np.int64)
+
+
+def _affinity(values: pd.DataFrame | np.ndarray, users: pd.Index, catalogue: Catalogue) -> np.ndarray:
+    shape = (len(users), catalogue.n_categories)
+    if isinstance(values, pd.DataFrame):
+        missing = [c for c in ("user_id", "category", "affinity") if c not in values.columns]
+        if missing:
+            raise UserError(f"category_affinity frame lacks column(s) {missing}; has {list(values.columns)}")
+        rows = users.get_indexer(pd.Index(values["user_id"].astype(str)))
+        cats = catalogue.category_codes(values["category"].to_numpy())
+        vals = values["affinity"].to_numpy(dtype=np.float64)
+        ok = (rows >= 0) & (cats >= 0)
+        matrix = np.zeros(shape)
+        np.add.at(matrix, (rows[ok], cats[ok]), vals[ok])
+    else:
+        matrix = np.asarray(values, dtype=np.float64)
+        if matrix.shape != shape:
+            raise UserError(f"category_affinity must have shape {shape} (users, categories), got {matrix.shape}")
+    if not np.isfinite(matrix).all() or (matrix < 0).any():
+        raise UserError("category_affinity must be finite and >= 0")
+    return matrix

@@ -1,0 +1,371 @@
+"""The feed API against a real Redis: personal feeds with score components, classic fallback for unknown users,
+degraded answers from memory when Redis refuses or hangs (through a TCP gate in front of the real server that
+the test cuts), readiness, Prometheus metrics, OpenAPI, and the freshness seam."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from ltvfeed.errors import UserError
+from ltvfeed.serving.api import FEED_ROUTE, ApiOptions, create_app
+from ltvfeed.serving.config import FeedConfig
+from ltvfeed.serving.feed import Feed, FeedItem
+from ltvfeed.serving.feed_service import open_serving_store, with_redis_timeouts
+from ltvfeed.serving.feed_store import FeedStore
+from ltvfeed.settings import Settings
+
+FEED_LEN = 12
+USERS = ["u0", "u1", "u2"]
+OPTIONS = ApiOptions(redis_timeout_s=0.075, redis_cooldown_s=0.3)
+
+
+def make_feed(user: str, tag: str, *, classic: bool = False) -> Feed:
+    """Items named after ``tag`` (so the test can tell generations apart) with distinct components."""
+    items = tuple(
+        FeedItem(
+            f"{tag}-i{k}",
+            score=round(0.9 - k / 50, 6),
+            commercial=round(0.8 - k / 40, 6),
+            purchase=None if classic else round(0.5 - k / 30, 6),
+            diversity=round(1.0 - k / 20, 6),
+        )
+        for k in range(FEED_LEN)
+    )
+    return Feed(user, items)
+
+
+def publish(store: FeedStore, tag: str, users: Sequence[str] = USERS) -> str:
+    gen = store.begin_generation(model_versions={"ltv": tag}, config=FeedConfig())
+    store.write_shard(gen, 0, [make_feed(u, f"{tag}-{u}") for u in users])
+    store.write_classic(gen, make_feed("any", f"{tag}-classic", classic=True))
+    store.commit_generation(gen, expected_shards=1)
+    return gen
+
+
+def item_ids(body: dict) -> list[str]:
+    return [it["item_id"] for it in body["items"]]
+
+
+def metric_samples(client: TestClient) -> dict[tuple[str, frozenset], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+class RedisGate:
+    """A TCP forwarder in front of the real Redis that a test can cut: ``refuse()`` closes the port and drops
+    every connection (connection refused / reset), ``hang()`` keeps connections open but forwards nothing (the
+    client can only time out), ``open()`` forwards again."""
+
+    def __init__(self, target_url: str) -> None:
+        parts = urlsplit(target_url)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self.db = parts.path or "/0"
+        self.mode = "open"
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}{self.db}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if self.mode == "open":
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            s.close()
+
+    def open(self) -> None:
+        self.mode = "open"
+
+    def hang(self) -> None:
+        self.mode = "hang"
+
+    def refuse(self) -> None:
+        self.mode = "refused"
+        self.listener.close()
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    close = refuse
+
+
+# ---- without Redis ------------------------------------------------------------------------------------------
+def closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return s.getsockname()[1]
+
+
+def test_redis_down_from_the_start_is_503_not_500():
+    """Nothing was ever cached: no valid feed exists, so 503 + Retry-After (never 500); the process is live."""
+    settings = Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_prefix="ltvfeed_test_nothing:")
+    with TestClient(create_app(settings, options=OPTIONS), raise_server_exceptions=False) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        start = time.perf_counter()
+        response = client.get("/v1/users/u1/feed")
+        assert time.perf_counter() - start < 1.0
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert "no classic feed has been cached" in response.json()["detail"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+        assert "Redis unavailable" in ready.json()["reason"]
+
+
+def test_redis_url_gets_timeouts_but_keeps_explicit_ones():
+    assert with_redis_timeouts("redis://h:1/0", 0.05) == "redis://h:1/0?socket_timeout=0.05&socket_connect_timeout=0.05"
+    url = with_redis_timeouts("redis://h:1/2?socket_timeout=2&health_check_interval=5", 0.05)
+    assert url == "redis://h:1/2?socket_timeout=2&health_check_interval=5&socket_connect_timeout=0.05"
+    with pytest.raises(UserError, match="redis_timeout_s"):
+        ApiOptions(redis_timeout_s=0)
+
+
+def test_openapi_documents_the_feed_route():
+    settings = Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    client = TestClient(create_app(settings, options=OPTIONS))  # no lifespan: never touches Redis
+    spec = client.get("/openapi.json").json()
+    route = spec["paths"][FEED_ROUTE]["get"]
+    n = next(p for p in route["parameters"] if p["name"] == "n")
+    assert (n["in"], n["schema"]["minimum"], n["schema"]["maximum"], n["schema"]["default"]) == ("query", 1, 100, 10)
+    assert route["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/FeedResponse")
+    assert "503" in route["responses"] and "422" in route["responses"]
+    feed_schema = spec["components"]["schemas"]["FeedResponse"]
+    assert {"generation", "personalised", "fallback", "degraded", "items"} <= set(feed_schema["properties"])
+    assert feed_schema["examples"][0]["items"][0]["components"]["commercial"] == 0.83
+    assert {"/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+    assert "swagger" in client.get("/docs").text.lower()
+
+
+# ---- against the real Redis ---------------------------------------------------------------------------------
+@pytest.fixture
+def prefix(stack) -> Iterator[str]:
+    prefix = f"{stack.settings.redis_prefix}api{uuid.uuid4().hex[:6]}:"
+    yield prefix
+    cleaner = FeedStore(stack.redis_url, prefix)
+    keys = list(cleaner.client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        cleaner.client.delete(*keys)
+    cleaner.client.close()
+
+
+@pytest.fixture
+def writer(stack, prefix) -> FeedStore:
+    """Writes generations directly to Redis (never through the gate)."""
+    return FeedStore(stack.redis_url, prefix)
+
+
+@pytest.fixture
+def gate(stack) -> Iterator[RedisGate]:
+    g = RedisGate(stack.redis_url)
+    yield g
+    g.close()
+
+
+def api(stack, prefix: str, redis_url: str | None = None, **kwargs) -> TestClient:
+    store = open_serving_store(redis_url or stack.redis_url, prefix, timeout_s=OPTIONS.redis_timeout_s)
+    settings = stack.settings.model_copy(update={"redis_prefix": prefix})
+    return TestClient(create_app(settings, store, options=OPTIONS, **kwargs), raise_server_exceptions=False)
+
+
+@pytest.mark.integration
+def test_personal_feed_with_components_and_generation(stack, prefix, writer):
+    gen = publish(writer, "a")
+    stored = make_feed("u1", "a-u1")
+    with api(stack, prefix) as client:
+        body = client.get("/v1/users/u1/feed").json()
+    meta = writer.generation_meta(gen)
+    assert (body["user_id"], body["generation"], body["generated_at"]) == ("u1", gen, meta.generated_at)
+    assert (body["personalised"], body["fallback"], body["degraded"], body["freshness"]) == (True, None, False, "off")
+    assert body["n"] == 10 and item_ids(body) == stored.item_ids[:10]
+    for rank, (got, want) in enumerate(zip(body["items"], stored.items, strict=False), start=1):
+        assert got["rank"] == rank and got["score"] == pytest.approx(want.score)
+        assert got["components"] == pytest.approx(
+            {"commercial": want.commercial, "purchase": want.purchase, "diversity": want.diversity}
+        )
+
+
+@pytest.mark.integration
+def test_n_is_respected_and_validated(stack, prefix, writer):
+    publish(writer, "a")
+    with api(stack, prefix) as client:
+        assert item_ids(client.get("/v1/users/u2/feed?n=3").json()) == make_feed("u2", "a-u2").item_ids[:3]
+        assert client.get("/v1/users/u2/feed", params={"n": 1}).json()["n"] == 1
+        assert client.get("/v1/users/u2/feed?n=100").json()["n"] == FEED_LEN  # fewer stored than asked
+        assert client.get("/v1/users/nobody/feed?n=4").json()["n"] == 4
+        for bad, kind in (("0", "greater_than_equal"), ("101", "less_than_equal"), ("ten", "int_parsing")):
+            response = client.get(f"/v1/users/u2/feed?n={bad}")
+            assert response.status_code == 422, bad
+            error = response.json()["detail"][0]
+            assert (error["loc"], error["type"]) == (["query", "n"], kind)
+
+
+@pytest.mark.integration
+def test_unknown_user_gets_the_classic_feed_flagged(stack, prefix, writer):
+    gen = publish(writer, "a")
+    classic = make_feed("any", "a-classic", classic=True)
+    with api(stack, prefix) as client:
+        for user in ("nobody", "__classic__"):  # the reserved classic id is not a user either
+            body = client.get(f"/v1/users/{user}/feed?n=5").json()
+            assert (body["user_id"], body["generation"]) == (user, gen)
+            assert (body["personalised"], body["fallback"], body["degraded"]) == (False, "classic", False)
+            assert item_ids(body) == classic.item_ids[:5]
+            assert body["items"][0]["components"]["purchase"] is None
+        samples = metric_samples(client)
+    assert samples[("ltvfeed_api_classic_fallbacks_total", frozenset())] == 2
+    assert samples[("ltvfeed_api_degraded_responses_total", frozenset())] == 0
+
+
+@pytest.mark.integration
+def test_readiness(stack, prefix, writer):
+    with api(stack, prefix) as client:
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503
+        assert not_ready.json() == {
+            "status": "not_ready",
+            "generation": None,
+            "reason": "no committed feed generation yet (publish one first)",
+        }
+        no_feed = client.get("/v1/users/u1/feed")
+        assert no_feed.status_code == 503 and no_feed.json() == {"detail": "no committed feed generation yet"}
+        gen = publish(writer, "a")
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready", "generation": gen, "reason": None}
+        assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.integration
+def test_redis_refused_gives_degraded_classic_fast(stack, prefix, writer, gate):
+    gen = publish(writer, "a")
+    with api(stack, prefix, gate.url) as client:  # start-up caches the classic feed
+        assert client.get("/v1/users/u1/feed").json()["personalised"] is True
+        gate.refuse()
+        latencies, bodies = [], []
+        for user in ["u1", "nobody"] * 10:
+            start = time.perf_counter()
+            response = client.get(f"/v1/users/{user}/feed?n=4")
+            latencies.append(time.perf_counter() - start)
+            assert response.status_code == 200
+            bodies.append(response.json())
+        ready = client.get("/readyz")
+        samples = metric_samples(client)
+    classic_ids = make_feed("any", "a-classic", classic=True).item_ids[:4]
+    for body in bodies:
+        assert (body["personalised"], body["fallback"], body["degraded"]) == (False, "classic", True)
+        assert (item_ids(body), body["generation"]) == (classic_ids, gen)
+    assert max(latencies) < 0.5 and sum(latencies) < 2.0, latencies
+    assert ready.status_code == 503 and "Redis unavailable" in ready.json()["reason"]
+    assert samples[("ltvfeed_api_degraded_responses_total", frozenset())] == 20
+    assert samples[("ltvfeed_api_redis_up", frozenset())] == 0
+    assert samples[("ltvfeed_api_redis_errors_total", frozenset())] >= 1
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_hanging_redis_costs_one_timeout_then_recovers(stack, prefix, writer, gate):
+    """A Redis that accepts but never answers: bounded by the socket timeout, then the breaker answers from
+    memory at once; the cached classic feed is the one of the newest generation seen while Redis answered."""
+    publish(writer, "a")
+    with api(stack, prefix, gate.url) as client:
+        gen_b = publish(writer, "b")
+        assert client.get("/v1/users/u0/feed").json()["generation"] == gen_b  # refreshes the cached classic
+        gate.hang()
+        timings = []
+        for _ in range(5):
+            start = time.perf_counter()
+            body = client.get("/v1/users/u0/feed?n=3").json()
+            timings.append(time.perf_counter() - start)
+            assert body["degraded"] is True and body["generation"] == gen_b
+            assert item_ids(body) == make_feed("any", "b-classic", classic=True).item_ids[:3]
+        assert timings[0] < 0.5 and max(timings[1:]) < 0.1, timings
+        gate.open()
+        time.sleep(OPTIONS.redis_cooldown_s + 0.05)
+        body = client.get("/v1/users/u0/feed?n=3").json()
+        assert (body["personalised"], body["degraded"]) == (True, False)
+        assert item_ids(body) == make_feed("u0", "b-u0").item_ids[:3]
+
+
+@pytest.mark.integration
+def test_metrics_expose_requests_latency_fallbacks_and_generation(stack, prefix, writer):
+    gen = publish(writer, "a")
+    with api(stack, prefix) as client:
+        for path in ("/v1/users/u1/feed", "/v1/users/u2/feed", "/v1/users/nobody/feed", "/v1/users/u1/feed?n=0"):
+            client.get(path)
+        samples = metric_samples(client)
+
+    def requests(status: str) -> float:
+        labels = frozenset({"route": FEED_ROUTE, "method": "GET", "status": status}.items())
+        return samples.get(("ltvfeed_api_requests_total", labels), 0)
+
+    assert (requests("200"), requests("422"), requests("500")) == (3, 1, 0)
+    assert samples[("ltvfeed_api_request_duration_seconds_count", frozenset({"route": FEED_ROUTE}.items()))] == 4
+    assert (
+        samples[("ltvfeed_api_request_duration_seconds_bucket", frozenset({"route": FEED_ROUTE, "le": "+Inf"}.items()))]
+        == 4
+    )
+    assert samples[("ltvfeed_api_classic_fallbacks_total", frozenset())] == 1
+    info = [labels for (name, labels) in samples if name == "ltvfeed_api_feed_generation_info"]
+    assert len(info) == 1 and dict(info[0])["generation"] == gen
+    assert samples[("ltvfeed_api_redis_up", frozenset())] == 1
+
+
+class DropItems:
+    """A freshness filter for the seam's contract: drops given items, records what it was called with."""
+
+    def __init__(self, dropped: set[str], fail: bool = False) -> None:
+        self.dropped, self.fail, self.calls = dropped, fail, []
+
+    def __call__(self, user_id: str, items: Sequence[FeedItem], since: datetime | None) -> Sequence[FeedItem]:
+        self.calls.append((user_id, len(items), since))
+        if self.fail:
+            raise TimeoutError("online store did not answer")
+        return [it for it in items if it.item_id not in self.dropped]
+
+
+@pytest.mark.integration
+def test_freshness_filter_runs_before_truncation_and_its_failure_is_not_fatal(stack, prefix, writer):
+    gen = publish(writer, "a")
+    ids = make_feed("u1", "a-u1").item_ids
+    fresh = DropItems({ids[0], ids[2]})
+    with api(stack, prefix, freshness=fresh) as client:
+        body = client.get("/v1/users/u1/feed?n=3").json()
+    assert body["freshness"] == "applied" and item_ids(body) == [ids[1], ids[3], ids[4]]
+    since = datetime.fromisoformat(writer.generation_meta(gen).generated_at)
+    assert fresh.calls == [("u1", FEED_LEN, since)]
+    failing = DropItems(set(), fail=True)
+    with api(stack, prefix, freshness=failing) as client:
+        body = client.get("/v1/users/u1/feed?n=3").json()
+        samples = metric_samples(client)
+    assert body["freshness"] == "unavailable" and item_ids(body) == ids[:3]
+    assert samples[("ltvfeed_api_freshness_failures_total", frozenset())] == 1

@@ -1,0 +1,578 @@
+"""File ingestion: vectorised validation and header planning (no database), then real imports into a fresh
+warehouse (integration): every kind in CSV and Parquet, idempotency, overlaps, quarantine, transaction logs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ltvfeed.errors import UserError
+from ltvfeed.ingest import ImportReport, import_directory, import_file
+from ltvfeed.ingest.plan import parse_column_map, plan_import
+from ltvfeed.ingest.sources import content_sha256, iter_chunks, read_header
+from ltvfeed.ingest.spec import SPECS, ColumnType
+from ltvfeed.ingest.validate import validate_chunk
+from ltvfeed.warehouse import EVENT_TYPES, PREFERENCE_KINDS, RAW_ENTITIES
+
+# --- small valid samples, one per kind (text as a CSV would carry it) -------------------------------------------
+
+SAMPLES: dict[str, list[dict[str, str]]] = {
+    "users": [
+        {"user_id": "u1", "signup_at": "2024-01-01", "country": "NA", "birth_year": "1990", "gender": "f",
+         "acquisition_partner_id": ""},
+        {"user_id": "u2", "signup_at": "2024-01-02T08:30:00+02:00", "country": "DE", "birth_year": "",
+         "gender": "", "acquisition_partner_id": "p1"},
+    ],
+    "items": [
+        {"item_id": "i1", "category": "coffee", "price": "12.50", "brand": "Acme", "title": "Beans, dark",
+         "in_stock": "true", "is_repeat_purchase": "yes", "created_at": "2023-12-01 10:00:00"},
+        {"item_id": "i2", "category": "mugs", "price": "0", "brand": "", "title": "Mug \"XL\"",
+         "in_stock": "", "is_repeat_purchase": "", "created_at": ""},
+    ],
+    "orders": [
+        {"order_id": "o1", "user_id": "u1", "ordered_at": "2024-02-01T10:00:00Z", "amount": "25.00",
+         "referral_partner_id": ""},
+        {"order_id": "o2", "user_id": "u2", "ordered_at": "2024-02-02", "amount": "3.99", "referral_partner_id": "p1"},
+    ],
+    "order_items": [
+        {"order_id": "o1", "item_id": "i1", "quantity": "2", "unit_price": "12.50"},
+        {"order_id": "o2", "item_id": "i2", "quantity": "1", "unit_price": "3.99"},
+    ],
+    "events": [
+        {"event_id": "e1", "event_type": "view", "occurred_at": "2024-02-01T09:59:00", "user_id": "u1",
+         "partner_id": "", "session_id": "s1", "item_id": "i1", "dwell_seconds": "12.5", "search_query": "",
+         "order_id": "", "amount": "", "properties": '{"experiment": "feed_v2", "arm": "b"}', "source": ""},
+        {"event_id": "e2", "event_type": "referral_purchase", "occurred_at": "2024-02-02", "user_id": "u2",
+         "partner_id": "p1", "session_id": "", "item_id": "i2", "dwell_seconds": "", "search_query": "",
+         "order_id": "o2", "amount": "3.99", "properties": "", "source": "partner"},
+    ],
+    "preferences": [
+        {"user_id": "u1", "kind": "wishlist", "item_id": "i1", "category": "", "created_at": "2024-01-05"},
+        {"user_id": "u1", "kind": "profile_category", "item_id": "", "category": "coffee",
+         "created_at": "2024-01-05"},
+    ],
+}  # fmt: skip
+
+
+def write_csv(path: Path, rows: list[dict[str, str]] | str) -> Path:
+    if isinstance(rows, str):
+        path.write_text(rows)
+    else:
+        pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def write_parquet(path: Path, kind: str, rows: list[dict[str, str]]) -> Path:
+    """Parquet with real column types (timestamps, decimals, booleans, ints), not just text."""
+    frame = pd.DataFrame(rows).replace("", None)
+    columns = {}
+    for column in SPECS[kind].columns:
+        values = frame[column.name]
+        if column.type is ColumnType.TIMESTAMP:
+            columns[column.name] = pa.array(pd.to_datetime(values, format="ISO8601", utc=True))
+        elif column.type is ColumnType.MONEY:
+            columns[column.name] = pa.array([None if v is None else Decimal(v) for v in values], pa.decimal128(12, 2))
+        elif column.type is ColumnType.INTEGER:
+            columns[column.name] = pa.array(pd.to_numeric(values).astype("Int64"))
+        elif column.type is ColumnType.REAL:
+            columns[column.name] = pa.array(pd.to_numeric(values), pa.float64())
+        elif column.type is ColumnType.BOOLEAN:
+            flags = {"true": True, "yes": True, "false": False}
+            columns[column.name] = pa.array([None if v is None else flags[v] for v in values], pa.bool_())
+        else:
+            columns[column.name] = pa.array(values, pa.string())
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def frame_of(rows: list[dict[str, str | None]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows).astype(object)
+    frame["_row"] = range(1, len(frame) + 1)
+    return frame
+
+
+def reasons_by_row(rejected: pd.DataFrame) -> dict[int, str]:
+    return dict(zip(rejected["_row"], rejected["reason"], strict=True))
+
+
+# --- specs --------------------------------------------------------------------------------------------------------
+
+
+def test_specs_cover_raw_entities_in_dependency_order_with_shared_vocabularies():
+    assert tuple(SPECS) == RAW_ENTITIES
+    assert SPECS["events"].column("event_type").allowed == EVENT_TYPES
+    assert SPECS["preferences"].column("kind").allowed == PREFERENCE_KINDS
+    assert {c.name for c in SPECS["orders"].columns if c.sign != "any"} == {"amount"}
+    assert SPECS["order_items"].column("quantity").sign == "positive"
+
+
+# --- vectorised validation (no database) -------------------------------------------------------------------------
+
+
+def test_validation_names_column_and_problem_for_each_bad_row():
+    frame = frame_of(
+        [
+            {"order_id": "o1", "user_id": "u1", "ordered_at": "2024-01-01", "amount": "10.5"},
+            {"order_id": "o2", "user_id": "u1", "ordered_at": "2024-01-02", "amount": "-5.00"},
+            {"order_id": "o3", "user_id": None, "ordered_at": "2024-01-03", "amount": "1"},
+            {"order_id": "o4", "user_id": "u2", "ordered_at": "yesterday", "amount": "1"},
+            {"order_id": "o5", "user_id": "u2", "ordered_at": "2024-01-05", "amount": "12,50"},
+            {"order_id": " ", "user_id": "u2", "ordered_at": "", "amount": "inf"},
+        ]
+    )
+    checked = validate_chunk(frame, SPECS["orders"])
+    assert list(checked.good["order_id"]) == ["o1"]
+    assert reasons_by_row(checked.rejected) == {
+        2: "amount: negative value -5.00",
+        3: "user_id: missing required value",
+        4: "ordered_at: not a valid timestamp 'yesterday'",
+        5: "amount: not a number '12,50'",
+        6: "order_id: missing required value; ordered_at: missing required value; amount: not a number 'inf'",
+    }
+    assert checked.reasons["amount: not a number"] == 2
+    assert checked.reasons["ordered_at: missing required value"] == 1
+
+
+def test_validation_types_values_and_keeps_the_row_as_read():
+    frame = frame_of(
+        [
+            {"user_id": " u1 ", "signup_at": "2024-03-01T12:00:00+02:00", "country": "NA", "birth_year": "1990.0"},
+            {"user_id": "u2", "signup_at": "2024-03-01", "country": None, "birth_year": "null"},
+            {"user_id": "u3", "signup_at": "2024-03-01 12:00:00", "country": "DE", "birth_year": "1990.5"},
+            {"user_id": "u4", "signup_at": "2024-03-01", "country": "DE", "birth_year": "99999999999"},
+        ]
+    )
+    checked = validate_chunk(frame, SPECS["users"])
+    good = checked.good.set_index("user_id")
+    assert list(good.index) == ["u1", "u2"]  # text is stripped
+    assert good.loc["u1", "signup_at"] == pd.Timestamp("2024-03-01 10:00", tz="UTC")
+    assert good.loc["u2", "signup_at"] == pd.Timestamp("2024-03-01", tz="UTC")  # date-only, naive = UTC
+    assert good.loc["u1", "country"] == "NA"  # text "NA" is a value (Namibia), not missing
+    assert good.loc["u1", "birth_year"] == 1990 and pd.isna(good.loc["u2", "birth_year"])
+    assert reasons_by_row(checked.rejected) == {
+        3: "birth_year: not an integer '1990.5'",
+        4: "birth_year: out of range 99999999999",
+    }
+    row_data = pd.read_json(pd.io.common.StringIO(checked.rejected["row_data"].iloc[0]), typ="series")
+    assert row_data["birth_year"] == "1990.5" and row_data["signup_at"] == "2024-03-01 12:00:00"
+
+
+def test_validation_allowed_values_booleans_and_signs():
+    events = frame_of(
+        [
+            {"event_id": "e1", "event_type": "Click", "occurred_at": "2024-01-01", "dwell_seconds": "0"},
+            {"event_id": "e2", "event_type": "purchase", "occurred_at": "2024-01-01", "dwell_seconds": "-1"},
+        ]
+    )
+    checked = validate_chunk(events, SPECS["events"])
+    assert list(checked.good["event_type"]) == ["click"]
+    reason = reasons_by_row(checked.rejected)[2]
+    assert reason.startswith("event_type: unknown value 'purchase' (allowed: click, view,")
+    assert reason.endswith("; dwell_seconds: negative value -1")
+
+    items = frame_of(
+        [
+            {"item_id": "i1", "category": "c", "price": "1", "in_stock": "No", "is_repeat_purchase": "1"},
+            {"item_id": "i2", "category": "c", "price": "1", "in_stock": "maybe"},
+        ]
+    )
+    checked = validate_chunk(items, SPECS["items"])
+    assert checked.good["in_stock"].tolist() == [False] and checked.good["is_repeat_purchase"].tolist() == [True]
+    assert reasons_by_row(checked.rejected) == {2: "in_stock: not a boolean 'maybe'"}
+
+    lines = frame_of([{"order_id": "o1", "item_id": "i1", "quantity": "0", "unit_price": "1"}])
+    assert reasons_by_row(validate_chunk(lines, SPECS["order_items"]).rejected) == {
+        1: "quantity: zero or negative value 0"
+    }
+
+
+def test_validation_missing_columns_and_preference_target():
+    prefs = frame_of(
+        [
+            {"user_id": "u1", "kind": "saved", "item_id": None, "category": None, "created_at": "2024-01-01"},
+            {"user_id": "u1", "kind": "saved", "item_id": "i1", "category": None, "created_at": "2024-01-01"},
+        ]
+    )
+    checked = validate_chunk(prefs, SPECS["preferences"])
+    assert reasons_by_row(checked.rejected) == {1: "item_id or category: missing value"}
+    # an optional column the file does not have is simply null
+    users = frame_of([{"user_id": "u1", "signup_at": "2024-01-01"}])
+    good = validate_chunk(users, SPECS["users"]).good
+    assert len(good) == 1 and good["country"].isna().all()
+
+
+# --- header planning (no database) --------------------------------------------------------------------------------
+
+
+def test_plan_normalises_renames_and_lists_ignored_columns():
+    plan = plan_import("orders", [" Order_ID", "buyer", "ordered_at", "Amount", "note"], {"Buyer": "user_id"})
+    assert plan.columns == ("order_id", "user_id", "ordered_at", "amount", "note")
+    assert plan.ignored_columns == ("note",)
+    assert parse_column_map(["a=b", " c = d "]) == {"a": "b", "c": "d"}
+    with pytest.raises(UserError, match="expected SRC=DST"):
+        parse_column_map(["oops"])
+    with pytest.raises(UserError, match="'nope' is not a column of orders"):
+        plan_import("orders", ["order_id"], {"order_id": "nope"})
+    with pytest.raises(UserError, match="appear more than once"):
+        plan_import("users", ["user_id", "User_ID", "signup_at"])
+
+
+def test_plan_rejects_missing_required_columns_naming_them_and_the_file_columns():
+    with pytest.raises(UserError) as info:
+        plan_import("orders", ["order_id", "customer", "amount"], source="export.csv")
+    message = str(info.value)
+    assert "export.csv" in message and "user_id, ordered_at" in message
+    assert "the file has: order_id, customer, amount" in message and "--transaction-log" not in message
+    with pytest.raises(UserError, match="--transaction-log"):
+        plan_import("orders", ["customer_id", "order_date", "amount"])
+
+
+def test_plan_transaction_log_preset():
+    plan = plan_import("orders", ["customer_id", "order_date", "amount", "quantity"], transaction_log=True)
+    assert plan.columns == ("user_id", "ordered_at", "amount", "quantity")
+    assert plan.derive_order_id and plan.ignored_columns == ("quantity",)
+    assert not plan.spec.column("order_id").required
+    with pytest.raises(UserError, match="orders only"):
+        plan_import("users", ["user_id"], transaction_log=True)
+
+
+# --- reading files (no database) ----------------------------------------------------------------------------------
+
+
+def test_csv_chunks_number_rows_around_malformed_rows(tmp_path):
+    body = "".join(f"{i},x\n" if i % 4 else f"{i}\n" for i in range(1, 12))  # rows 4 and 8 are short
+    path = write_csv(tmp_path / "f.csv", "\ufeffa;b\n".replace(";", ",") + body + "12,x,extra\n")
+    assert read_header(path) == ["a", "b"]
+    chunks = list(iter_chunks(path, ("a", "b"), chunk_rows=3))
+    assert len(chunks) > 2
+    good = pd.concat([c.frame for c in chunks])
+    assert good["_row"].tolist() == [int(a) for a in good["a"]]  # the row number is the value in column a
+    malformed = {m.row: m.reason for c in chunks for m in c.malformed}
+    assert malformed == {
+        4: "row: too few fields (1, expected 2)",
+        8: "row: too few fields (1, expected 2)",
+        12: "row: too many fields (3, expected 2)",
+    }
+    assert sum(c.rows for c in chunks) == 12
+
+
+def test_semicolon_csv_and_typed_parquet_read_as_text(tmp_path):
+    path = write_csv(tmp_path / "f.csv", "user_id;signup_at\nu1;2024-01-01\n")
+    assert read_header(path) == ["user_id", "signup_at"]
+    (chunk,) = iter_chunks(path, ("user_id", "signup_at"))
+    assert chunk.frame[["user_id", "signup_at"]].values.tolist() == [["u1", "2024-01-01"]]
+
+    table = pa.table(
+        {
+            "at": pa.array([datetime(2024, 1, 1, 12, tzinfo=UTC)], pa.timestamp("us", tz="Europe/Berlin")),
+            "amount": pa.array([Decimal("1.50")], pa.decimal128(12, 2)),
+            "props": pa.array([{"arm": "b"}]),
+        }
+    )
+    pq.write_table(table, tmp_path / "f.parquet")
+    (chunk,) = iter_chunks(tmp_path / "f.parquet", ("at", "amount", "props"))
+    row = chunk.frame.iloc[0]
+    assert pd.Timestamp(row["at"]) == pd.Timestamp("2024-01-01 12:00", tz="UTC")
+    assert row["amount"] == "1.50" and row["props"] == '{"arm": "b"}'
+
+
+def test_unreadable_files_are_rejected_with_a_clear_message(tmp_path):
+    latin1 = tmp_path / "users.csv"
+    latin1.write_bytes("user_id,signup_at,country\nu1,2024-01-01,München\n".encode("latin-1"))
+    with pytest.raises(UserError, match="users.csv: not UTF-8 text"):
+        content_sha256(latin1)
+    with pytest.raises(UserError, match="unsupported file type '.xlsx'"):
+        read_header(write_csv(tmp_path / "users.xlsx", "x"))
+    with pytest.raises(UserError, match="needs a header row"):
+        read_header(write_csv(tmp_path / "empty.csv", ""))
+    with pytest.raises(UserError, match="not a readable Parquet file"):
+        read_header(write_csv(tmp_path / "fake.parquet", "user_id\n"))
+
+
+# --- against a real warehouse ---------------------------------------------------------------------------------------
+
+
+def query(dsn: str, statement: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(statement, params).fetchall()
+
+
+def count(dsn: str, table: str) -> int:
+    return query(dsn, f"select count(*) from {table}")[0][0]
+
+
+@pytest.mark.integration
+def test_specs_match_the_live_raw_schema(warehouse_dsn):
+    pg_types = {
+        "text": ColumnType.TEXT,
+        "timestamp with time zone": ColumnType.TIMESTAMP,
+        "numeric": ColumnType.MONEY,
+        "integer": ColumnType.INTEGER,
+        "real": ColumnType.REAL,
+        "boolean": ColumnType.BOOLEAN,
+        "jsonb": ColumnType.JSON,
+    }
+    bookkeeping = {"_batch_id", "_loaded_at", "received_at"}
+    for kind, spec in SPECS.items():
+        rows = query(
+            warehouse_dsn,
+            "select column_name, data_type, is_nullable, column_default from information_schema.columns "
+            "where table_schema = 'raw' and table_name = %s",
+            (kind,),
+        )
+        live = {
+            name: (pg_types[dtype], nullable == "NO", default)
+            for name, dtype, nullable, default in rows
+            if name not in bookkeeping
+        }
+        assert set(live) == set(spec.names), kind
+        for column in spec.columns:
+            dtype, not_null, default = live[column.name]
+            assert column.type is dtype, (kind, column.name)
+            assert not_null == (column.required or column.default_sql is not None), (kind, column.name)
+            if column.default_sql is not None:
+                assert default is not None and column.default_sql in default, (kind, column.name)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("kind", RAW_ENTITIES)
+def test_every_kind_imports_from_csv_and_parquet(warehouse_dsn, tmp_path, kind, fmt):
+    rows = SAMPLES[kind]
+    path = tmp_path / f"{kind}.{fmt}"
+    write_csv(path, rows) if fmt == "csv" else write_parquet(path, kind, rows)
+    report = import_file(warehouse_dsn, kind, path)
+    assert isinstance(report, ImportReport) and not report.already_imported
+    assert (report.rows_total, report.rows_loaded, report.rows_duplicate, report.rows_quarantined) == (2, 2, 0, 0)
+    assert report.reasons == {}
+    assert count(warehouse_dsn, f"raw.{kind}") == 2
+    assert query(warehouse_dsn, f"select distinct _batch_id from raw.{kind}") == [(report.batch_id,)]
+    batch = query(
+        warehouse_dsn,
+        "select kind, source, rows_total, rows_loaded, content_sha256 is not null from ops.import_batches",
+    )
+    assert batch == [(kind, str(path), 2, 2, True)]
+
+
+@pytest.mark.integration
+def test_imported_values_are_typed_and_defaults_applied(warehouse_dsn, tmp_path):
+    for kind in RAW_ENTITIES:
+        import_file(warehouse_dsn, kind, write_csv(tmp_path / f"{kind}.csv", SAMPLES[kind]))
+    users = dict(query(warehouse_dsn, "select user_id, signup_at from raw.users"))
+    assert users["u2"] == datetime(2024, 1, 2, 6, 30, tzinfo=UTC)
+    assert query(warehouse_dsn, "select in_stock, is_repeat_purchase, title from raw.items where item_id = 'i2'") == [
+        (True, False, 'Mug "XL"')
+    ]
+    assert query(warehouse_dsn, "select amount from raw.orders order by order_id") == [
+        (Decimal("25.00"),),
+        (Decimal("3.99"),),
+    ]
+    events = query(warehouse_dsn, "select event_id, source, properties->>'arm', dwell_seconds from raw.events")
+    assert sorted(events) == [("e1", "import", "b", 12.5), ("e2", "partner", None, None)]
+
+
+@pytest.mark.integration
+def test_same_file_twice_changes_nothing(warehouse_dsn, tmp_path):
+    path = write_csv(tmp_path / "orders.csv", [*SAMPLES["orders"], {"order_id": "bad", "amount": "-1"}])
+    first = import_file(warehouse_dsn, "orders", path)
+    snapshot = [count(warehouse_dsn, t) for t in ("raw.orders", "ops.import_batches", "ops.quarantine")]
+    assert snapshot == [2, 1, 1]
+    copy = write_csv(tmp_path / "renamed.csv", path.read_text())  # same bytes under another name
+    for again in (import_file(warehouse_dsn, "orders", path), import_file(warehouse_dsn, "orders", copy)):
+        assert again.already_imported and again.batch_id == first.batch_id
+        assert (again.rows_total, again.rows_loaded, again.rows_quarantined) == (0, 0, 0)
+    assert [count(warehouse_dsn, t) for t in ("raw.orders", "ops.import_batches", "ops.quarantine")] == snapshot
+
+
+@pytest.mark.integration
+def test_overlapping_second_file_loads_only_new_rows(warehouse_dsn, tmp_path):
+    day = [{"order_id": f"o{i}", "user_id": "u1", "ordered_at": f"2024-01-{i:02d}", "amount": "1"} for i in (1, 2, 3)]
+    later = [*day[1:], {"order_id": "o4", "user_id": "u1", "ordered_at": "2024-01-04", "amount": "1"}]
+    import_file(warehouse_dsn, "orders", write_csv(tmp_path / "a.csv", day))
+    report = import_file(warehouse_dsn, "orders", write_csv(tmp_path / "b.csv", later))
+    assert (report.rows_total, report.rows_loaded, report.rows_duplicate, report.rows_quarantined) == (3, 1, 2, 0)
+    assert [r[0] for r in query(warehouse_dsn, "select order_id from raw.orders order by 1")] == [
+        "o1",
+        "o2",
+        "o3",
+        "o4",
+    ]
+    assert query(warehouse_dsn, "select rows_loaded, rows_duplicate from ops.import_batches order by batch_id") == [
+        (3, 0),
+        (1, 2),
+    ]
+
+
+BAD_ORDERS = """order_id,user_id,ordered_at,amount,referral_partner_id
+o1,u1,2024-01-01,10.50,
+o2,u1,2024-01-02,-5.00,
+o3,,2024-01-03,3.00,
+o4,u2,not-a-date,4.00,
+o5,u2,2024-01-05,abc,
+o1,u3,2024-01-06,7.00,
+o7,u2,2024-01-07
+o8,u2,2024-01-08,8.00,p1
+"""
+
+
+@pytest.mark.integration
+def test_bad_rows_are_quarantined_with_reasons_and_good_rows_load(warehouse_dsn, tmp_path):
+    report = import_file(warehouse_dsn, "orders", write_csv(tmp_path / "orders.csv", BAD_ORDERS))
+    assert (report.rows_total, report.rows_loaded, report.rows_duplicate, report.rows_quarantined) == (8, 2, 0, 6)
+    assert [r[0] for r in query(warehouse_dsn, "select order_id from raw.orders order by 1")] == ["o1", "o8"]
+    quarantined = query(
+        warehouse_dsn, "select row_number, reason, row_data, batch_id, kind from ops.quarantine order by row_number"
+    )
+    assert [(r[0], r[1]) for r in quarantined] == [
+        (2, "amount: negative value -5.00"),
+        (3, "user_id: missing required value"),
+        (4, "ordered_at: not a valid timestamp 'not-a-date'"),
+        (5, "amount: not a number 'abc'"),
+        (6, "order_id: duplicate key in file 'o1' (first at row 1)"),
+        (7, "row: too few fields (3, expected 5)"),
+    ]
+    assert quarantined[0][2] == {
+        "order_id": "o2",
+        "user_id": "u1",
+        "ordered_at": "2024-01-02",
+        "amount": "-5.00",
+        "referral_partner_id": None,
+    }
+    assert quarantined[4][2]["user_id"] == "u3"  # the duplicate, not the first o1
+    assert {(r[3], r[4]) for r in quarantined} == {(report.batch_id, "orders")}
+    assert report.reasons["amount: negative value"] == 1 and report.reasons["row: too few fields"] == 1
+
+
+@pytest.mark.integration
+def test_unknown_event_type_bad_json_and_preference_duplicates(warehouse_dsn, tmp_path):
+    events = [
+        {"event_id": "e1", "event_type": "click", "occurred_at": "2024-01-01", "properties": '{"a": 1}'},
+        {"event_id": "e2", "event_type": "purchase", "occurred_at": "2024-01-01", "properties": ""},
+        {"event_id": "e3", "event_type": "view", "occurred_at": "2024-01-01", "properties": "{oops"},
+    ]
+    report = import_file(warehouse_dsn, "events", write_csv(tmp_path / "events.csv", events))
+    assert (report.rows_loaded, report.rows_quarantined) == (1, 2)
+    reasons = dict(query(warehouse_dsn, "select row_number, reason from ops.quarantine"))
+    assert reasons[2].startswith("event_type: unknown value 'purchase'")
+    assert reasons[3] == "properties: not valid JSON '{oops'"
+
+    prefs = [
+        {"user_id": "u1", "kind": "profile_category", "item_id": "", "category": "tea", "created_at": "2024-01-01"},
+        {"user_id": "u1", "kind": "bookmark", "item_id": "i1", "category": "", "created_at": "2024-01-01"},
+        {"user_id": "u1", "kind": "profile_category", "item_id": "", "category": "tea", "created_at": "2024-01-02"},
+    ]
+    report = import_file(warehouse_dsn, "preferences", write_csv(tmp_path / "prefs.csv", prefs))
+    assert (report.rows_loaded, report.rows_quarantined) == (1, 2)
+    reasons = dict(query(warehouse_dsn, "select row_number, reason from ops.quarantine where kind = 'preferences'"))
+    assert reasons[2].startswith("kind: unknown value 'bookmark'")
+    assert reasons[3].startswith("user_id, kind, item_id, category: duplicate key in file 'u1', 'profile_category'")
+
+
+@pytest.mark.integration
+def test_missing_header_column_rejects_whole_file(warehouse_dsn, tmp_path):
+    path = write_csv(tmp_path / "orders.csv", "order_id,customer,amount\no1,u1,3\n")
+    with pytest.raises(UserError) as info:
+        import_file(warehouse_dsn, "orders", path)
+    message = str(info.value)
+    assert "missing required column(s) user_id, ordered_at" in message
+    assert "the file has: order_id, customer, amount" in message
+    assert [count(warehouse_dsn, t) for t in ("raw.orders", "ops.import_batches", "ops.quarantine")] == [0, 0, 0]
+
+
+TX_LOG_1 = """customer_id,order_date,amount,quantity
+c1,2024-03-01,19.90,2
+c1,2024-03-01,19.90,1
+c2,2024-03-02T14:05:00,5,1
+"""
+# overlaps TX_LOG_1 completely (amounts written differently), adds one purchase
+TX_LOG_2 = """Customer_ID;Order_Date;Amount;Quantity
+c1;2024-03-01;19.9;2
+c1;2024-03-01;19.90;3
+c2;2024-03-02 14:05:00+00:00;5.00;1
+c3;2024-03-03;7.50;1
+"""
+
+
+@pytest.mark.integration
+def test_transaction_log_imports_as_orders_without_duplicating_overlaps(warehouse_dsn, tmp_path):
+    first = import_file(warehouse_dsn, "orders", write_csv(tmp_path / "log1.csv", TX_LOG_1), transaction_log=True)
+    assert (first.rows_loaded, first.rows_quarantined) == (3, 0)  # identical rows are two purchases
+    assert first.ignored_columns == ("quantity",)
+    second = import_file(warehouse_dsn, "orders", write_csv(tmp_path / "log2.csv", TX_LOG_2), transaction_log=True)
+    assert (second.rows_total, second.rows_loaded, second.rows_duplicate) == (4, 1, 3)
+    orders = query(warehouse_dsn, "select order_id, user_id, ordered_at, amount from raw.orders order by ordered_at")
+    assert [(o[1], o[3]) for o in orders] == [
+        ("c1", Decimal("19.90")),
+        ("c1", Decimal("19.90")),
+        ("c2", Decimal("5.00")),
+        ("c3", Decimal("7.50")),
+    ]
+    assert orders[2][2] == datetime(2024, 3, 2, 14, 5, tzinfo=UTC)
+    assert len({o[0] for o in orders}) == 4 and all(o[0].startswith("tx-") for o in orders)
+
+
+@pytest.mark.integration
+def test_small_chunks_give_the_same_result_in_one_transaction(warehouse_dsn, tmp_path):
+    path = write_csv(tmp_path / "orders.csv", BAD_ORDERS)
+    report = import_file(warehouse_dsn, "orders", path, chunk_rows=2)
+    assert (report.rows_total, report.rows_loaded, report.rows_quarantined) == (8, 2, 6)
+    numbers = query(warehouse_dsn, "select row_number from ops.quarantine order by 1")
+    assert [n for (n,) in numbers] == [2, 3, 4, 5, 6, 7]
+    assert count(warehouse_dsn, "ops.import_batches") == 1
+
+
+@pytest.mark.integration
+def test_import_directory_in_dependency_order_and_checks_headers_first(warehouse_dsn, tmp_path):
+    root = tmp_path / "landing"
+    for kind in ("orders", "users"):
+        (root / kind).mkdir(parents=True)
+    write_csv(root / "orders" / "2024-02.csv", SAMPLES["orders"][1:])
+    write_csv(root / "orders" / "2024-01.csv", SAMPLES["orders"][:1])
+    write_parquet(root / "users" / "all.parquet", "users", SAMPLES["users"])
+    (root / "users" / "notes.txt").write_text("ignored")
+    reports = import_directory(warehouse_dsn, root)
+    assert [(r.kind, Path(r.source).name) for r in reports] == [
+        ("users", "all.parquet"),
+        ("orders", "2024-01.csv"),
+        ("orders", "2024-02.csv"),
+    ]
+    assert import_directory(warehouse_dsn, root)[0].already_imported
+
+    (root / "events").mkdir()
+    write_csv(root / "events" / "broken.csv", "event_id,occurred_at\ne1,2024-01-01\n")
+    write_csv(root / "users" / "more.csv", [{"user_id": "u9", "signup_at": "2024-01-01"}])
+    with pytest.raises(UserError, match=r"events/broken\.csv: missing required column"):
+        import_directory(warehouse_dsn, root)
+    assert count(warehouse_dsn, "raw.users") == 2  # nothing from this run was loaded
+
+
+@pytest.mark.integration
+def test_cli_import_prints_summary(stack, warehouse_dsn, tmp_path):
+    path = write_csv(tmp_path / "buyers.csv", "buyer,joined\nu1,2024-01-01\nu2,never\n")
+    dbname = psycopg.conninfo.conninfo_to_dict(warehouse_dsn)["dbname"]
+    env = {**os.environ, **stack.env(), "LTVFEED_WAREHOUSE_DB": dbname}
+    result = subprocess.run(
+        [sys.executable, "-m", "ltvfeed.cli", "import", "users", str(path), "--map", "buyer=user_id",
+         "--map", "joined=signup_at"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "loaded 1, duplicate 0, quarantined 1" in result.stdout
+    assert "signup_at: not a valid timestamp" in result.stdout
+    assert count(warehouse_dsn, "raw.users") == 1
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "ltvfeed.cli", "import", "users", str(path)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "missing required column(s) user_id, signup_at" in missing.stderr

@@ -1,0 +1,132 @@
+"""Metrics on examples small enough to check by hand, and the evaluation table and charts built on them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ltvfeed.training.metrics import (
+    METRIC_COLUMNS,
+    auc,
+    decile_mape,
+    decile_table,
+    evaluate,
+    gain_curve,
+    gini,
+    normalized_gini,
+    spearman,
+    top_decile_capture,
+    total_ratio,
+)
+from ltvfeed.training.plots import calibration_plot, decile_chart, gain_chart
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_gini_by_hand() -> None:
+    y = [0.0, 0.0, 0.0, 10.0]
+    # Perfect order: cumulative share 1, 1, 1, 1 after each customer; trapezoid area under (0,0)..(1,1)
+    # = (1/4) * (0.5 + 1 + 1 + 1) = 0.875, so Gini = 2 * 0.875 - 1 = 0.75.
+    assert gini(y, [0, 0, 0, 5]) == pytest.approx(0.75)
+    # Worst order: shares 0, 0, 0, 1: area = (1/4) * 0.5 = 0.125, Gini = -0.75.
+    assert gini(y, [4, 3, 2, 1]) == pytest.approx(-0.75)
+    assert normalized_gini(y, [1, 2, 3, 4]) == pytest.approx(1.0)
+    assert normalized_gini(y, [4, 3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_normalized_gini_partial_ranking_by_hand() -> None:
+    y = [1.0, 2.0, 3.0, 4.0]  # total 10
+    # Predicted order: 4, 2, 3, 1 -> shares 0.4, 0.6, 0.9, 1.0; area = (1/4)(0.2 + 0.5 + 0.75 + 0.95) = 0.6.
+    # Perfect order: 4, 3, 2, 1 -> 0.4, 0.7, 0.9, 1.0; area = (1/4)(0.2 + 0.55 + 0.8 + 0.95) = 0.625.
+    assert normalized_gini(y, [0.1, 0.9, 0.5, 1.0]) == pytest.approx((2 * 0.6 - 1) / (2 * 0.625 - 1))
+
+
+def test_constant_prediction_has_zero_gini_whatever_the_row_order() -> None:
+    y = np.array([0.0, 5.0, 0.0, 1.0, 20.0])
+    assert gini(y, np.ones(5)) == pytest.approx(0.0, abs=1e-12)
+    assert gini(y[::-1], np.ones(5)) == pytest.approx(0.0, abs=1e-12)
+    customers, cumulative = gain_curve(y, np.ones(5))
+    assert np.allclose(cumulative, customers)
+
+
+def test_spearman() -> None:
+    y = [1.0, 5.0, 2.0, 9.0]
+    assert spearman(y, np.log(y)) == pytest.approx(1.0)
+    assert spearman(y, [-v for v in y]) == pytest.approx(-1.0)
+    assert math.isnan(spearman(y, [3.0] * 4))
+
+
+def test_decile_mape_by_hand() -> None:
+    y = np.arange(1, 21, dtype=float)  # two customers per decile
+    pred = 1.1 * y  # 10% high everywhere
+    assert decile_mape(y, pred) == pytest.approx(0.1)
+    table = decile_table(y, pred)
+    assert table["n"].tolist() == [2] * 10
+    assert table["actual_mean"].tolist() == pytest.approx([1.5 + 2 * i for i in range(10)])
+    # Bottom decile: predicted mean (1.5 + 2.5) / 2 = 2 vs actual (1 + 2) / 2 = 1.5 -> 1/3; the other nine
+    # deciles exact -> mean over 10 deciles = 1/30.
+    skewed = y.copy()
+    skewed[:2] = [1.5, 2.5]
+    assert decile_mape(y, skewed) == pytest.approx(1 / 30)
+
+
+def test_decile_mape_leaves_out_deciles_without_value() -> None:
+    y = np.array([0.0] * 10 + [10.0] * 10)
+    pred = np.array([0.5] * 10 + [12.0] * 10)  # bottom half: nothing to be a percentage of
+    table = decile_table(y, pred)
+    assert table["ape"].isna().sum() == 5
+    assert decile_mape(y, pred) == pytest.approx(0.2)
+
+
+def test_auc_by_hand() -> None:
+    # Pairs (positive, negative): (0.35 vs 0.1) ok, (0.35 vs 0.4) wrong, (0.8 vs both) ok -> 3 of 4.
+    assert auc([0.0, 0.0, 3.0, 1.0], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert auc([0.0, 2.0], [0.5, 0.5]) == pytest.approx(0.5)  # a tie counts half
+    assert math.isnan(auc([1.0, 2.0], [0.1, 0.2]))
+
+
+def test_top_decile_capture_and_total_ratio() -> None:
+    y = np.array([50.0] + [5.0] * 9 + [0.0] * 10)  # total 95
+    pred = np.array([9.0, 8.0] + [1.0] * 18)
+    # Top 10% = 2 customers: 50 + 5 of 95.
+    assert top_decile_capture(y, pred) == pytest.approx(55 / 95)
+    assert total_ratio(y, pred) == pytest.approx(35 / 95)
+
+
+def test_evaluate_compares_models() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.gamma(0.5, 50, size=400) * (rng.random(400) < 0.4)
+    good = y + rng.normal(0, 5, size=400).clip(0)
+    frame = pd.DataFrame({"expected_ltv": good, "prob_return": (y > 0) * 0.9 + 0.05})
+    table = evaluate(y, {"good": good, "frame": frame, "noise": rng.random(400) * y.mean()})
+    assert list(table.index) == ["good", "frame", "noise"]
+    assert list(table.columns) == list(METRIC_COLUMNS)
+    assert table.loc["good", "normalized_gini"] > 0.9 > abs(table.loc["noise", "normalized_gini"])
+    assert table.loc["frame", "auc_buys_again"] == pytest.approx(1.0)  # from its prob_return column
+    assert table.loc["good", "normalized_gini"] == pytest.approx(table.loc["frame", "normalized_gini"])
+
+
+def test_metrics_reject_mismatched_or_missing_values() -> None:
+    with pytest.raises(ValueError, match="values"):
+        normalized_gini([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        spearman([1.0, np.nan], [1.0, 2.0])
+
+
+def test_charts_are_written_as_png(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    y = rng.gamma(0.5, 50, size=300) * (rng.random(300) < 0.5)
+    pred = y * 0.8 + 5
+    prob = np.clip(pred / pred.max(), 0, 1)
+    paths = [
+        gain_chart(y, {"model": pred, "random": rng.random(300)}, tmp_path / "gain.png"),
+        decile_chart(y, pred, tmp_path / "charts" / "deciles.png"),
+        calibration_plot(y, pred, tmp_path / "calibration.png", prob_return=prob),
+        calibration_plot(y, pred, tmp_path / "calibration_value_only.png"),
+    ]
+    for path in paths:
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000

@@ -1,0 +1,317 @@
+"""Training the LTV network, and ``LtvModel``: the fit/predict/save/load face of it.
+
+CPU-first: the whole training set is tensors in memory, mini-batches are index slices (no DataLoader
+workers), threads are capped (2 by default: the machines are small and shared). Seeded end to end: the same
+data, config and seed give identical weights and predictions. Early stopping watches the ZILN loss on a
+validation split drawn by *user*, so rows of one user never sit on both sides.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ltvfeed.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ltvfeed.training.network import LtvNetwork
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "spec.json"
+WEIGHTS_FILE = "model.pt"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 1024
+    max_epochs: int = 200
+    patience: int = 10  # epochs without validation improvement before stopping
+    min_delta: float = 1e-4  # improvement smaller than this does not count
+    lr_decay_patience: int = 3  # halve the learning rate after this many epochs without improvement; 0 = never
+    validation_fraction: float = 0.2  # of users; 0 trains max_epochs without early stopping
+    seed: int = 0
+    num_threads: int = 2
+    min_category_count: int = 5
+    max_vocabulary: int = 1000
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+
+
+@dataclass
+class FitReport:
+    best_epoch: int
+    history: list[EpochRecord] = field(default_factory=list)
+    n_train: int = 0
+    n_validation: int = 0
+    stopped_early: bool = False
+
+
+def split_by_user(user_ids: Sequence[Any] | np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions (train, validation): a seeded random ``fraction`` of distinct users, all their rows."""
+    if not 0.0 <= fraction < 1.0:
+        raise UserError(f"validation fraction must be in [0, 1), got {fraction}")
+    codes, uniques = pd.factorize(pd.Series(user_ids), sort=True)
+    if (codes < 0).any():
+        raise UserError("user ids must not be missing")
+    n_users = len(uniques)
+    n_val = round(fraction * n_users)
+    if fraction > 0 and n_users >= 2:
+        n_val = min(max(n_val, 1), n_users - 1)
+    in_val = np.zeros(n_users, dtype=bool)
+    in_val[np.random.default_rng(seed).permutation(n_users)[:n_val]] = True
+    row_in_val = in_val[codes]
+    return np.flatnonzero(~row_in_val), np.flatnonzero(row_in_val)
+
+
+class LtvModel:
+    """Predicts a user's revenue over ``horizon_days`` with a ZILN network.
+
+    ``fit(df, y)`` builds the network from the columns ``df`` has (minus ``exclude_columns``); ``predict``
+    returns prob_return, expected_ltv, p10, p50, p90 per row; ``save``/``load`` round-trip exactly;
+    ``module`` is the self-contained nn.Module (for MLflow).
+    """
+
+    def __init__(
+        self,
+        horizon_days: int = 90,
+        config: TrainConfig | None = None,
+        *,
+        categorical_columns: Iterable[str] | None = None,
+        id_column: str | None = "user_id",
+        exclude_columns: Iterable[str] = (),
+    ) -> None:
+        self.horizon_days = int(horizon_days)
+        self.config = config or TrainConfig()
+        self.categorical_columns = list(categorical_columns) if categorical_columns is not None else None
+        self.id_column = id_column
+        self.exclude_columns = list(exclude_columns)
+        self._network: LtvNetwork | None = None
+        self.report: FitReport | None = None
+        self.validation_index: pd.Index | None = None
+
+    @property
+    def module(self) -> LtvNetwork:
+        """The trained nn.Module: encoder buffers + weights; ``module.predict_frame(df)`` scores a frame."""
+        if self._network is None:
+            raise UserError("the LTV model is not fitted: call fit() or load() first")
+        return self._network
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return self.module.encoder.columns
+
+    def fit(self, df: pd.DataFrame, y: Sequence[float] | np.ndarray | pd.Series) -> LtvModel:
+        """Train on features ``df`` and horizon revenue ``y`` (one value per row, >= 0)."""
+        import torch
+
+        from ltvfeed.training.features import FeatureEncoder
+        from ltvfeed.training.network import LtvNetwork
+
+        labels = _check_labels(df, y)
+        cfg = self.config
+        if self.id_column is not None and self.id_column in df.columns:
+            user_ids = df[self.id_column].to_numpy()
+        else:
+            user_ids = np.arange(len(df))  # one row per user
+        train_rows, val_rows = split_by_user(user_ids, cfg.validation_fraction, cfg.seed)
+        train_df = df.iloc[train_rows]
+        self.validation_index = df.index[val_rows]
+
+        excluded = [*self.exclude_columns, *([self.id_column] if self.id_column else [])]
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, cfg.num_threads))
+        # fork_rng: seed our own run without leaving the caller's global RNG changed.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            try:
+                encoder = FeatureEncoder.fit(
+                    train_df,
+                    categorical_columns=self.categorical_columns,
+                    exclude_columns=excluded,
+                    min_category_count=cfg.min_category_count,
+                    max_vocabulary=cfg.max_vocabulary,
+                )
+                network = LtvNetwork(encoder, hidden=cfg.hidden, dropout=cfg.dropout)
+                y_all = torch.from_numpy(labels.astype(np.float32))
+                train = (*encoder.encode(train_df), y_all[train_rows])
+                val = (*encoder.encode(df.iloc[val_rows]), y_all[val_rows]) if len(val_rows) else None
+                network.init_output_bias(train[2])
+                self.report = _train(network, train, val, cfg)
+            finally:
+                torch.set_num_threads(previous_threads)
+        network.eval()
+        self._network = network
+        return self
+
+    def predict(self, df: pd.DataFrame, batch_size: int = 65536) -> pd.DataFrame:
+        """DataFrame[prob_return, expected_ltv, p10, p50, p90] with ``df``'s index."""
+        return self.module.predict_frame(df, batch_size=batch_size)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path``/spec.json (feature plan, architecture, settings) and ``path``/model.pt (weights and
+        encoder statistics). Returns the directory."""
+        import torch
+
+        network = self.module
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "format_version": FORMAT_VERSION,
+            "horizon_days": self.horizon_days,
+            "id_column": self.id_column,
+            "exclude_columns": self.exclude_columns,
+            "categorical_columns": self.categorical_columns,
+            "config": asdict(self.config),
+            "network": network.spec(),
+        }
+        (directory / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True))
+        torch.save(network.state_dict(), directory / WEIGHTS_FILE)
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path) -> LtvModel:
+        import torch
+
+        from ltvfeed.training.network import LtvNetwork
+
+        directory = Path(path)
+        spec_path, weights_path = directory / SPEC_FILE, directory / WEIGHTS_FILE
+        if not spec_path.is_file() or not weights_path.is_file():
+            raise UserError(f"{directory} is not a saved LTV model (needs {SPEC_FILE} and {WEIGHTS_FILE})")
+        spec = json.loads(spec_path.read_text())
+        if spec.get("format_version") != FORMAT_VERSION:
+            raise UserError(f"{spec_path}: unsupported format_version {spec.get('format_version')!r}")
+        config_fields = {**spec["config"], "hidden": tuple(spec["config"]["hidden"])}
+        model = cls(
+            horizon_days=spec["horizon_days"],
+            config=TrainConfig(**config_fields),
+            categorical_columns=spec["categorical_columns"],
+            id_column=spec["id_column"],
+            exclude_columns=spec["exclude_columns"],
+        )
+        network = LtvNetwork.from_spec(spec["network"])
+        network.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        network.eval()
+        model._network = network
+        return model
+
+
+def _check_labels(df: pd.DataFrame, y: Sequence[float] | np.ndarray | pd.Series) -> np.ndarray:
+    labels = np.asarray(pd.to_numeric(pd.Series(np.asarray(y).reshape(-1)), errors="coerce"), dtype=np.float64)
+    if len(labels) != len(df):
+        raise UserError(f"y has {len(labels)} values but the feature frame has {len(df)} rows")
+    if len(df) == 0:
+        raise UserError("cannot fit the LTV model on an empty frame")
+    if not np.isfinite(labels).all():
+        raise UserError(f"y has {int((~np.isfinite(labels)).sum())} missing or infinite values")
+    if (labels < 0).any():
+        raise UserError(f"y (horizon revenue) must be >= 0; {int((labels < 0).sum())} values are negative")
+    return labels
+
+
+def _train(
+    network: LtvNetwork,
+    train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    cfg: TrainConfig,
+) -> FitReport:
+    import torch
+    from tqdm import tqdm
+
+    from ltvfeed.training.ziln import ziln_loss
+
+    optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=cfg.lr_decay_patience - 1)
+        if cfg.lr_decay_patience > 0 and val is not None
+        else None
+    )
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    n = train[2].shape[0]
+    report = FitReport(best_epoch=0, n_train=n, n_validation=0 if val is None else val[2].shape[0])
+    best_loss = patience_reference = math.inf
+    best_state = copy.deepcopy(network.state_dict())
+    stale = 0
+    epochs = tqdm(range(1, cfg.max_epochs + 1), desc="LTV epochs", disable=None, leave=False)
+    for epoch in epochs:
+        network.train()
+        total = 0.0
+        for batch in torch.randperm(n, generator=shuffle).split(cfg.batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            loss = ziln_loss(network(train[0][batch], train[1][batch]), train[2][batch])
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * batch.numel()
+        train_loss = total / n
+        val_loss = _loss(network, val) if val is not None else None
+        report.history.append(EpochRecord(epoch, train_loss, val_loss))
+        epochs.set_postfix(train=f"{train_loss:.4f}", val="-" if val_loss is None else f"{val_loss:.4f}")
+        if val_loss is None:
+            continue
+        if not math.isfinite(val_loss):
+            log.warning("validation loss is not finite at epoch %d: stopping", epoch)
+            report.stopped_early = True
+            break
+        if scheduler is not None:
+            scheduler.step(val_loss)
+        # Keep the best weights seen; only improvements beyond min_delta reset the patience.
+        stale = 0 if val_loss < patience_reference - cfg.min_delta else stale + 1
+        patience_reference = patience_reference if stale else val_loss
+        if val_loss < best_loss:
+            best_loss, report.best_epoch = val_loss, epoch
+            best_state = copy.deepcopy(network.state_dict())
+        if stale >= cfg.patience:
+            report.stopped_early = True
+            break
+    if val is None:
+        report.best_epoch = len(report.history)
+    else:
+        network.load_state_dict(best_state)
+    log.info(
+        "LTV fit: %d train / %d validation rows, %d epochs, best epoch %d (val loss %s)",
+        report.n_train,
+        report.n_validation,
+        len(report.history),
+        report.best_epoch,
+        f"{best_loss:.4f}" if math.isfinite(best_loss) else "-",
+    )
+    return report
+
+
+def _loss(network: LtvNetwork, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], chunk: int = 65536) -> float:
+    import torch
+
+    from ltvfeed.training.ziln import ziln_loss
+
+    network.eval()
+    total = 0.0
+    n = data[2].shape[0]
+    with torch.inference_mode():
+        for start in range(0, n, chunk):
+            stop = start + chunk
+            total += float(ziln_loss(network(data[0][start:stop], data[1][start:stop]), data[2][start:stop])) * (
+                min(stop, n) - start
+            )
+    return total / n

@@ -1,0 +1,169 @@
+"""LTV evaluation metrics, as used in the ZILN paper (Wang, Liu & Miao 2019) plus business views.
+
+Ranking: normalized Gini (area under the gain curve relative to a perfect ranking), Spearman, AUC for
+"buys again", top-decile capture. Calibration: decile MAPE, total predicted / actual. Ties in predictions
+are treated as one block (the gain curve is linear across them), so a constant predictor scores exactly 0
+Gini however the rows happen to be ordered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+ArrayLike = Sequence[float] | np.ndarray | pd.Series
+
+METRIC_COLUMNS = (
+    "normalized_gini",
+    "spearman",
+    "decile_mape",
+    "auc_buys_again",
+    "top_decile_capture",
+    "total_ratio",
+)
+
+
+def gain_curve(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(share of customers, share of total actual value) when customers are taken by decreasing prediction,
+    starting at (0, 0). Tied predictions share their block's value evenly."""
+    y, pred = _pair(y_true, y_pred)
+    total = y.sum()
+    if total <= 0:
+        raise ValueError("gain curve needs a positive total actual value")
+    order = np.argsort(-pred, kind="stable")
+    y_sorted, pred_sorted = y[order], pred[order]
+    # Replace each tie block's values by the block mean: the expected curve over random tie orders.
+    _, block, counts = np.unique(pred_sorted, return_inverse=True, return_counts=True)
+    block_mean = np.bincount(block, weights=y_sorted) / counts
+    cumulative = np.concatenate([[0.0], np.cumsum(block_mean[block]) / total])
+    customers = np.arange(len(y) + 1) / len(y)
+    return customers, cumulative
+
+
+def gini(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Raw Gini = 2 * area under the gain curve (trapezoids) - 1: 0 for a random/constant ranking."""
+    customers, cumulative = gain_curve(y_true, y_pred)
+    area = float(np.sum((cumulative[1:] + cumulative[:-1]) / 2 * np.diff(customers)))
+    return 2.0 * area - 1.0
+
+
+def normalized_gini(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Gini of the predicted ranking / Gini of the perfect ranking (by actual value): 1 is perfect,
+    0 no better than random, negative worse than random."""
+    best = gini(y_true, y_true)
+    if best == 0:
+        return float("nan")
+    return gini(y_true, y_pred) / best
+
+
+def spearman(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Spearman rank correlation (ties get average ranks); NaN when either side is constant."""
+    from scipy.stats import spearmanr
+
+    y, pred = _pair(y_true, y_pred)
+    if np.all(y == y[0]) or np.all(pred == pred[0]):
+        return float("nan")
+    return float(spearmanr(y, pred).statistic)
+
+
+def decile_table(y_true: ArrayLike, y_pred: ArrayLike, n_bins: int = 10) -> pd.DataFrame:
+    """Customers split into ``n_bins`` equal-count groups by prediction (0 = lowest); per group: count,
+    predicted mean, actual mean and absolute percentage error of the mean (NaN where the actual mean is 0)."""
+    y, pred = _pair(y_true, y_pred)
+    if len(y) < n_bins:
+        raise ValueError(f"need at least {n_bins} customers for {n_bins} bins, got {len(y)}")
+    # Rank-based bins (not value cut points) so heavy ties, e.g. many zero predictions, cannot collapse bins.
+    rank = np.empty(len(pred), dtype=np.int64)
+    rank[np.argsort(pred, kind="stable")] = np.arange(len(pred))
+    bins = rank * n_bins // len(pred)
+    table = (
+        pd.DataFrame({"bin": bins, "pred": pred, "actual": y})
+        .groupby("bin")
+        .agg(n=("pred", "size"), pred_mean=("pred", "mean"), actual_mean=("actual", "mean"))
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ape = np.abs(table["pred_mean"] - table["actual_mean"]) / table["actual_mean"]
+    # A group with no actual value has no percentage error (NaN), whatever was predicted.
+    table["ape"] = np.where(table["actual_mean"] > 0, ape, np.nan)
+    return table
+
+
+def decile_mape(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Mean over prediction deciles of |predicted mean - actual mean| / actual mean (the ZILN paper's
+    calibration metric). Deciles whose actual mean is 0 have no percentage error and are left out (a model
+    that finds the users who will not buy would otherwise score infinity); NaN if every decile is 0."""
+    ape = decile_table(y_true, y_pred)["ape"]
+    return float(ape.mean()) if ape.notna().any() else float("nan")
+
+
+def auc(y_true: ArrayLike, score: ArrayLike) -> float:
+    """ROC AUC of ``score`` for "buys again" (actual value > 0), via the Mann-Whitney rank sum; NaN when
+    only one class is present."""
+    from scipy.stats import rankdata
+
+    y, s = _pair(y_true, score)
+    positive = y > 0
+    n_pos = int(positive.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def top_decile_capture(y_true: ArrayLike, y_pred: ArrayLike, fraction: float = 0.1) -> float:
+    """Share of the total actual value held by the ``fraction`` of customers with the highest predictions
+    (ties at the cut shared evenly)."""
+    customers, cumulative = gain_curve(y_true, y_pred)
+    return float(np.interp(fraction, customers, cumulative))
+
+
+def total_ratio(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Sum of predictions / sum of actual values: 1 means the total is right."""
+    y, pred = _pair(y_true, y_pred)
+    total = y.sum()
+    return float(pred.sum() / total) if total > 0 else float("nan")
+
+
+def evaluate(
+    y_true: ArrayLike,
+    predictions: Mapping[str, ArrayLike | pd.DataFrame],
+    probabilities: Mapping[str, ArrayLike] | None = None,
+) -> pd.DataFrame:
+    """Compare models: one row per model, one column per metric.
+
+    ``predictions`` maps a model name to its expected LTV per customer, or to a prediction frame with an
+    ``expected_ltv`` column (and ``prob_return``, used for the AUC, when the model has one). AUC is scored
+    on the model's P(buys again) when given (frame column or ``probabilities``), else on expected LTV.
+    """
+    probabilities = dict(probabilities or {})
+    rows = {}
+    for name, prediction in predictions.items():
+        if isinstance(prediction, pd.DataFrame):
+            if "prob_return" in prediction.columns and name not in probabilities:
+                probabilities[name] = prediction["prob_return"].to_numpy()
+            prediction = prediction["expected_ltv"].to_numpy()
+        pred = np.asarray(prediction, dtype=np.float64)
+        rows[name] = {
+            "normalized_gini": normalized_gini(y_true, pred),
+            "spearman": spearman(y_true, pred),
+            "decile_mape": decile_mape(y_true, pred),
+            "auc_buys_again": auc(y_true, probabilities.get(name, pred)),
+            "top_decile_capture": top_decile_capture(y_true, pred),
+            "total_ratio": total_ratio(y_true, pred),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(METRIC_COLUMNS))
+
+
+def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if y.shape != pred.shape:
+        raise ValueError(f"y_true has {y.size} values, predictions {pred.size}")
+    if y.size == 0:
+        raise ValueError("no values to evaluate")
+    if not (np.isfinite(y).all() and np.isfinite(pred).all()):
+        raise ValueError("values must be finite (no NaN/inf)")
+    return y, pred

@@ -1,0 +1,87 @@
+"""The LTV network: feature encoder + embeddings + small MLP + ZILN head, as one self-contained nn.Module.
+
+Everything needed to score a DataFrame (encoding statistics, vocabularies, weights) lives in this module, so
+the module alone can be logged to MLflow and served without the training code's preprocessing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ltvfeed.training.features import FeatureEncoder
+from ltvfeed.training.ziln import ziln_expected_value, ziln_params, ziln_quantiles
+
+QUANTILES = (0.1, 0.5, 0.9)
+PREDICTION_COLUMNS = ("prob_return", "expected_ltv", "p10", "p50", "p90")
+
+
+class LtvNetwork(nn.Module):
+    """Maps encoded features to ZILN logits ``[n, 3]`` (return logit, mu, raw sigma)."""
+
+    def __init__(self, encoder: FeatureEncoder, hidden: Sequence[int] = (64, 32), dropout: float = 0.0) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.hidden = tuple(int(h) for h in hidden)
+        self.dropout = float(dropout)
+        self.embeddings = nn.ModuleList(nn.Embedding(c.num_embeddings, c.embedding_dim) for c in encoder.categorical)
+        layers: list[nn.Module] = []
+        width = encoder.numeric_width + sum(c.embedding_dim for c in encoder.categorical)
+        for size in self.hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            if self.dropout > 0:
+                layers.append(nn.Dropout(self.dropout))
+            width = size
+        self.mlp = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        parts = [numeric] + [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
+        return self.head(self.mlp(torch.cat(parts, dim=1)))
+
+    def init_output_bias(self, labels: torch.Tensor) -> None:
+        """Start the head at the training population's ZILN fit (repeat rate, mean and spread of log
+        revenue): training then learns deviations instead of first walking mu from 0 to log(typical spend)."""
+        positive = labels[labels > 0]
+        rate = float((labels > 0).float().mean().clamp(1e-4, 1 - 1e-4))
+        log_y = torch.log(positive.double()) if positive.numel() else torch.zeros(1, dtype=torch.float64)
+        mu = float(log_y.mean())
+        sigma = max(float(log_y.std()) if log_y.numel() > 1 else 1.0, 0.1)
+        with torch.no_grad():
+            self.head.weight.mul_(0.1)
+            self.head.bias.copy_(
+                torch.tensor([math.log(rate / (1 - rate)), mu, math.log(math.expm1(sigma))], dtype=torch.float32)
+            )
+
+    @torch.inference_mode()
+    def predict_frame(self, df: pd.DataFrame, batch_size: int = 65536) -> pd.DataFrame:
+        """Score ``df``: P(buys again), expected LTV and P10/P50/P90 of the horizon revenue (same index)."""
+        was_training = self.training
+        self.eval()
+        try:
+            numeric, categorical = self.encoder.encode(df)
+            out = np.empty((len(df), len(PREDICTION_COLUMNS)), dtype=np.float64)
+            for start in range(0, len(df), batch_size):
+                stop = start + batch_size
+                logits = self(numeric[start:stop], categorical[start:stop]).double()
+                p, _, _ = ziln_params(logits)
+                out[start:stop, 0] = p.numpy()
+                out[start:stop, 1] = ziln_expected_value(logits).numpy()
+                out[start:stop, 2:] = ziln_quantiles(logits, QUANTILES).numpy()
+        finally:
+            self.train(was_training)
+        return pd.DataFrame(out, index=df.index, columns=list(PREDICTION_COLUMNS))
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-able architecture + feature plan; with the state dict it rebuilds this module exactly."""
+        return {"hidden": list(self.hidden), "dropout": self.dropout, "features": self.encoder.spec()}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> LtvNetwork:
+        return cls(FeatureEncoder.from_spec(spec["features"]), hidden=spec["hidden"], dropout=spec["dropout"])
