@@ -57,6 +57,10 @@ class Stack:
             "LTVFEED_DBT_USER": wh["user"],
             "LTVFEED_DBT_PASSWORD": wh["password"],
             "LTVFEED_DBT_DBNAME": wh["dbname"],
+            # no phoning home from any child process (MLflow, GX); this machine may have no internet
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            "GX_ANALYTICS_ENABLED": "False",
         }
 
 

@@ -33,6 +33,7 @@ class ApiOptions:
 
     redis_timeout_s: float = 0.075
     redis_cooldown_s: float = 0.5
+    freshness_timeout_s: float = 0.05
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
@@ -40,6 +41,8 @@ class ApiOptions:
             raise UserError(f"redis_timeout_s must be in (0, 5] seconds, got {self.redis_timeout_s!r}")
         if not 0 <= self.redis_cooldown_s <= 60:
             raise UserError(f"redis_cooldown_s must be in [0, 60] seconds, got {self.redis_cooldown_s!r}")
+        if not 0 < self.freshness_timeout_s <= 5:
+            raise UserError(f"freshness_timeout_s must be in (0, 5] seconds, got {self.freshness_timeout_s!r}")
 
 
 def _redis_url(settings: Settings) -> str:
@@ -69,13 +72,20 @@ def create_app(
     if store is None:
         store = open_serving_store(_redis_url(settings), settings.redis_prefix, timeout_s=options.redis_timeout_s)
     metrics = ApiMetrics()
-    service = FeedService(store, metrics, freshness=freshness, cooldown_s=options.redis_cooldown_s)
+    service = FeedService(
+        store,
+        metrics,
+        freshness=freshness,
+        freshness_timeout_s=options.freshness_timeout_s,
+        cooldown_s=options.redis_cooldown_s,
+    )
     unavailable_headers = {"Retry-After": str(options.retry_after_s)}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        service.warm()  # the classic feed in memory before the first request; Redis down is not fatal
+        await service.warm()  # the classic feed in memory before the first request; Redis down is not fatal
         yield
+        await service.aclose()
         if owns_store:
             store.client.close()
 
@@ -107,16 +117,19 @@ def create_app(
             }
         },
     )
-    def get_feed(
+    async def get_feed(
         user_id: Annotated[str, Path(min_length=1, max_length=128, description="The user's id.", examples=["u123"])],
         n: Annotated[
             int, Query(ge=1, le=MAX_FEED_LENGTH, description=f"Number of items, 1..{MAX_FEED_LENGTH}.")
         ] = DEFAULT_N,
-    ) -> FeedResponse | JSONResponse:
+    ) -> Response:
         """The user's feed from the served generation, best first, at most `n` items, each with its score and
         score components. Falls back to the classic feed (flagged) for unknown users and when Redis is down."""
         try:
-            return FeedResponse.of(service.feed(user_id, n))
+            # Built (and so validated) as the response model, serialised by pydantic-core; returning the bytes
+            # skips FastAPI's second validation + serialisation pass of the same model (~0.15 ms a request).
+            body = FeedResponse.of(await service.feed(user_id, n)).model_dump_json()
+            return Response(body, media_type="application/json")
         except FeedUnavailable as exc:
             metrics.unavailable.inc()
             return JSONResponse({"detail": exc.reason}, status_code=503, headers=unavailable_headers)
@@ -132,8 +145,8 @@ def create_app(
         summary="Readiness: Redis reachable and a committed generation served",
         responses={503: {"model": ReadinessResponse, "description": "Not ready; `reason` says why."}},
     )
-    def readyz() -> ReadinessResponse | JSONResponse:
-        state = service.readiness()
+    async def readyz() -> ReadinessResponse | JSONResponse:
+        state = await service.readiness()
         if state.ready:
             return ReadinessResponse(status="ready", generation=state.generation)
         body = ReadinessResponse(status="not_ready", generation=state.generation, reason=state.reason)

@@ -1,13 +1,18 @@
 """What the feed API serves, independent of HTTP: the user's feed from the served generation, the classic feed
 for users without one, and - when Redis fails - the last known classic feed held in memory.
 
-Why a breaker: with Redis hanging, every call costs a full socket timeout and blocks a worker thread. After a
-failure, requests skip Redis for ``cooldown_s`` and are answered from memory at once; the next request after
-that probes Redis again.
+Why asyncio for the reads: a Redis GET costs ~0.1 ms of CPU, less than handing a request to a worker thread and
+back, and worker threads doing socket I/O under load queue for the GIL. So each request's reads run on the event
+loop through an asyncio client that mirrors the :class:`FeedStore`'s connection (same server, timeouts) and uses
+its key layout; the rare reads (generation metadata) go through the store itself in a thread.
+
+Why a breaker: with Redis hanging, every call costs a full socket timeout. After a failure, requests skip Redis
+for ``cooldown_s`` and are answered from memory at once; the next request after that probes Redis again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import anyio.to_thread
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -30,6 +38,12 @@ log = logging.getLogger(__name__)
 
 FRESHNESS_OFF, FRESHNESS_APPLIED, FRESHNESS_UNAVAILABLE = "off", "applied", "unavailable"
 _KEEP_META = 4  # generations whose metadata stay cached: current + a few recent ones (rollbacks)
+_REDIS_ERRORS = (redis.RedisError, OSError)  # OSError (incl. TimeoutError): anything the socket layer lets through
+_ASYNC_CONNECTION = {
+    redis.connection.Connection: redis.asyncio.connection.Connection,
+    redis.connection.SSLConnection: redis.asyncio.connection.SSLConnection,
+    redis.connection.UnixDomainSocketConnection: redis.asyncio.connection.UnixDomainSocketConnection,
+}
 
 
 class FeedUnavailable(Exception):
@@ -75,9 +89,22 @@ def with_redis_timeouts(redis_url: str, timeout_s: float) -> str:
 def open_serving_store(redis_url: str, prefix: str, *, timeout_s: float) -> FeedStore:
     """A read-side :class:`FeedStore` that fails fast: short socket timeouts and no retries, so that a dead or
     hanging Redis costs a request at most one timeout (the caller falls back)."""
-    store = FeedStore(redis_url, prefix)
+    store = FeedStore(with_redis_timeouts(redis_url, timeout_s), prefix)
     store.client.set_retry(Retry(NoBackoff(), 0))
     return store
+
+
+def async_client_for(store: FeedStore) -> redis.asyncio.Redis:
+    """An asyncio client to the same server, database, credentials and timeouts as ``store.client``; no retries."""
+    pool = store.client.connection_pool
+    connection_class = _ASYNC_CONNECTION.get(pool.connection_class)
+    if connection_class is None:
+        raise UserError(f"the feed API cannot read Redis through a {pool.connection_class.__name__} connection")
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "retry"}
+    async_pool = redis.asyncio.ConnectionPool(
+        connection_class=connection_class, retry=AsyncRetry(NoBackoff(), 0), **kwargs
+    )
+    return redis.asyncio.Redis(connection_pool=async_pool)
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -88,8 +115,8 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 class FeedService:
-    """Reads feeds through a :class:`FeedStore`; thread-safe for the sync request handlers (shared state is only
-    replaced by single reference assignments)."""
+    """Reads feeds for the API. Runs on one event loop; shared state is only replaced by single assignments, so
+    the metadata reads done in a worker thread are safe too."""
 
     def __init__(
         self,
@@ -97,12 +124,15 @@ class FeedService:
         metrics: ApiMetrics,
         *,
         freshness: FreshnessFilter | None = None,
+        freshness_timeout_s: float = 0.05,
         cooldown_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self.client = async_client_for(store)
         self.metrics = metrics
         self.freshness = freshness
+        self.freshness_timeout_s = freshness_timeout_s
         self.cooldown_s = cooldown_s
         self.clock = clock
         self._classic: Feed | None = None  # last known classic feed (carries its generation)
@@ -110,38 +140,47 @@ class FeedService:
         self._meta: dict[str, GenerationMeta] = {}
         self._skip_redis_until = 0.0
 
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
     # ---- the public operations ------------------------------------------------------------------------------
-    def warm(self) -> bool:
+    async def warm(self) -> bool:
         """Load the served generation's classic feed into memory (at start-up); False if Redis is unavailable."""
         try:
-            generation = self.store.current_generation()
+            generation = await self.client.get(self.store.pointer_key)
             if generation is not None:
-                self._refresh_classic(generation)
-            self._redis_answered()
-            return True
-        except redis.RedisError as exc:
+                await self._refresh_generation(generation)
+        except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return False
+        self._redis_answered()
+        return True
 
-    def feed(self, user_id: str, n: int) -> ServedFeed:
+    async def feed(self, user_id: str, n: int) -> ServedFeed:
         """The best feed that can be served now; raises :class:`FeedUnavailable` when there is none."""
         if self.clock() < self._skip_redis_until:
-            return self._degraded(user_id, n)
+            return await self._degraded(user_id, n)
         try:
-            served = self._from_redis(user_id, n)
-        except redis.RedisError as exc:
+            personal, generation = await self._read(user_id)
+        except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
-            return self._degraded(user_id, n)
+            return await self._degraded(user_id, n)
         self._redis_answered()
-        return served
+        if personal is not None:
+            return await self._serve(user_id, personal, n, personalised=True, degraded=False)
+        classic = self._classic
+        if classic is None:
+            raise FeedUnavailable(f"served generation {generation} has no classic feed and none is cached")
+        self.metrics.classic_fallbacks.inc()
+        return await self._serve(user_id, classic, n, personalised=False, degraded=False)
 
-    def readiness(self) -> Readiness:
+    async def readiness(self) -> Readiness:
         """Ready = Redis answers now (the breaker is bypassed) and a committed generation is served."""
         try:
-            self.store.client.ping()
-            generation = self.store.current_generation()
-            meta = None if generation is None else self._generation_meta(generation, refresh=True)
-        except redis.RedisError as exc:
+            await self.client.ping()
+            generation = await self.client.get(self.store.pointer_key)
+            meta = None if generation is None else await self._generation_meta(generation, refresh=True)
+        except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return Readiness(False, None, f"Redis unavailable: {exc}")
         self._redis_answered()
@@ -153,64 +192,63 @@ class FeedService:
         return Readiness(True, generation, None)
 
     # ---- reading --------------------------------------------------------------------------------------------
-    def _from_redis(self, user_id: str, n: int) -> ServedFeed:
-        personal = None if user_id == CLASSIC_USER_ID else self._read_personal(user_id)
-        if personal is not None:
-            if personal.generation is not None and personal.generation != self._classic_read_for:
-                self._refresh_classic(personal.generation)  # once per generation: keeps the fallback current
-            return self._serve(user_id, personal, n, personalised=True, degraded=False)
-        generation = self.store.current_generation()
+    async def _read(self, user_id: str) -> tuple[Feed | None, str]:
+        """Like :meth:`FeedStore.read_feed`: resolve the generation pointer once, then read that generation's key
+        (old or new generation, never a mix). A new generation also refreshes the cached classic feed."""
+        generation = await self.client.get(self.store.pointer_key)
         if generation is None:
             raise FeedUnavailable("no committed feed generation yet")
-        classic = self._classic if generation == self._classic_read_for else self._refresh_classic(generation)
-        if classic is None:
-            raise FeedUnavailable(f"served generation {generation} has no classic feed and none is cached")
-        self.metrics.classic_fallbacks.inc()
-        return self._serve(user_id, classic, n, personalised=False, degraded=False)
+        personal = None
+        if user_id != CLASSIC_USER_ID:
+            raw = await self.client.get(self.store.feed_key(generation, user_id))
+            personal = None if raw is None else self._decode(raw, user_id)
+        if generation != self._classic_read_for:
+            await self._refresh_generation(generation)
+        return personal, generation
 
-    def _read_personal(self, user_id: str) -> Feed | None:
+    @staticmethod
+    def _decode(raw: str, user_id: str) -> Feed | None:
         try:
-            return self.store.read_feed(user_id)
-        except UserError:  # a stored feed in a format this code cannot read: serve the classic feed instead
+            return Feed.from_json(raw)
+        except (UserError, ValueError, KeyError, TypeError):  # unreadable stored feed: the classic feed instead
             log.exception("unreadable stored feed for user %s; serving the classic feed", user_id)
             return None
 
-    def _refresh_classic(self, generation: str) -> Feed | None:
-        """Re-read the served classic feed; on a generation without one, keep the last known one."""
-        classic = self.store.read_classic()
-        self._classic_read_for = generation
+    async def _refresh_generation(self, generation: str) -> None:
+        """Once per generation seen: its metadata and classic feed (kept, so that the degraded answer is
+        current); on a generation without a classic feed the last known one stays."""
+        raw = await self.client.get(self.store.classic_key(generation))
+        classic = None if raw is None else self._decode(raw, CLASSIC_USER_ID)
+        await self._generation_meta(generation)
         if classic is not None:
             self._classic = classic
-            if classic.generation is not None:
-                self._generation_meta(classic.generation)
-        return classic if classic is not None else self._classic
+        self._classic_read_for = generation
 
-    def _generation_meta(self, generation: str, *, refresh: bool = False) -> GenerationMeta | None:
-        """Metadata of a generation, read once (what is served from it does not change), or now if ``refresh``."""
+    async def _generation_meta(self, generation: str, *, refresh: bool = False) -> GenerationMeta | None:
+        """Metadata of a generation, read once (what is served from it does not change), or now if ``refresh``.
+        Rare, so read through the store (its parsing) in a worker thread."""
         meta = None if refresh else self._meta.get(generation)
         if meta is None:
-            meta = self.store.generation_meta(generation)
+            meta = await anyio.to_thread.run_sync(self.store.generation_meta, generation)
             if meta is None:
                 return None
-            kept = {g: m for g, m in self._meta.items() if g != generation}
-            self._meta = dict(list(kept.items())[-(_KEEP_META - 1) :]) | {generation: meta}
+            kept = [(g, m) for g, m in self._meta.items() if g != generation][-(_KEEP_META - 1) :]
+            self._meta = dict(kept) | {generation: meta}
             if meta.status == COMMITTED:
                 self.metrics.set_generation(generation, meta.generated_at)
         return meta
 
-    def _degraded(self, user_id: str, n: int) -> ServedFeed:
+    async def _degraded(self, user_id: str, n: int) -> ServedFeed:
         classic = self._classic
         if classic is None:
             raise FeedUnavailable("Redis is unavailable and no classic feed has been cached yet")
         self.metrics.degraded.inc()
-        return self._serve(user_id, classic, n, personalised=False, degraded=True)
+        return await self._serve(user_id, classic, n, personalised=False, degraded=True)
 
-    def _serve(self, user_id: str, feed: Feed, n: int, *, personalised: bool, degraded: bool) -> ServedFeed:
+    async def _serve(self, user_id: str, feed: Feed, n: int, *, personalised: bool, degraded: bool) -> ServedFeed:
         meta = None if feed.generation is None else self._meta.get(feed.generation)
-        if meta is None and feed.generation is not None and not degraded:
-            meta = self._generation_meta(feed.generation)
         generated_at = None if meta is None else meta.generated_at or None
-        items, freshness = self._apply_freshness(user_id, feed.items, generated_at)
+        items, freshness = await self._apply_freshness(user_id, feed.items, generated_at)
         return ServedFeed(
             user_id=user_id,
             items=tuple(items[:n]),
@@ -221,15 +259,17 @@ class FeedService:
             freshness=freshness,
         )
 
-    def _apply_freshness(
+    async def _apply_freshness(
         self, user_id: str, items: tuple[FeedItem, ...], generated_at: str | None
     ) -> tuple[tuple[FeedItem, ...], str]:
         if self.freshness is None:
             return items, FRESHNESS_OFF
         try:
-            return tuple(self.freshness(user_id, items, _parse_time(generated_at))), FRESHNESS_APPLIED
-        except Exception:  # any failure of the filter must not cost the user the feed
-            log.exception("freshness filter failed for user %s; serving the feed unfiltered", user_id)
+            async with asyncio.timeout(self.freshness_timeout_s):
+                kept = await self.freshness(user_id, items, _parse_time(generated_at))
+            return tuple(kept), FRESHNESS_APPLIED
+        except Exception as exc:  # any failure (or slowness) of the filter must not cost the user the feed
+            log.warning("freshness filter failed for user %s (%r); serving the feed unfiltered", user_id, exc)
             self.metrics.freshness_failures.inc()
             return items, FRESHNESS_UNAVAILABLE
 

@@ -21,8 +21,10 @@ class FreshnessFilter(Protocol):
 
     ``since`` is when the served generation was generated (None if unknown): events after it are what the stored
     feed could not know. Return the items to keep, in the order given (a filter drops, it does not re-rank).
-    Implementations must bound their own latency (short timeouts) and raise on failure: the API then serves the
+    A coroutine, because it runs on the API's event loop (Feast has ``get_online_features_async`` for Redis); a
+    blocking implementation must hand its work to a thread. It should bound its own latency and raise on failure;
+    the API also cancels it after ``ApiOptions.freshness_timeout_s``. Either way the API then serves the
     unfiltered feed, flagged ``"freshness": "unavailable"``, and counts the failure.
     """
 
-    def __call__(self, user_id: str, items: Sequence[FeedItem], since: datetime | None) -> Sequence[FeedItem]: ...
+    async def __call__(self, user_id: str, items: Sequence[FeedItem], since: datetime | None) -> Sequence[FeedItem]: ...

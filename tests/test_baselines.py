@@ -19,6 +19,7 @@ from ltvfeed.training.baselines import (
     bgnbd_log_likelihood,
     bgnbd_prob_alive,
     bgnbd_prob_purchase,
+    btyd_summary,
     fit_bgnbd,
     fit_gamma_gamma,
     gamma_gamma_expected_value,
@@ -110,25 +111,54 @@ def test_conditional_predictions_match_the_simulated_future(population) -> None:
     assert expected[busy].sum() == pytest.approx(population.future_purchases[busy].sum(), rel=0.07)
 
 
-def test_btyd_baseline_on_a_frame(population) -> None:
+def test_btyd_summary_from_a_user_features_frame_by_hand() -> None:
+    cutoff = pd.Timestamp("2026-01-01", tz="UTC")
     df = pd.DataFrame(
         {
-            "frequency": population.frequency,
-            "recency_days": population.recency,
-            "tenure_days": population.T,
-            "monetary_value": population.monetary_value,
-        },
-        index=pd.RangeIndex(100, 100 + len(population.T)),
+            "frequency": [3, 1, 0],  # orders, the first included
+            "monetary_total": [90.0, 20.0, 0.0],
+            "first_order_at": [cutoff - pd.Timedelta(days=100), cutoff - pd.Timedelta(hours=36), pd.NaT],
+            "last_order_at": [cutoff - pd.Timedelta(days=40), cutoff - pd.Timedelta(hours=36), pd.NaT],
+            "feature_timestamp": cutoff,
+        }
     )
+    summary = btyd_summary(df)
+    assert summary["frequency"].tolist() == [2, 0, 0]
+    assert summary["recency"].tolist() == pytest.approx([60.0, 0.0, 0.0])
+    assert summary["T"].tolist() == pytest.approx([100.0, 1.5, 0.0])
+    assert summary["monetary_value"].tolist() == pytest.approx([30.0, 20.0, 0.0])
+    assert summary["is_customer"].tolist() == [True, True, False]
+    with pytest.raises(UserError, match="after the cutoff"):
+        btyd_summary(df.assign(feature_timestamp=cutoff - pd.Timedelta(days=50)))
+
+
+def test_btyd_baseline_on_a_user_features_frame(population) -> None:
+    cutoff = pd.Timestamp("2026-01-01", tz="UTC")
+    first = cutoff - pd.to_timedelta(population.T, unit="D")
+    customers = pd.DataFrame(
+        {
+            "frequency": population.frequency + 1,
+            "monetary_total": population.first_value + population.monetary_value * population.frequency,
+            "first_order_at": first,
+            "last_order_at": first + pd.to_timedelta(population.recency, unit="D"),
+            "feature_timestamp": cutoff,
+        }
+    )
+    never_ordered = pd.DataFrame(
+        {"frequency": [0] * 3, "monetary_total": 0.0, "first_order_at": pd.NaT, "last_order_at": pd.NaT}
+    ).assign(feature_timestamp=cutoff)
+    df = pd.concat([customers, never_ordered], ignore_index=True).set_axis(pd.RangeIndex(100, 100 + len(customers) + 3))
     model = BtydBaseline(horizon_days=90).fit(df)
     out = model.predict(df)
     assert out.index.equals(df.index)
     assert set(out.columns) >= {"expected_ltv", "prob_return", "prob_alive", "expected_purchases"}
     assert np.allclose(out["expected_ltv"], out["expected_purchases"] * out["expected_order_value"])
     assert out["prob_return"].between(0, 1).all() and (out["prob_return"] <= out["prob_alive"] + 1e-12).all()
-    actual = population.future_value.sum()
-    assert out["expected_ltv"].sum() == pytest.approx(actual, rel=0.1)
+    assert (out.iloc[-3:][["expected_ltv", "prob_return", "prob_alive"]] == 0).all().all()
+    assert model.bgnbd.r == pytest.approx(TRUE_BGNBD.r, rel=0.15)
+    # Means over all orders instead of repeat ones: the total is still about right.
+    assert out["expected_ltv"].sum() == pytest.approx(population.future_value.sum(), rel=0.1)
     with pytest.raises(UserError, match="not fitted"):
         BtydBaseline().predict(df)
-    with pytest.raises(UserError, match="recency_days"):
-        model.predict(df.drop(columns="recency_days"))
+    with pytest.raises(UserError, match="last_order_at"):
+        model.predict(df.drop(columns="last_order_at"))

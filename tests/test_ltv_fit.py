@@ -3,8 +3,10 @@ encoding edge cases, the validation split by user, early stopping."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+from datetime import date
 from decimal import Decimal
 
 import numpy as np
@@ -20,7 +22,7 @@ from ltvfeed.training.network import PREDICTION_COLUMNS
 from ltvfeed.training.synthetic import make_shop
 from ltvfeed.training.ziln import ziln_loss
 
-RFM_COLUMNS = ["user_id", "frequency", "recency_days", "tenure_days", "monetary_value", "monetary_total"]
+RFM_COLUMNS = ["user_id", "frequency", "recency_days", "tenure_days", "monetary_avg", "monetary_total"]
 QUICK = TrainConfig(max_epochs=12, patience=4, batch_size=256, num_threads=1, seed=3)
 
 
@@ -80,7 +82,7 @@ def test_save_load_round_trips_exactly(fitted, shop, tmp_path) -> None:
     assert {c["name"] for c in spec["network"]["features"]["categorical"]} == {
         "country",
         "gender",
-        "acquisition_partner",
+        "acquisition_partner_id",
         "favourite_category",
     }
     loaded = LtvModel.load(directory)
@@ -96,6 +98,12 @@ def test_raw_module_scores_on_its_own(fitted, shop) -> None:
     assert isinstance(module, torch.nn.Module)
     assert "encoder.mean" in module.state_dict()  # normalisation travels with the weights
     pd.testing.assert_frame_equal(module.predict_frame(df.head(50)), fitted.predict(df.head(50)), check_exact=True)
+    # Whole-module pickling (what mlflow.pytorch's pickle format does) keeps vocabularies and statistics.
+    buffer = io.BytesIO()
+    torch.save(module, buffer)
+    buffer.seek(0)
+    restored = torch.load(buffer, weights_only=False)
+    pd.testing.assert_frame_equal(restored.predict_frame(df), fitted.predict(df), check_exact=True)
 
 
 def test_transaction_log_only_shop(shop) -> None:
@@ -136,10 +144,11 @@ def test_encoder_handles_types_from_the_warehouse() -> None:
             "partner": [17.0, 17.0, np.nan, 4.0] * 3,  # forced categorical ids arriving as floats
             "active": [True, False, True, False] * 3,
             "signup": pd.to_datetime(["2024-01-01"] * 12),
+            "as_of": [date(2026, 1, 1)] * 12,  # dates arrive from the database as Python objects
         }
     )
     encoder = FeatureEncoder.fit(df, categorical_columns=["partner"], min_category_count=1)
-    assert [c.name for c in encoder.numeric] == ["spend", "active"]
+    assert encoder.columns == ["spend", "active", "partner"]  # dates and times are not features
     assert encoder.numeric[0].log1p and encoder.numeric[0].missing_indicator
     assert encoder.categorical[0].vocabulary == ("17", "4")  # by frequency; 17.0 and 17 are one category
     numeric, categorical = encoder.encode(df.assign(partner=[17, 4, None, 99] * 3))

@@ -5,15 +5,16 @@
   way") for the number of purchases and P(alive), Gamma-Gamma (Fader & Hardie, "The Gamma-Gamma model of
   monetary value") for the value per purchase, both fitted by maximum likelihood with scipy.
 
-Inputs per customer, times in days: frequency (repeat purchases), recency (time of the last purchase since
-the first; 0 without repeats), T (age: time since the first purchase), monetary value (mean repeat purchase
-value). Customers with no purchase history (frequency/recency missing) are treated as x = 0, t_x = 0.
+The model functions take the classic per-customer summary, times in days: frequency x (repeat purchases),
+recency t_x (time of the last purchase since the first; 0 without repeats), T (time since the first
+purchase), monetary value (mean repeat purchase value). ``btyd_summary`` derives it from a frame laid out
+like the warehouse's ``user_features`` mart (orders counted with the first, order timestamps, the cutoff).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -217,51 +218,99 @@ class NaiveBaseline:
         return pd.DataFrame({"expected_ltv": spend / tenure * self.horizon_days}, index=df.index)
 
 
+@dataclass(frozen=True)
+class OrderColumns:
+    """Where the order history sits in the feature frame (defaults: the ``user_features`` mart)."""
+
+    orders: str = "frequency"  # all orders before the cutoff, the first included
+    monetary_total: str = "monetary_total"
+    first_order_at: str = "first_order_at"
+    last_order_at: str = "last_order_at"
+    cutoff: str = "feature_timestamp"  # the snapshot instant; "as_of" (a date) is used when this is absent
+
+
+def btyd_summary(df: pd.DataFrame, columns: OrderColumns = OrderColumns()) -> pd.DataFrame:
+    """The BTYD summary per row: frequency = orders - 1, recency = last - first order, T = cutoff - first
+    order (days), monetary_value = mean order value, and is_customer (has ordered).
+
+    The mart keeps total spend, not the first order's value, so the mean is over all orders rather than the
+    repeat ones (the Gamma-Gamma convention); close enough for a baseline.
+    """
+    cutoff_column = columns.cutoff if columns.cutoff in df.columns else "as_of"
+    needed = [columns.orders, columns.monetary_total, columns.first_order_at, columns.last_order_at, cutoff_column]
+    _require(df, needed, "BTYD baseline")
+    orders = pd.to_numeric(df[columns.orders], errors="coerce").fillna(0).to_numpy(np.float64)
+    total = pd.to_numeric(df[columns.monetary_total], errors="coerce").fillna(0).to_numpy(np.float64)
+    first = pd.to_datetime(df[columns.first_order_at], utc=True)
+    last = pd.to_datetime(df[columns.last_order_at], utc=True)
+    cutoff = pd.to_datetime(df[cutoff_column], utc=True)
+    day = pd.Timedelta(days=1)
+    is_customer = (orders > 0) & first.notna().to_numpy()
+    T = ((cutoff - first) / day).to_numpy(np.float64, na_value=0.0)
+    recency = ((last - first) / day).to_numpy(np.float64, na_value=0.0)
+    frequency = np.maximum(orders - 1, 0)
+    if (is_customer & ((T < 0) | (recency < 0))).any():
+        raise UserError("order timestamps after the cutoff or last before first order: check the feature frame")
+    return pd.DataFrame(
+        {
+            "frequency": np.where(is_customer, frequency, 0.0),
+            "recency": np.where(is_customer & (frequency > 0), np.minimum(recency, T), 0.0),
+            "T": np.where(is_customer, T, 0.0),
+            "monetary_value": np.divide(total, orders, out=np.zeros(len(df)), where=is_customer),
+            "is_customer": is_customer,
+        },
+        index=df.index,
+    )
+
+
 @dataclass
 class BtydBaseline:
-    """BG/NBD + Gamma-Gamma. ``predict`` gives expected_ltv = E[purchases in H] * E[value per purchase],
-    prob_return = P(at least one purchase in H), prob_alive and expected_purchases."""
+    """BG/NBD + Gamma-Gamma on the customers' own order histories. ``predict`` gives expected_ltv =
+    E[purchases in H] * E[value per purchase], prob_return = P(at least one purchase in H), prob_alive and
+    expected_purchases. Users who never ordered are outside the model: they get 0."""
 
     horizon_days: int = 90
-    frequency_column: str = "frequency"
-    recency_column: str = "recency_days"
-    age_column: str = "tenure_days"
-    monetary_column: str = "monetary_value"
+    columns: OrderColumns = field(default_factory=OrderColumns)
     bgnbd: BgnbdParams | None = None
     gamma_gamma: GammaGammaParams | None = None
 
     def fit(self, df: pd.DataFrame, y: object = None) -> BtydBaseline:
-        """Fit both models on the customers' own histories (``y`` is unused: BTYD is unsupervised)."""
-        x, t_x, T, m = self._columns(df)
-        self.bgnbd = fit_bgnbd(x, t_x, T)
-        self.gamma_gamma = fit_gamma_gamma(x, m)
-        log.info("BTYD fit: %s, %s", self.bgnbd, self.gamma_gamma)
+        """Fit both models on the customers in ``df`` (``y`` is unused: BTYD needs no labels)."""
+        summary = btyd_summary(df, self.columns)
+        customers = summary[summary["is_customer"]]
+        if len(customers) < 10:
+            raise UserError(f"BTYD needs customers with orders; only {len(customers)} in the frame")
+        self.bgnbd = fit_bgnbd(customers["frequency"], customers["recency"], customers["T"])
+        self.gamma_gamma = fit_gamma_gamma(customers["frequency"], customers["monetary_value"])
+        log.info("BTYD fit on %d customers: %s, %s", len(customers), self.bgnbd, self.gamma_gamma)
         return self
 
     def predict(self, df: pd.DataFrame) -> pd.DataFrame:
         if self.bgnbd is None or self.gamma_gamma is None:
             raise UserError("the BTYD baseline is not fitted: call fit() first")
-        x, t_x, T, m = self._columns(df)
+        return self.predict_summary(btyd_summary(df, self.columns))
+
+    def predict_summary(self, summary: pd.DataFrame) -> pd.DataFrame:
+        """Predict from a BTYD summary (columns frequency, recency, T, monetary_value, optional is_customer)."""
+        if self.bgnbd is None or self.gamma_gamma is None:
+            raise UserError("the BTYD baseline is not fitted: call fit() first")
+        _require(summary, ["frequency", "recency", "T", "monetary_value"], "BTYD baseline")
+        x, t_x, T = _check_rft(summary["frequency"], summary["recency"], summary["T"])
+        m = np.nan_to_num(summary["monetary_value"].to_numpy(np.float64))
+        customer = summary["is_customer"].to_numpy(bool) if "is_customer" in summary else np.ones(len(x), bool)
         h = float(self.horizon_days)
-        purchases = bgnbd_expected_purchases(self.bgnbd, h, x, t_x, T)
+        purchases = np.where(customer, bgnbd_expected_purchases(self.bgnbd, h, x, t_x, T), 0.0)
         value = gamma_gamma_expected_value(self.gamma_gamma, x, m)
         return pd.DataFrame(
             {
-                "prob_return": bgnbd_prob_purchase(self.bgnbd, h, x, t_x, T),
+                "prob_return": np.where(customer, bgnbd_prob_purchase(self.bgnbd, h, x, t_x, T), 0.0),
                 "expected_ltv": purchases * value,
                 "expected_purchases": purchases,
-                "prob_alive": bgnbd_prob_alive(self.bgnbd, x, t_x, T),
+                "prob_alive": np.where(customer, bgnbd_prob_alive(self.bgnbd, x, t_x, T), 0.0),
                 "expected_order_value": value,
             },
-            index=df.index,
+            index=summary.index,
         )
-
-    def _columns(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        names = [self.frequency_column, self.recency_column, self.age_column, self.monetary_column]
-        _require(df, names, "BTYD baseline")
-        x, t_x, T, m = (pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64) for c in names)
-        x, t_x, T = _check_rft(x, t_x, T)
-        return x, t_x, T, np.nan_to_num(m)
 
 
 def _require(df: pd.DataFrame, columns: list[str], who: str) -> None:

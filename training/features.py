@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import date, time, timedelta
 from typing import Any
 
 import numpy as np
@@ -103,8 +104,10 @@ class FeatureEncoder(nn.Module):
             if series.isna().all():
                 log.warning("feature %r is entirely missing in the training data: dropped", name)
                 continue
-            if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
-                log.warning("feature %r is a date/time; convert it to a number (e.g. days) to use it: dropped", name)
+            if _is_temporal(series):
+                # Timestamps (cutoffs, first/last order) locate a row in time; their information reaches the
+                # model as day counts (recency, tenure) instead.
+                log.info("column %r holds dates/times: not a feature (use day counts instead)", name)
                 continue
             if name not in forced and _is_numeric(series):
                 column, column_stats = _fit_numeric(str(name), series)
@@ -177,6 +180,14 @@ class FeatureEncoder(nn.Module):
             for c in spec["categorical"]
         ]
         return cls(numeric, categorical)
+
+
+def _is_temporal(series: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
+        return True
+    present = series.dropna()
+    # Database drivers hand dates and timestamps over as Python objects.
+    return series.dtype == object and len(present) > 0 and isinstance(present.iloc[0], (date, time, timedelta))
 
 
 def _is_numeric(series: pd.Series) -> bool:

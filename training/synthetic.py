@@ -110,7 +110,7 @@ def simulate_bgnbd_population(
 
 
 _COUNTRIES = {"US": 1.4, "DE": 1.15, "FR": 1.0, "GB": 1.1, "PL": 0.6, "BR": 0.55, "IN": 0.45}
-_PARTNERS = {"organic": 6.0, "search_ads": 4.0, "social": 2.5, "affiliate": 3.0, "coupon_site": 1.2}
+_PARTNERS = {"direct": 6.0, "p001": 4.0, "p002": 2.5, "p003": 3.0, "p004": 1.2}
 # favourite category: (purchase-rate multiplier, spend multiplier)
 _CATEGORIES = {
     "grocery": (2.2, 0.45),
@@ -119,22 +119,29 @@ _CATEGORIES = {
     "home": (0.7, 1.5),
     "electronics": (0.5, 2.6),
 }
+CUTOFF = pd.Timestamp("2026-01-01", tz="UTC")
 
 
-def make_shop(n: int, horizon_days: int = 90, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """A customer feature frame at a cutoff and each customer's revenue in the next ``horizon_days``.
+def make_shop(
+    n: int, horizon_days: int = 90, seed: int = 0, non_buyer_share: float = 0.25
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """A feature frame at a cutoff, laid out like the warehouse's ``user_features`` mart, and each user's
+    revenue in the next ``horizon_days``.
 
-    Columns: user_id; RFM/tenure (frequency, recency_days, tenure_days, monetary_value, monetary_total,
-    orders_total); engagement in the last 30 days (sessions_30d, add_to_cart_30d, days_since_last_session,
-    email_open_rate); demographics (age, with gaps; gender, with gaps, no effect; country;
-    acquisition_partner; favourite_category).
+    Buyers follow BG/NBD + Gamma-Gamma; ``non_buyer_share`` of users registered without ordering yet (a few
+    convert in the horizon, more likely the more they browse). Columns (mart names and meanings):
+    user_id, feature_timestamp (the cutoff); RFM: frequency (orders, first included), recency_days (days
+    since the last order, or since first seen), tenure_days (days since first seen), monetary_total,
+    monetary_avg, orders_90d, first_order_at, last_order_at; engagement: clicks_30d, add_to_cart_30d,
+    days_since_last_event; demographics: age (with gaps), gender ("unknown" for some, no effect), country,
+    acquisition_partner_id, favourite_category.
     """
     rng = np.random.default_rng(seed)
     country = rng.choice(list(_COUNTRIES), size=n, p=[0.3, 0.2, 0.12, 0.12, 0.1, 0.1, 0.06])
     partner = rng.choice(list(_PARTNERS), size=n, p=[0.35, 0.2, 0.2, 0.1, 0.15])
     category = rng.choice(list(_CATEGORIES), size=n, p=[0.2, 0.2, 0.25, 0.2, 0.15])
     age = np.clip(rng.normal(38, 12, size=n), 18, 85).round()
-    gender = rng.choice(np.array(["f", "m", "x"], dtype=object), size=n, p=[0.5, 0.45, 0.05])
+    gender = rng.choice(np.array(["female", "male", "other"], dtype=object), size=n, p=[0.5, 0.45, 0.05])
 
     rate_mult = np.array([_CATEGORIES[c][0] for c in category])
     spend_mult = np.array([_COUNTRIES[c] for c in country]) * np.array([_CATEGORIES[c][1] for c in category])
@@ -145,49 +152,60 @@ def make_shop(n: int, horizon_days: int = 90, seed: int = 0) -> tuple[pd.DataFra
     spend_shape = 4.0
     T = rng.uniform(30.0, 540.0, size=n)
     sample = simulate_bgnbd(
-        rng,
-        T,
-        lam=lam,
-        churn=churn,
-        spend_rate=spend_shape / mean_order,
-        spend_shape=spend_shape,
+        rng, T, lam=lam, churn=churn, spend_rate=spend_shape / mean_order, spend_shape=spend_shape,
         horizon_days=horizon_days,
-    )
-
+    )  # fmt: skip
     alive = sample.alive_at_T
     # Engagement is a noisy view of being alive: slow buyers often have quiet months, and some churned
     # customers ("lurkers") still browse without buying.
     lurker = ~alive & (rng.random(n) < 0.25)
-    sessions = rng.poisson(np.where(alive, 0.3 + 60.0 * lam, np.where(lurker, 1.5, 0.1)))
-    add_to_cart = rng.binomial(sessions, np.where(alive, 0.25, 0.1))
-    since_session = np.where(
+    clicks = rng.poisson(np.where(alive, 0.3 + 60.0 * lam, np.where(lurker, 1.5, 0.1)))
+    add_to_cart = rng.binomial(clicks, np.where(alive, 0.25, 0.1))
+    since_event = np.where(
         alive | lurker,
         rng.exponential(1.0 / (0.03 + 2.0 * lam)),
         (T - np.minimum(sample.death_time, T)) + rng.exponential(10.0, size=n),
     )
-    since_session = np.minimum(since_session, T).round()
-    email_open_rate = np.clip(rng.beta(2, 5, size=n) + 0.1 * alive, 0, 1).round(3)
+    future = sample.future_value.copy()
 
-    age_with_gaps = np.where(rng.random(n) < 0.2, np.nan, age)
-    gender_with_gaps = np.where(rng.random(n) < 0.1, None, gender)
+    # Registered users who have not ordered yet: interest drives both browsing and converting.
+    non_buyer = rng.random(n) < non_buyer_share
+    interest = rng.beta(1.0, 8.0, size=n)
+    converts = rng.random(n) < 0.6 * interest
+    first_orders = 1 + rng.poisson(0.3, size=n)
+    future[non_buyer] = np.where(converts, rng.gamma(spend_shape * first_orders, mean_order / spend_shape), 0.0)[
+        non_buyer
+    ]
+    clicks[non_buyer] = rng.poisson(12.0 * interest)[non_buyer]
+    add_to_cart[non_buyer] = rng.binomial(clicks, 0.15)[non_buyer]
+    since_event[non_buyer] = rng.exponential(1.0 / (0.02 + interest))[non_buyer]
+
+    orders = np.where(non_buyer, 0, sample.frequency + 1)
+    monetary_total = np.where(non_buyer, 0.0, sample.first_value + sample.monetary_value * sample.frequency)
+    first_order_at = pd.Series(CUTOFF - pd.to_timedelta(T, unit="D")).where(~non_buyer)
+    last_order_at = first_order_at + pd.to_timedelta(sample.recency, unit="D")
+    # Orders in the last 90 days are not tracked individually here: count the last one if it was recent.
+    recency_days = np.where(non_buyer, T, T - sample.recency)
     frame = pd.DataFrame(
         {
             "user_id": [f"u{seed}_{i}" for i in range(n)],
-            "frequency": sample.frequency,
-            "recency_days": sample.recency.round(2),
-            "tenure_days": sample.T.round(2),
-            "monetary_value": sample.monetary_value.round(2),
-            "monetary_total": (sample.first_value + sample.monetary_value * sample.frequency).round(2),
-            "orders_total": sample.frequency + 1,
-            "sessions_30d": sessions,
+            "feature_timestamp": CUTOFF,
+            "frequency": orders,
+            "recency_days": np.floor(recency_days).astype(int),
+            "tenure_days": np.floor(T).astype(int),
+            "monetary_total": monetary_total.round(2),
+            "monetary_avg": np.divide(monetary_total, orders, out=np.zeros(n), where=orders > 0).round(2),
+            "orders_90d": ((recency_days <= 90) & ~non_buyer).astype(int),
+            "first_order_at": first_order_at,
+            "last_order_at": last_order_at,
+            "clicks_30d": clicks,
             "add_to_cart_30d": add_to_cart,
-            "days_since_last_session": since_session,
-            "email_open_rate": email_open_rate,
-            "age": age_with_gaps,
-            "gender": gender_with_gaps,
+            "days_since_last_event": np.minimum(since_event, T).round().astype(int),
+            "age": np.where(rng.random(n) < 0.2, np.nan, age),
+            "gender": np.where(rng.random(n) < 0.1, "unknown", gender),
             "country": country,
-            "acquisition_partner": partner,
+            "acquisition_partner_id": partner,
             "favourite_category": category,
         }
     )
-    return frame, sample.future_value.round(2)
+    return frame, future.round(2)

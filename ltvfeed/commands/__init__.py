@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "pipeline",
     "models",
     "serve",
+    "features",
 )
 
 

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from datetime import date
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import typer
 
 from ltvfeed.errors import UserError
 from ltvfeed.settings import get_settings
 
+if TYPE_CHECKING:
+    from ltvfeed.quality import CheckOutcome, GateResult
+
 quality_app = typer.Typer(help="Great Expectations gates on the warehouse (raw tables, dbt marts).")
+
+
+class LayerName(StrEnum):
+    raw = "raw"
+    marts = "marts"
 
 
 @quality_app.command("check")
 def check_cmd(
-    layer: str = typer.Argument(..., help="Which layer: raw (landing tables) or marts (dbt output)."),
+    layer: LayerName = typer.Argument(..., help="Which layer: raw (landing tables) or marts (dbt output)."),
     as_of: str | None = typer.Option(
         None,
         "--as-of",
@@ -24,15 +34,14 @@ def check_cmd(
 ) -> None:
     """Validate LAYER, print a pass/fail table and the Data Docs path; exit 1 when an expectation fails."""
     from ltvfeed.infra.stack import up
-    from ltvfeed.quality import LAYERS, DataQualityError, default_as_of, run_gate
+    from ltvfeed.quality import DataQualityError, default_as_of, run_gate
 
-    if layer not in LAYERS:
-        raise UserError(f"unknown layer {layer!r}; choose one of: {', '.join(LAYERS)}")
+    day = _parse_date(as_of) if as_of else None
     stack = up(get_settings())
-    day = _parse_date(as_of) if as_of else default_as_of(stack.warehouse_dsn, layer)  # type: ignore[arg-type]
-    typer.echo(f"checking {layer} as of {day} (loading Great Expectations) ...")
+    day = day or default_as_of(stack.warehouse_dsn, layer.value)
+    typer.echo(f"checking {layer.value} as of {day} (loading Great Expectations) ...")
     try:
-        result = run_gate(stack.warehouse_dsn, layer, day, stack.settings.quality_dir)  # type: ignore[arg-type]
+        result = run_gate(stack.warehouse_dsn, layer.value, day, stack.settings.quality_dir)
     except DataQualityError as exc:
         _print(exc.result)
         raise typer.Exit(1) from exc
@@ -46,8 +55,8 @@ def _parse_date(value: str) -> date:
         raise UserError(f"--as-of must be a date YYYY-MM-DD, got {value!r}") from exc
 
 
-def _print(result) -> None:  # GateResult; imported lazily above
-    tables: dict[str, list] = {}
+def _print(result: GateResult) -> None:
+    tables: dict[str, list[CheckOutcome]] = {}
     for outcome in result.outcomes:
         tables.setdefault(outcome.table, []).append(outcome)
     width = max([len("table"), *(len(t) for t in tables)])

@@ -29,7 +29,6 @@ def airflow_env(stack: Stack) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(stack.settings.airflow_port),
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        "GX_ANALYTICS_ENABLED": "False",
         "NO_COLOR": "1",
         # `airflow standalone` spawns `airflow` sub-processes: the venv's bin must come first on PATH.
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),

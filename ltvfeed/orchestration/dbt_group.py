@@ -30,7 +30,7 @@ def warehouse_task_group(group_id: str, dbt_vars: dict[str, str]):
             install_dbt_deps=False,
         ),
         profile_config=ProfileConfig(
-            profile_name="ltvfeed", target_name="dev", profiles_yml_filepath=project / "profiles.yml"
+            profile_name="ltvfeed", target_name="warehouse", profiles_yml_filepath=project / "profiles.yml"
         ),
         execution_config=ExecutionConfig(
             dbt_executable_path=str(Path(sys.executable).parent / "dbt"),

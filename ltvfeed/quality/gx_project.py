@@ -27,7 +27,8 @@ _SITES = {
         "class_name": "SiteBuilder",
         "show_how_to_buttons": False,
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": f"{DOCS_DIR}/"},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        # the index lists the newest results only; older ones stay on disk, linked from nowhere
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": 500},
     }
 }
 _NO_PROGRESS_BARS = {"globally": False, "metric_calculations": False}  # they flood Airflow task logs

@@ -1,0 +1,269 @@
+"""Feast definitions of ltvfeed: entities, sources over the dbt marts, feature views and feature services.
+
+Definitions only: ``feast apply`` imports every .py file in this folder, and ``ltvfeed.features.apply`` loads
+this file to apply exactly the same objects. Nothing here connects anywhere or reads settings.
+
+Every mart is a stack of daily snapshots: the rows for cutoff ``as_of`` T carry ``feature_timestamp`` = T 00:00
+UTC and use only data before it, so Feast's point-in-time join (latest snapshot with feature_timestamp <= the
+entity row's timestamp, not older than the view's TTL) never reads the future.
+
+Feature names are the mart's column names. They are unique within each feature service, so training frames and
+online reads use plain names (no ``view__`` prefixes); serving's ``Catalogue.from_frame`` reads item columns
+by these names.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, ValueType
+from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+from feast.types import Array, Bool, Float64, Int32, String
+
+# A snapshot is current until the next daily one; three days of TTL keep serving (and point-in-time joins)
+# working through two missed pipeline runs, after which features read as missing instead of silently stale.
+SNAPSHOT_TTL = timedelta(days=3)
+
+# ---------------------------------------------------------------------------------------------------- entities
+
+user = Entity(
+    name="user",
+    join_keys=["user_id"],
+    value_type=ValueType.STRING,
+    description="A customer: registered user or known from orders only (marts.user_features.user_id).",
+)
+item = Entity(
+    name="item",
+    join_keys=["item_id"],
+    value_type=ValueType.STRING,
+    description="A product (catalogue items and items seen in events/orders).",
+)
+category = Entity(
+    name="category",
+    join_keys=["category"],
+    value_type=ValueType.STRING,
+    description="An item category (lower-case; 'unknown' outside the catalogue). Paired with user.",
+)
+
+# ----------------------------------------------------------------------------------------------------- sources
+
+user_features_source = PostgreSQLSource(
+    name="user_features_source",
+    table="marts.user_features",
+    timestamp_field="feature_timestamp",
+    description="dbt mart marts.user_features: one row per customer and daily snapshot.",
+)
+
+user_category_propensity_source = PostgreSQLSource(
+    name="user_category_propensity_source",
+    table="marts.user_category_propensity",
+    timestamp_field="feature_timestamp",
+    description="dbt mart marts.user_category_propensity: one row per customer, category and snapshot.",
+)
+
+# One row per customer and snapshot (customers without category engagement get empty arrays, so a newer
+# snapshot always overwrites an older one online): categories ordered by propensity, best first.
+user_category_affinity_source = PostgreSQLSource(
+    name="user_category_affinity_source",
+    query="""
+        select
+            u.user_id,
+            u.feature_timestamp,
+            coalesce(
+                array_agg(p.category order by p.propensity desc, p.category) filter (where p.category is not null),
+                '{}'
+            ) as affinity_categories,
+            coalesce(
+                array_agg(p.propensity order by p.propensity desc, p.category) filter (where p.category is not null),
+                '{}'
+            ) as affinity_propensities
+        from marts.user_features as u
+        left join marts.user_category_propensity as p on p.user_id = u.user_id and p.as_of = u.as_of
+        group by u.user_id, u.feature_timestamp
+    """,
+    timestamp_field="feature_timestamp",
+    description="marts.user_category_propensity pivoted to one row per customer and snapshot.",
+)
+
+# price is numeric(12, 2) in the mart; Feast's PostgreSQL reader wants double precision.
+item_performance_source = PostgreSQLSource(
+    name="item_performance_source",
+    query="""
+        select
+            item_id, feature_timestamp, category, price::double precision as price, in_stock, is_repeat_purchase,
+            in_catalog, views_30d, clicks_30d, add_to_cart_30d, add_to_cart_rate_30d, conversions_30d,
+            units_sold_30d, revenue_30d, views_decayed, clicks_decayed, add_to_cart_decayed,
+            add_to_cart_rate_decayed, conversions_decayed, revenue_decayed, commercial_score
+        from marts.item_performance
+    """,
+    timestamp_field="feature_timestamp",
+    description="dbt mart marts.item_performance: one row per item and daily snapshot.",
+)
+
+
+def _fields(dtype, *names: str) -> list[Field]:
+    return [Field(name=n, dtype=dtype) for n in names]
+
+
+def _windowed(names: tuple[str, ...], windows: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(f"{n}_{w}d" for w in windows for n in names)
+
+
+# ----------------------------------------------------------------------------------------- user feature views
+
+user_rfm = FeatureView(
+    name="user_rfm",
+    entities=[user],
+    ttl=SNAPSHOT_TTL,
+    schema=[
+        *_fields(Int32, "recency_days", "frequency", "tenure_days", "orders_30d", "orders_90d", "orders_365d"),
+        *_fields(Int32, "referral_orders"),
+        *_fields(Float64, "monetary_total", "monetary_avg", "revenue_30d", "revenue_90d", "revenue_365d"),
+    ],
+    source=user_features_source,
+    online=True,
+    description="Recency, frequency, monetary value and tenure from orders before the cutoff. Day counts "
+    "rather than order timestamps: relative to the cutoff, so they mean the same at every snapshot.",
+    tags={"mart": "user_features", "group": "rfm"},
+)
+
+user_engagement = FeatureView(
+    name="user_engagement",
+    entities=[user],
+    ttl=SNAPSHOT_TTL,
+    schema=[
+        *_fields(Int32, *_windowed(("clicks", "views", "add_to_cart", "referral_purchases"), (7, 30, 90))),
+        *_fields(Float64, *_windowed(("dwell_seconds",), (7, 30, 90))),
+        *_fields(Float64, *_windowed(("click_per_view", "add_to_cart_per_view", "purchase_per_click"), (7, 30, 90))),
+        *_fields(Float64, "referral_purchase_amount_90d"),
+        *_fields(Int32, "events_total", "days_since_last_event"),
+    ],
+    source=user_features_source,
+    online=True,
+    description="Referral and site engagement over the 7/30/90 days before the cutoff: counts, dwell, rates.",
+    tags={"mart": "user_features", "group": "engagement"},
+)
+
+user_search = FeatureView(
+    name="user_search",
+    entities=[user],
+    ttl=SNAPSHOT_TTL,
+    schema=_fields(Int32, "searches_30d", "searches_90d"),
+    source=user_features_source,
+    online=True,
+    description="Search events in the 30/90 days before the cutoff.",
+    tags={"mart": "user_features", "group": "search"},
+)
+
+user_demographics = FeatureView(
+    name="user_demographics",
+    entities=[user],
+    ttl=SNAPSHOT_TTL,
+    schema=[
+        Field(name="is_registered", dtype=Bool),
+        *_fields(String, "country", "gender", "acquisition_partner_id"),
+        Field(name="age", dtype=Int32, description="Null when the birth year is unknown."),
+    ],
+    source=user_features_source,
+    online=True,
+    description="Profile attributes (current state at the snapshot); 'unknown' where missing.",
+    tags={"mart": "user_features", "group": "demographics"},
+)
+
+user_preferences = FeatureView(
+    name="user_preferences",
+    entities=[user],
+    ttl=SNAPSHOT_TTL,
+    schema=[
+        *_fields(Int32, "wishlist_count", "saved_count", "profile_category_count"),
+        Field(name="favourite_category", dtype=String),
+    ],
+    source=user_features_source,
+    online=True,
+    description="Explicit preferences created before the cutoff and the top category of the propensity mart.",
+    tags={"mart": "user_features", "group": "preferences"},
+)
+
+# --------------------------------------------------------------------------------- user x category propensity
+# Two shapes of the same mart:
+# - user_category_propensity, keyed by (user, category): one row per pair, as in the mart. Point-in-time
+#   training rows for per-(user, category) models and lookups of single pairs. Online, a pair that drops out
+#   of later snapshots keeps its last value until the view's TTL (the mart only holds pairs with engagement).
+# - user_category_affinity, keyed by user: the whole distribution as two aligned arrays, best first. Feed
+#   scoring needs every category's affinity for a user; this is one online read per user instead of one per
+#   category, and every snapshot rewrites it completely.
+
+user_category_propensity = FeatureView(
+    name="user_category_propensity",
+    entities=[user, category],
+    ttl=SNAPSHOT_TTL,
+    schema=[
+        *_fields(Int32, "views_90d", "clicks_90d", "add_to_cart_90d", "purchases_365d", "saved_items"),
+        Field(name="is_profile_category", dtype=Bool),
+        *_fields(Float64, "score", "propensity"),
+    ],
+    source=user_category_propensity_source,
+    online=True,
+    description="How strongly a customer leans to one category: engagement counts, weighted score and its "
+    "share of the customer's total (propensity, summing to 1 per customer and snapshot).",
+    tags={"mart": "user_category_propensity"},
+)
+
+user_category_affinity = FeatureView(
+    name="user_category_affinity",
+    entities=[user],
+    ttl=SNAPSHOT_TTL,
+    schema=[
+        Field(name="affinity_categories", dtype=Array(String)),
+        Field(name="affinity_propensities", dtype=Array(Float64)),
+    ],
+    source=user_category_affinity_source,
+    online=True,
+    description="All of a customer's category propensities: affinity_categories[i] has affinity_propensities[i], "
+    "best first; empty without engagement.",
+    tags={"mart": "user_category_propensity"},
+)
+
+# ----------------------------------------------------------------------------------------- item feature views
+
+item_performance = FeatureView(
+    name="item_performance",
+    entities=[item],
+    ttl=SNAPSHOT_TTL,
+    schema=[
+        Field(name="category", dtype=String),
+        Field(name="price", dtype=Float64, description="Null for items outside the catalogue never sold."),
+        *_fields(Bool, "in_stock", "is_repeat_purchase", "in_catalog"),
+        *_fields(Int32, "views_30d", "clicks_30d", "add_to_cart_30d", "conversions_30d", "units_sold_30d"),
+        *_fields(Float64, "add_to_cart_rate_30d", "revenue_30d", "views_decayed", "clicks_decayed"),
+        *_fields(Float64, "add_to_cart_decayed", "add_to_cart_rate_decayed", "conversions_decayed"),
+        *_fields(Float64, "revenue_decayed", "commercial_score"),
+    ],
+    source=item_performance_source,
+    online=True,
+    description="Commercial performance (30-day and time-decayed counts, commercial_score in [0, 1] ranking "
+    "the non-personal feed) and catalogue attributes (current state: serving filters on in_stock).",
+    tags={"mart": "item_performance"},
+)
+
+# ------------------------------------------------------------------------------------------- feature services
+
+ltv_model = FeatureService(
+    name="ltv_model",
+    features=[user_rfm, user_engagement, user_search, user_demographics, user_preferences],
+    description="Inputs of the LTV network: every per-customer feature (all keyed by user_id).",
+    tags={"consumer": "training/serving LTV model"},
+)
+
+ranking = FeatureService(
+    name="ranking",
+    features=[
+        user_category_affinity,
+        user_preferences[["favourite_category"]],
+        user_rfm[["frequency", "recency_days"]],
+        item_performance[["category", "price", "in_stock", "is_repeat_purchase", "commercial_score"]],
+    ],
+    description="What feed scoring reads: the customer's category affinities and order history size "
+    "(keyed by user_id), and the catalogue's commercial signals (keyed by item_id).",
+    tags={"consumer": "feed scoring"},
+)

@@ -1,0 +1,110 @@
+"""``ltvfeed features apply|materialize|get|serve|feast``: the Feast feature store on the running stack."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from datetime import UTC, date, datetime
+
+import typer
+
+from ltvfeed.errors import UserError
+from ltvfeed.settings import get_settings
+
+features_app = typer.Typer(help="Feast feature store: register definitions, load Redis, read features, serve.")
+
+
+@features_app.command("apply")
+def apply_cmd() -> None:
+    """Register feature_repo/'s entities, views and services (feast apply); the marts must exist."""
+    from ltvfeed.orchestration.feature_tasks import apply_features
+
+    result = apply_features(get_settings())
+    typer.echo(f"project {result['project']}: {result['objects']} objects applied")
+    for name in result["deleted"]:
+        typer.echo(f"  removed {name}")
+
+
+@features_app.command("materialize")
+def materialize_cmd(
+    end: str | None = typer.Option(
+        None, "--end", help="Load snapshots up to this cutoff date YYYY-MM-DD (00:00 UTC). Default: now."
+    ),
+) -> None:
+    """Load what each feature view gained since its last load into Redis (the first time: TTL before end)."""
+    from ltvfeed.features import cutoff, materialize_incremental
+    from ltvfeed.infra.stack import up
+
+    if end is None:
+        until = datetime.now(UTC)
+    else:
+        try:
+            until = cutoff(date.fromisoformat(end))
+        except ValueError as exc:
+            raise UserError(f"--end must be a date YYYY-MM-DD, got {end!r}") from exc
+    windows = materialize_incremental(up(get_settings()), until)
+    for w in windows:
+        span = f"{w.start.isoformat()} .. {w.end.isoformat()}" if w.start else "skipped (already loaded past end)"
+        typer.echo(f"{w.view:28} {span}")
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@features_app.command("get")
+def get_cmd(
+    user_ids: list[str] = typer.Argument(..., help="One or more user ids."),
+    service: str = typer.Option("ranking", "--service", "-s", help="Feature service: ranking or ltv_model."),
+) -> None:
+    """Print the users' online features (one JSON object per user; null = not in the online store)."""
+    from ltvfeed.features import online_user_features
+    from ltvfeed.infra.stack import up
+
+    frame = online_user_features(up(get_settings()), user_ids, service)
+    for record in frame.to_dict(orient="records"):
+        typer.echo(json.dumps({k: _jsonable(v) for k, v in record.items()}, default=str))
+
+
+@features_app.command("serve")
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes it)."),
+    port: int = typer.Option(6566, "--port", min=1, max=65535, help="TCP port."),
+) -> None:
+    """Run Feast's HTTP feature server (POST /get-online-features) on the stack's registry and Redis."""
+    from ltvfeed.features import serve_command
+    from ltvfeed.infra.stack import up
+
+    cmd, env = serve_command(up(get_settings()), host, port)
+    typer.echo(f"feast feature server on http://{host}:{port} (POST /get-online-features)")
+    raise typer.Exit(_run(cmd, env))
+
+
+@features_app.command(
+    "feast", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False
+)
+def feast_cmd(ctx: typer.Context) -> None:
+    """Run any feast CLI command on feature_repo/ with the stack's configuration, e.g. `feast plan`."""
+    from ltvfeed.features import feast_cli
+    from ltvfeed.infra.stack import up
+
+    cmd, env = feast_cli(up(get_settings()), list(ctx.args) or ["--help"])
+    raise typer.Exit(_run(cmd, env))
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> int:
+    try:
+        return subprocess.run(cmd, env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(features_app, name="features")

@@ -1,0 +1,112 @@
+"""Reading features: point-in-time training frames from the marts, latest values from Redis.
+
+Both read a feature service's features by their plain names (the services are defined without name clashes).
+A service may mix user- and item-keyed views (``ranking``): online reads take the views keyed by the entity
+asked for; a training frame needs the join keys of every view in the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ltvfeed.errors import UserError
+from ltvfeed.features.config import feature_store
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore
+
+    from ltvfeed.infra.stack import Stack
+
+EVENT_TIMESTAMP = "event_timestamp"
+_ROW = "_ltvfeed_row"  # carries the caller's row order through Feast's join (which sorts by timestamp)
+
+
+def _service(store: FeatureStore, name: str) -> FeatureService:
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        return store.get_feature_service(name)
+    except FeatureServiceNotFoundException as exc:
+        known = sorted(s.name for s in store.list_feature_services())
+        raise UserError(
+            f"unknown feature service {name!r}; known: {known or 'none (run ltvfeed features apply)'}"
+        ) from exc
+
+
+def _join_keys(store: FeatureStore, service: FeatureService) -> dict[str, list[str]]:
+    """view name -> its join keys, for every view of the service."""
+    return {p.name: store.get_feature_view(p.name).join_keys for p in service.feature_view_projections}
+
+
+def feature_refs(store: FeatureStore, service: str, join_key: str | None = None) -> list[str]:
+    """'view:feature' references of a service, optionally only those of views keyed by ``join_key`` alone."""
+    fs = _service(store, service)
+    keys = _join_keys(store, fs)
+    refs = [
+        f"{p.name_to_use()}:{f.name}"
+        for p in fs.feature_view_projections
+        if join_key is None or keys[p.name] == [join_key]
+        for f in p.features
+    ]
+    if not refs:
+        raise UserError(f"feature service {service!r} has no views keyed by {join_key!r} alone")
+    return refs
+
+
+def training_frame(
+    stack: Stack, entity_df: pd.DataFrame, service: str = "ltv_model", *, store: FeatureStore | None = None
+) -> pd.DataFrame:
+    """The service's features for every (entity, event_timestamp) row, point-in-time correct: each row gets the
+    newest snapshot with feature_timestamp <= its event_timestamp (and within the view's TTL), else missing
+    values. Extra columns (labels) are kept; rows come back in the given order. Naive timestamps and dates are
+    taken as UTC (a cutoff date D means D 00:00 UTC, which gets the snapshot for as_of D)."""
+    if not isinstance(entity_df, pd.DataFrame) or entity_df.empty:
+        raise UserError("entity_df must be a non-empty DataFrame with the join keys and event_timestamp")
+    if EVENT_TIMESTAMP not in entity_df.columns:
+        raise UserError(f"entity_df lacks column {EVENT_TIMESTAMP!r}; has {list(entity_df.columns)}")
+    if _ROW in entity_df.columns:
+        raise UserError(f"entity_df must not have a column named {_ROW!r}")
+    store = store or feature_store(stack)
+    fs = _service(store, service)
+    needed = sorted({k for keys in _join_keys(store, fs).values() for k in keys})
+    missing = [k for k in needed if k not in entity_df.columns]
+    if missing:
+        raise UserError(f"entity_df lacks join key column(s) {missing} needed by feature service {service!r}")
+    rows = entity_df.copy()
+    try:
+        rows[EVENT_TIMESTAMP] = pd.to_datetime(rows[EVENT_TIMESTAMP], utc=True)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"entity_df.{EVENT_TIMESTAMP} must hold timestamps or dates: {exc}") from exc
+    if rows[EVENT_TIMESTAMP].isna().any():
+        raise UserError(f"entity_df.{EVENT_TIMESTAMP} has missing values")
+    rows[_ROW] = range(len(rows))
+    frame = store.get_historical_features(entity_df=rows, features=fs).to_df()
+    frame = frame.sort_values(_ROW, kind="stable").drop(columns=_ROW).reset_index(drop=True)
+    first = [c for c in entity_df.columns if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def _online(store: FeatureStore, service: str, join_key: str, ids: Sequence[str]) -> pd.DataFrame:
+    if isinstance(ids, str) or not len(ids):
+        raise UserError(f"give a non-empty list of {join_key} values")
+    refs = feature_refs(store, service, join_key)
+    rows = [{join_key: str(i)} for i in ids]
+    return store.get_online_features(features=refs, entity_rows=rows).to_df()
+
+
+def online_user_features(
+    stack: Stack, user_ids: Sequence[str], service: str = "ranking", *, store: FeatureStore | None = None
+) -> pd.DataFrame:
+    """Latest materialised values of the service's user-keyed features, one row per id in the given order
+    (missing values for unknown users). Pass ``store`` (from ``feature_store``) when reading repeatedly."""
+    return _online(store or feature_store(stack), service, "user_id", user_ids)
+
+
+def online_item_features(
+    stack: Stack, item_ids: Sequence[str], service: str = "ranking", *, store: FeatureStore | None = None
+) -> pd.DataFrame:
+    """Latest materialised values of the service's item-keyed features, like :func:`online_user_features`."""
+    return _online(store or feature_store(stack), service, "item_id", item_ids)
