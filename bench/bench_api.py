@@ -76,7 +76,7 @@ def publish(redis_url: str, prefix: str, users: int, feed_len: int, seed: int) -
         for k in range(feed_len):
             c, p, d = rng.random(), None if classic else rng.random(), rng.random()
             score = c if classic else 0.5 * c + 0.4 * p + 0.1 * d
-            items.append(FeedItem(f"i{rng.randrange(100_000)}", score - k, c, p, d))
+            items.append(FeedItem(f"i{rng.randrange(100_000)}", score - k, c, p, d))  # "- k": ranked order
         return Feed(user, tuple(items))
 
     store = FeedStore(redis_url, prefix)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 from datetime import UTC, date, datetime
 
@@ -49,28 +48,19 @@ def materialize_cmd(
         typer.echo(f"{w.view:28} {span}")
 
 
-def _jsonable(value: object) -> object:
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 @features_app.command("get")
 def get_cmd(
     user_ids: list[str] = typer.Argument(..., help="One or more user ids."),
     service: str = typer.Option("ranking", "--service", "-s", help="Feature service: ranking or ltv_model."),
 ) -> None:
     """Print the users' online features (one JSON object per user; null = not in the online store)."""
-    from ltvfeed.features import online_user_features
+    from ltvfeed.features import OnlineFeatures, feature_store
     from ltvfeed.infra.stack import up
 
-    frame = online_user_features(up(get_settings()), user_ids, service)
-    for record in frame.to_dict(orient="records"):
-        typer.echo(json.dumps({k: _jsonable(v) for k, v in record.items()}, default=str))
+    # columns, not a DataFrame: ints stay ints and missing values None
+    columns = OnlineFeatures(feature_store(up(get_settings())), service).columns("user_id", user_ids)
+    for i in range(len(user_ids)):
+        typer.echo(json.dumps({name: values[i] for name, values in columns.items()}, default=str))
 
 
 @features_app.command("serve")

@@ -5,11 +5,18 @@ training frames and online reads. Definitions live in feature_repo/; every funct
 from ltvfeed.features.config import feast_env, feast_project, feature_repo_dir, feature_store, repo_config
 from ltvfeed.features.materialize import Window, clear_online, cutoff, materialize, materialize_incremental
 from ltvfeed.features.repository import ApplyResult, apply, load_definitions
-from ltvfeed.features.retrieval import feature_refs, online_item_features, online_user_features, training_frame
+from ltvfeed.features.retrieval import (
+    OnlineFeatures,
+    feature_refs,
+    online_item_features,
+    online_user_features,
+    training_frame,
+)
 from ltvfeed.features.server import feast_cli, serve_command
 
 __all__ = [
     "ApplyResult",
+    "OnlineFeatures",
     "Window",
     "apply",
     "clear_online",

@@ -1,6 +1,8 @@
 """Reading features: point-in-time training frames from the marts, latest values from Redis.
 
 Both read a feature service's features by their plain names (the services are defined without name clashes).
+Definitions come from the store's registry cache (refreshed every cache_ttl_seconds, see feature_store.yaml):
+uncached registry reads cost milliseconds each, more than the Redis read itself.
 A service may mix user- and item-keyed views (``ranking``): online reads take the views keyed by the entity
 asked for; a training frame needs the join keys of every view in the service.
 """
@@ -28,7 +30,7 @@ def _service(store: FeatureStore, name: str) -> FeatureService:
     from feast.errors import FeatureServiceNotFoundException
 
     try:
-        return store.get_feature_service(name)
+        return store.get_feature_service(name, allow_cache=True)
     except FeatureServiceNotFoundException as exc:
         known = sorted(s.name for s in store.list_feature_services())
         raise UserError(
@@ -38,7 +40,10 @@ def _service(store: FeatureStore, name: str) -> FeatureService:
 
 def _join_keys(store: FeatureStore, service: FeatureService) -> dict[str, list[str]]:
     """view name -> its join keys, for every view of the service."""
-    return {p.name: store.get_feature_view(p.name).join_keys for p in service.feature_view_projections}
+    return {
+        p.name: store.get_feature_view(p.name, allow_registry_cache=True).join_keys
+        for p in service.feature_view_projections
+    }
 
 
 def feature_refs(store: FeatureStore, service: str, join_key: str | None = None) -> list[str]:
@@ -89,24 +94,43 @@ def training_frame(
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def _online(store: FeatureStore, service: str, join_key: str, ids: Sequence[str]) -> pd.DataFrame:
-    if isinstance(ids, str) or not len(ids):
-        raise UserError(f"give a non-empty list of {join_key} values")
-    refs = feature_refs(store, service, join_key)
-    rows = [{join_key: str(i)} for i in ids]
-    return store.get_online_features(features=refs, entity_rows=rows).to_df()
+class OnlineFeatures:
+    """Repeated online reads of one feature service (the serving hot path). Resolving a service into feature
+    references deserialises registry objects (tens of milliseconds), so it is done once per join key here;
+    a read is then one Redis round trip. Build a new reader after an apply that changed the service."""
+
+    def __init__(self, store: FeatureStore, service: str = "ranking") -> None:
+        self.store = store
+        self.service = service
+        self._refs: dict[str, list[str]] = {}
+
+    def refs(self, join_key: str) -> list[str]:
+        if join_key not in self._refs:
+            self._refs[join_key] = feature_refs(self.store, self.service, join_key)
+        return self._refs[join_key]
+
+    def columns(self, join_key: str, ids: Sequence[str]) -> dict[str, list]:
+        """{join_key: ids, feature: values}: one value per id in the given order, None where not online."""
+        if isinstance(ids, str) or not len(ids):
+            raise UserError(f"give a non-empty list of {join_key} values")
+        rows = [{join_key: str(i)} for i in ids]
+        return self.store.get_online_features(features=self.refs(join_key), entity_rows=rows).to_dict()
+
+    def frame(self, join_key: str, ids: Sequence[str]) -> pd.DataFrame:
+        """:meth:`columns` as a DataFrame (missing numbers become NaN)."""
+        return pd.DataFrame(self.columns(join_key, ids))
 
 
 def online_user_features(
     stack: Stack, user_ids: Sequence[str], service: str = "ranking", *, store: FeatureStore | None = None
 ) -> pd.DataFrame:
     """Latest materialised values of the service's user-keyed features, one row per id in the given order
-    (missing values for unknown users). Pass ``store`` (from ``feature_store``) when reading repeatedly."""
-    return _online(store or feature_store(stack), service, "user_id", user_ids)
+    (missing values for unknown users). For repeated reads keep an :class:`OnlineFeatures` instead."""
+    return OnlineFeatures(store or feature_store(stack), service).frame("user_id", user_ids)
 
 
 def online_item_features(
     stack: Stack, item_ids: Sequence[str], service: str = "ranking", *, store: FeatureStore | None = None
 ) -> pd.DataFrame:
     """Latest materialised values of the service's item-keyed features, like :func:`online_user_features`."""
-    return _online(store or feature_store(stack), service, "item_id", item_ids)
+    return OnlineFeatures(store or feature_store(stack), service).frame("item_id", item_ids)
