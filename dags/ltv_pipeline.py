@@ -8,7 +8,9 @@ Daily warehouse refresh for one cutoff date (`as_of`):
 2. **expectations_raw**: Great Expectations gate on the raw tables — a failure stops the run;
 3. **dbt**: staging → intermediate → marts, one task per model with its tests (astronomer-cosmos);
 4. **expectations_marts**: gate on the marts; on success the `marts` asset is updated, which later pipelines
-   (retraining) are scheduled on.
+   (retraining) are scheduled on;
+5. **apply_features** (`feast apply`) and **materialize_features** (incremental load of the validated snapshot
+   into the Redis online store, so apps read fresh features through Feast).
 
 `as_of` is the logical date unless the `as_of` param is given (backfill a past cutoff with
 `airflow backfill create --dag-id ltv_pipeline --from-date ... --to-date ...`, or trigger with a param).
@@ -29,7 +31,7 @@ from ltvfeed.orchestration.dbt_group import MARTS_ASSET_URI, warehouse_task_grou
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    tags=["ltvfeed", "warehouse", "dbt", "great-expectations"],
+    tags=["ltvfeed", "warehouse", "dbt", "great-expectations", "feast"],
     doc_md=__doc__,
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Cutoff date; default: logical date"),
@@ -70,6 +72,22 @@ def ltv_pipeline():
 
         return quality_gate(Settings(), "marts", date.fromisoformat(as_of))
 
+    @task
+    def apply_features() -> dict[str, object]:
+        from ltvfeed.orchestration.feature_tasks import apply_features as apply
+        from ltvfeed.settings import Settings
+
+        return apply(Settings())
+
+    @task
+    def materialize_features(as_of: str) -> dict[str, object]:
+        from datetime import date
+
+        from ltvfeed.orchestration.feature_tasks import materialize_features as load
+        from ltvfeed.settings import Settings
+
+        return load(Settings(), date.fromisoformat(as_of))
+
     as_of = resolve_as_of()
     dbt = warehouse_task_group(
         "dbt",
@@ -78,7 +96,8 @@ def ltv_pipeline():
             "horizon_days": "{{ params.horizon_days }}",
         },
     )
-    as_of >> ingest() >> expectations_raw(as_of) >> dbt >> expectations_marts(as_of)
+    gated = as_of >> ingest() >> expectations_raw(as_of) >> dbt >> expectations_marts(as_of)
+    gated >> apply_features() >> materialize_features(as_of)
 
 
 ltv_pipeline()

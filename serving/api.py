@@ -64,7 +64,8 @@ def create_app(
     """The feed API over ``store``, or over a fail-fast store on the settings' Redis and ``redis_prefix``.
 
     A store passed in is used as is (and not closed): build it with
-    :func:`~ltvfeed.serving.feed_service.open_serving_store` to get the short timeouts. ``freshness`` is applied
+    :func:`~ltvfeed.serving.feed_service.open_serving_store` to get the short timeouts. Per-request reads go
+    through an asyncio client with the store's connection settings and key layout. ``freshness`` is applied
     to each feed before it is truncated to ``n`` (see :mod:`ltvfeed.serving.freshness`).
     """
     options = options or ApiOptions()

@@ -30,7 +30,9 @@ def test_no_import_errors(dagbag):
 def test_ltv_pipeline_shape(dagbag):
     dag = dagbag.dags["ltv_pipeline"]
     ids = set(dag.task_ids)
-    assert {"resolve_as_of", "ingest", "expectations_raw", "expectations_marts"} <= ids
+    assert {"resolve_as_of", "ingest", "expectations_raw", "expectations_marts", "apply_features"} <= ids
+    assert dag.get_task("materialize_features").upstream_task_ids == {"apply_features", "resolve_as_of"}
+    assert "expectations_marts" in dag.get_task("apply_features").upstream_task_ids
     model_tasks = {t for t in ids if t.startswith("dbt.")}
     # one task (group) per model: every mart is in the graph
     for mart in ("user_features", "item_performance", "user_category_propensity", "ltv_labels"):

@@ -27,10 +27,13 @@ def dag_stack(stack, run_id, tmp_path_factory):
         state_dir=tmp_path_factory.mktemp("dag_state"),
         warehouse_db=f"ltvfeed_test_{run_id}_dag",
         mlflow_db=stack.settings.mlflow_db,
-        redis_prefix=stack.settings.redis_prefix,
+        redis_prefix=f"ltvfeed_test_{run_id}_dag:",
     )
     s = up(settings)
     yield s
+    from ltvfeed.features import clear_online
+
+    clear_online(s)
     drop_database(s.pg_dsn, settings.warehouse_db)
 
 
@@ -59,6 +62,18 @@ def test_pipeline_end_to_end_then_gate_stops_bad_batch(dag_stack, capfd):
     assert _count(dsn, "select count(*) from marts.item_performance where as_of = %s", AS_OF) == 60
     assert _count(dsn, "select count(*) from marts.ltv_labels where cutoff = %s", AS_OF) == customers
     assert (dag_stack.settings.quality_dir / "data_docs" / "index.html").exists()
+
+    # the validated snapshot reached the online store: apps read it through Feast
+    from ltvfeed.features import online_user_features
+
+    online = online_user_features(dag_stack, ["u0000001", "u0000002"], service="ltv_model")
+    with psycopg.connect(dsn) as conn:
+        expected = conn.execute(
+            "select frequency, monetary_total from marts.user_features where as_of = %s and user_id = 'u0000002'",
+            (AS_OF,),
+        ).fetchone()
+    row = online.set_index("user_id").loc["u0000002"]
+    assert (row["frequency"], round(float(row["monetary_total"]), 2)) == (expected[0], round(float(expected[1]), 2))
 
     # Re-running the same cutoff is idempotent: files are skipped, the snapshot is replaced, not doubled.
     events_before = _count(dsn, "select count(*) from raw.events")

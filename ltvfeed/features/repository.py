@@ -16,7 +16,7 @@ from ltvfeed.errors import UserError
 from ltvfeed.features.config import feature_repo_dir, feature_store
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureStore, FeatureView
     from feast.repo_contents import RepoContents
 
     from ltvfeed.infra.stack import Stack
@@ -84,7 +84,7 @@ def _describe(obj: object) -> str:
     return f"{type(obj).__name__} {getattr(obj, 'name', '?')}"
 
 
-def check_source_columns(store: FeatureStore, view: object, join_keys: list[str]) -> None:
+def check_source_columns(store: FeatureStore, view: FeatureView, join_keys: list[str]) -> None:
     """Fail with a clear message when a view's source lacks a column it needs (marts not built yet, or a mart
     changed): Feast itself would only fail at materialisation or training time."""
     source = view.batch_source
