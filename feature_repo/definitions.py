@@ -101,6 +101,26 @@ item_performance_source = PostgreSQLSource(
 )
 
 
+# Written by LTV batch scoring (not dbt; see ltvfeed/sql/warehouse.sql). feature_timestamp carries a revision
+# offset of microseconds so that re-scoring a snapshot with another model version is newer (see the table).
+user_ltv_source = PostgreSQLSource(
+    name="user_ltv_source",
+    query="""
+        select
+            user_id, feature_timestamp, scored_at, horizon_days, model_version,
+            prob_return, expected_ltv, p10, p50, p90
+        from marts.user_ltv_predictions
+    """,
+    timestamp_field="feature_timestamp",
+    created_timestamp_column="scored_at",
+    description="marts.user_ltv_predictions: the champion LTV model's predictions per customer and snapshot.",
+)
+
+# Predictions are refreshed by ltv_retrain (weekly, and when the marts are refreshed): a week plus a few days
+# of grace before they read as missing instead of silently stale.
+PREDICTION_TTL = timedelta(days=10)
+
+
 def _fields(dtype, *names: str) -> list[Field]:
     return [Field(name=n, dtype=dtype) for n in names]
 
@@ -224,6 +244,22 @@ user_category_affinity = FeatureView(
     tags={"mart": "user_category_propensity"},
 )
 
+user_ltv = FeatureView(
+    name="user_ltv",
+    entities=[user],
+    ttl=PREDICTION_TTL,
+    schema=[
+        *_fields(Float64, "prob_return", "expected_ltv", "p10", "p50", "p90"),
+        Field(name="horizon_days", dtype=Int32),
+        Field(name="model_version", dtype=String),
+    ],
+    source=user_ltv_source,
+    online=True,
+    description="Predicted revenue over the next horizon_days (ZILN mean and P10/P50/P90) and P(buys again), "
+    "by the model version that was champion when the snapshot was scored.",
+    tags={"table": "marts.user_ltv_predictions", "group": "ltv"},
+)
+
 # ----------------------------------------------------------------------------------------- item feature views
 
 item_performance = FeatureView(
@@ -261,9 +297,18 @@ ranking = FeatureService(
         user_category_affinity,
         user_preferences[["favourite_category"]],
         user_rfm[["frequency", "recency_days"]],
+        user_ltv[["expected_ltv", "prob_return"]],
         item_performance[["category", "price", "in_stock", "is_repeat_purchase", "commercial_score"]],
     ],
-    description="What feed scoring reads: the customer's category affinities and order history size "
-    "(keyed by user_id), and the catalogue's commercial signals (keyed by item_id).",
+    description="What feed scoring reads: the customer's category affinities, order history size and predicted "
+    "long-term value (keyed by user_id), and the catalogue's commercial signals (keyed by item_id).",
     tags={"consumer": "feed scoring"},
+)
+
+ltv_scores = FeatureService(
+    name="ltv_scores",
+    features=[user_ltv],
+    description="The LTV model's outputs per customer, for apps (CRM, bidding) reading predictions online. Not "
+    "an input of the LTV model itself (ltv_model): a model must not learn from its own predictions.",
+    tags={"consumer": "apps reading LTV predictions"},
 )

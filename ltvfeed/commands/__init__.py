@@ -17,6 +17,8 @@ _COMMAND_MODULES = (
     "models",
     "serve",
     "features",
+    "ltv",
+    "feeds",
 )
 
 

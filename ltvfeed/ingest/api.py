@@ -45,7 +45,7 @@ def import_directory(dsn: str, root: Path) -> list[ImportReport]:
         raise UserError(f"no such directory: {root}")
     unknown = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in RAW_ENTITIES)
     if unknown:
-        log.warning("ignoring folders that are not a kind (%s): %s", ", ".join(RAW_ENTITIES), ", ".join(unknown))
+        log.info("ignoring folders that are not a kind (%s): %s", ", ".join(RAW_ENTITIES), ", ".join(unknown))
     files = [
         (kind, path)
         for kind in RAW_ENTITIES

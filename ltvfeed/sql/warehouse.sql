@@ -129,3 +129,29 @@ create table if not exists ground_truth.user_traits (
     price_sensitivity double precision,
     favourite_category text
 );
+
+-- LTV predictions, written by batch scoring (ltvfeed.training.ltv_scoring), read by Feast (feature view
+-- user_ltv) and by anyone in SQL. Created here rather than by dbt because Python writes it, not a SQL
+-- transformation: `feast apply` (run by ltv_pipeline before any model exists) needs the table to exist, and
+-- `dbt build --full-refresh` must never drop predictions. dbt declares it as source ltv.user_ltv_predictions.
+-- One row per customer, snapshot (as_of), horizon and model version; re-scoring the same four replaces them.
+-- feature_timestamp = as_of 00:00 UTC + `revision` microseconds: each scoring of an as_of by another model
+-- version than the previous one is one microsecond newer, so the newest scoring wins in point-in-time joins
+-- and in Redis (which keeps the stored value when a write has the same event time).
+create table if not exists marts.user_ltv_predictions (
+    user_id            text not null,
+    as_of              date not null,
+    horizon_days       integer not null,
+    model_name         text not null,
+    model_version      text not null,
+    prob_return        double precision not null,
+    expected_ltv       double precision not null,
+    p10                double precision not null,
+    p50                double precision not null,
+    p90                double precision not null,
+    revision           integer not null default 0,
+    feature_timestamp  timestamptz not null,
+    scored_at          timestamptz not null default now(),
+    primary key (as_of, horizon_days, model_name, model_version, user_id)
+);
+create index if not exists user_ltv_predictions_time on marts.user_ltv_predictions (feature_timestamp);

@@ -1,0 +1,103 @@
+"""``ltvfeed ltv train|score|predict``: the LTV model by hand, exactly as the ``ltv_retrain`` DAG runs it
+(train, score), and ``predict`` for a shop that has nothing but a transaction log."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import typer
+
+from ltvfeed.errors import UserError
+from ltvfeed.settings import get_settings
+
+ltv_app = typer.Typer(help="LTV model: train and register, score customers, predict from a transaction log.")
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise UserError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from exc
+
+
+def _stack():
+    from ltvfeed.infra.stack import up
+
+    return up(get_settings())
+
+
+@ltv_app.command("train")
+def train_cmd(
+    cutoff: str = typer.Option(..., "--cutoff", help="Latest training cutoff YYYY-MM-DD (features before it)."),
+    horizon_days: int = typer.Option(365, "--horizon-days", min=1, help="Predict revenue over this many days."),
+    holdout_cutoff: str | None = typer.Option(
+        None, "--holdout-cutoff", help="Later cutoff to evaluate on (labels must be complete). Default: cutoff + H."
+    ),
+    train_cutoffs: int = typer.Option(1, "--train-cutoffs", min=1, help="Training cutoffs (the training window)."),
+    step_days: int = typer.Option(30, "--cutoff-step-days", min=1, help="Days between training cutoffs."),
+    exclude: list[str] = typer.Option([], "--exclude-feature", help="Leave this ltv_model feature out (repeatable)."),
+    seed: int = typer.Option(0, "--seed", help="Training seed (runs are reproducible for a seed)."),
+) -> None:
+    """Train the ZILN network and both baselines, evaluate on the holdout, log to MLflow, register `ltv`
+    (champion only when it beats the current one on the same holdout)."""
+    from ltvfeed.training.fit import TrainConfig
+    from ltvfeed.training.ltv_data import plan_for_cutoff
+    from ltvfeed.training.ltv_run import LtvRunConfig, train_ltv
+
+    plan = plan_for_cutoff(
+        _date(cutoff, "--cutoff"), horizon_days, train_cutoffs, step_days, _date(holdout_cutoff, "--holdout-cutoff")
+    )
+    config = LtvRunConfig(train=TrainConfig(seed=seed), exclude_features=tuple(exclude))
+    result = train_ltv(_stack(), plan, config, echo=typer.echo)
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        typer.echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
+    state = "champion" if result.promoted else "challenger (not promoted)"
+    typer.echo(f"ltv v{result.version}: {state} - {result.reason}\nMLflow run {result.run_id}")
+
+
+@ltv_app.command("score")
+def score_cmd(
+    as_of: str | None = typer.Option(None, "--as-of", help="Snapshot to score YYYY-MM-DD. Default: the newest."),
+    online: bool = typer.Option(True, "--online/--no-online", help="Also load the predictions into Redis (Feast)."),
+) -> None:
+    """Score every customer of a snapshot with models:/ltv@champion into marts.user_ltv_predictions."""
+    from ltvfeed.training.ltv_scoring import materialize_predictions, score_snapshot
+
+    stack = _stack()
+    result = score_snapshot(stack, _date(as_of, "--as-of"), echo=typer.echo)
+    typer.echo(
+        f"{result.rows} customers of {result.as_of} scored by ltv v{result.version} (H={result.horizon_days} d, "
+        f"revision {result.revision}, {result.users_per_second:,.0f} users/s)"
+    )
+    if online:
+        loaded = materialize_predictions(stack, result.as_of)
+        typer.echo(f"online: {loaded['rows']} customers in Feast view {loaded['view']}")
+
+
+@ltv_app.command("predict")
+def predict_cmd(
+    out: Path = typer.Option(..., "--out", help="CSV to write: customer_id,predicted_ltv,prob_return."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Predict from this date YYYY-MM-DD, using only data before it. Default: data end."
+    ),
+    horizon_days: int = typer.Option(365, "--horizon-days", min=1, help="Predict revenue over this many days."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+) -> None:
+    """Learn from the imported transaction log alone and predict every customer's value (no Airflow/MLflow)."""
+    from ltvfeed.training.fit import TrainConfig
+    from ltvfeed.training.ltv_predict import predict_customers, write_csv
+
+    frame, plan = predict_customers(
+        _stack(), _date(as_of, "--as-of"), horizon_days, config=TrainConfig(seed=seed), echo=typer.echo
+    )
+    write_csv(frame, out)
+    typer.echo(f"{len(frame)} customers -> {out} ({plan.describe()})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ltv_app, name="ltv")

@@ -1,0 +1,209 @@
+"""What the ``feed_generation`` tasks do, as plain functions of Settings: the DAG calls them one task each (one
+mapped task per shard), ``ltvfeed feeds generate`` calls them in one process, tests call them directly.
+
+Between tasks only a small *plan* travels (XCom): the generation id, the parameters and the model versions the
+generation began with. Every shard task re-reads its inputs from the warehouse and re-loads the model, so shards
+can run on any worker, in any order, and be retried alone (a shard rewrite is idempotent).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
+from typing import Any
+
+from ltvfeed.errors import UserError
+from ltvfeed.infra.stack import Stack, up
+from ltvfeed.orchestration.as_of import resolve_as_of
+from ltvfeed.serving.feed_store import OPEN, FeedStore
+from ltvfeed.serving.generation import GenerationParams, generate_feeds, generation_classic_feed, weights_from_mapping
+from ltvfeed.serving.generation_inputs import WarehouseInputs
+from ltvfeed.serving.inputs import Catalogue
+from ltvfeed.serving.propensity_sources import (
+    CATEGORY_AFFINITY,
+    PROPENSITY_MODEL,
+    CategoryAffinitySource,
+    PropensitySource,
+    champion_version,
+    registry_source,
+)
+from ltvfeed.settings import Settings
+
+Plan = dict[str, Any]
+
+
+def feed_store(stack: Stack) -> FeedStore:
+    """The store the API reads: the stack's Redis, the settings' key prefix."""
+    return FeedStore(stack.redis_url, stack.settings.redis_prefix)
+
+
+def propensity_source(stack: Stack, plan: Plan) -> PropensitySource:
+    """The plan's source; for the registry, the very model version the generation began with."""
+    params = GenerationParams.from_dict(plan["params"])
+    if params.propensity_source == CATEGORY_AFFINITY:
+        return CategoryAffinitySource()
+    return registry_source(stack, expected_version=plan["model_versions"][PROPENSITY_MODEL])
+
+
+def as_of_from_asset_events(events: Iterable[Any]) -> date | None:
+    """The newest ``as_of`` found in the ``extra`` of triggering asset events (a marts update may say which
+    snapshot it published); None when none says."""
+    found = []
+    for event in events:
+        extra = getattr(event, "extra", None) or {}
+        if extra.get("as_of"):
+            try:
+                found.append(date.fromisoformat(str(extra["as_of"])))
+            except ValueError as exc:
+                raise UserError(f"a triggering asset event carries an invalid as_of {extra['as_of']!r}") from exc
+    return max(found) if found else None
+
+
+def resolve_generation_as_of(ctx: Mapping[str, Any]) -> date:
+    """The as_of param, else the as_of of the triggering marts update, else the project rule (logical date,
+    or the day the run was triggered)."""
+    params = ctx["params"]
+    if not params.get("as_of"):
+        events = [e for evs in (ctx.get("triggering_asset_events") or {}).values() for e in evs]
+        from_events = as_of_from_asset_events(events)
+        if from_events is not None:
+            return from_events
+    return resolve_as_of(params, ctx.get("logical_date"), ctx["dag_run"].run_after)
+
+
+def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationParams:
+    """The DAG's params (``n``, ``weights``, ``shards``, ``K``, ``chunk_users``, ``propensity_source``)."""
+    as_of = as_of if isinstance(as_of, date) else date.fromisoformat(as_of)
+    return GenerationParams(
+        as_of=as_of,
+        n=params.get("n", 10),
+        weights=weights_from_mapping(params.get("weights")),
+        shards=params.get("shards", 4),
+        k=params.get("K", 200),
+        chunk_users=params.get("chunk_users", 5000),
+        propensity_source=params.get("propensity_source", "registry"),
+    )
+
+
+def begin_generation(settings: Settings, params: GenerationParams, origin: str = "cli") -> Plan:
+    """Check the inputs exist (marts snapshot, champion model), open a generation, return the plan."""
+    stack = up(settings)
+    with WarehouseInputs(stack.warehouse_dsn, params.as_of) as warehouse:
+        n_items = len(warehouse.catalogue_frame())
+        n_users = warehouse.count_users()
+    if params.propensity_source == CATEGORY_AFFINITY:
+        versions = CategoryAffinitySource().model_versions()
+    else:
+        versions = {PROPENSITY_MODEL: champion_version(stack)}
+    generation = feed_store(stack).begin_generation(
+        model_versions=versions,
+        config=params.feed_config(),
+        extra={
+            "as_of": params.as_of.isoformat(),
+            "shards": params.shards,
+            "propensity_source": params.propensity_source,
+            "chunk_users": params.chunk_users,
+            "n_items": n_items,
+            "n_users_expected": n_users,
+            "origin": origin,
+        },
+    )
+    return {
+        "generation": generation,
+        "params": params.to_dict(),
+        "model_versions": versions,
+        "shards": list(range(params.shards)),
+        "n_users": n_users,
+    }
+
+
+def generate_shard(
+    settings: Settings,
+    plan: Plan,
+    shard: int,
+    *,
+    source: PropensitySource | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Rank and write the feeds of one shard's users; marks the shard done in the generation."""
+    started = time.perf_counter()
+    params = GenerationParams.from_dict(plan["params"])
+    cfg = params.feed_config()
+    stack = up(settings)
+    source = source or propensity_source(stack, plan)
+    with WarehouseInputs(stack.warehouse_dsn, params.as_of, max_recent_views=cfg.diversity.max_recent_views) as wh:
+        catalogue = source.catalogue(wh.catalogue_frame())
+        users = wh.shard_user_ids(shard, params.shards)
+        feeds = generate_feeds(catalogue, wh.user_chunks(users, params.chunk_users), cfg, source, on_chunk)
+        written = feed_store(stack).write_shard(plan["generation"], shard, feeds)
+    seconds = time.perf_counter() - started
+    return {
+        "generation": plan["generation"],
+        "shard": shard,
+        "users": written,
+        "seconds": round(seconds, 3),
+        "users_per_s": round(written / seconds, 1) if seconds > 0 else None,
+    }
+
+
+def write_classic(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """The generation's classic (control arm) feed: the same scorer with the classic configuration."""
+    params = GenerationParams.from_dict(plan["params"])
+    stack = up(settings)
+    with WarehouseInputs(stack.warehouse_dsn, params.as_of) as warehouse:
+        catalogue = Catalogue.from_frame(warehouse.catalogue_frame())
+    feed = generation_classic_feed(catalogue, params.feed_config())
+    feed_store(stack).write_classic(plan["generation"], feed)
+    return {"generation": plan["generation"], "classic": feed.item_ids}
+
+
+def commit_generation(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """Serve the generation (atomic pointer swap), refused unless every shard and the classic feed are written."""
+    params = GenerationParams.from_dict(plan["params"])
+    meta = feed_store(up(settings)).commit_generation(plan["generation"], params.shards)
+    return {
+        "generation": meta.generation,
+        "status": meta.status,
+        "n_users": meta.n_users,
+        "committed_at": meta.committed_at,
+        "as_of": params.as_of.isoformat(),
+    }
+
+
+def discard_if_uncommitted(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """Clean up after a failed run: delete the generation's keys if it is still open (never committed)."""
+    store = feed_store(up(settings))
+    meta = store.generation_meta(plan["generation"])
+    if meta is None or meta.status != OPEN:
+        return {"generation": plan["generation"], "discarded": 0, "status": None if meta is None else meta.status}
+    return {"generation": plan["generation"], "discarded": store.discard_generation(plan["generation"]), "status": OPEN}
+
+
+def fail_after_discard(settings: Settings, plan: Plan) -> None:
+    """The DAG's failure path: clean up the uncommitted generation, then fail with a message saying so."""
+    result = discard_if_uncommitted(settings, plan)
+    raise UserError(
+        f"generation {plan['generation']} was not committed (a shard, the classic feed or the commit failed); "
+        f"{result['discarded']} of its keys were deleted and the previously served generation stays in place"
+    )
+
+
+def run_generation(settings: Settings, params: GenerationParams, *, progress: bool = True) -> dict[str, Any]:
+    """All of it in this process (the CLI): begin, every shard in turn, classic, commit. The model is loaded
+    once; on any failure the open generation is discarded and the served one stays."""
+    from tqdm import tqdm
+
+    plan = begin_generation(settings, params, origin="cli")
+    try:
+        source = propensity_source(up(settings), plan)
+        shards = []
+        with tqdm(total=plan["n_users"], unit="user", desc="feeds", disable=not progress) as bar:
+            for shard in plan["shards"]:
+                shards.append(generate_shard(settings, plan, shard, source=source, on_chunk=bar.update))
+        write_classic(settings, plan)
+        committed = commit_generation(settings, plan)
+    except BaseException:
+        discard_if_uncommitted(settings, plan)
+        raise
+    return {**committed, "model_versions": plan["model_versions"], "shards": shards}

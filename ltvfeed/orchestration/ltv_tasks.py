@@ -1,0 +1,119 @@
+"""What the ``ltv_retrain`` tasks do, as plain functions of Settings (the CLI and tests call the same ones).
+
+Which cutoff a run works on: an explicit ``as_of`` param, else the scheduled/backfilled run's logical date
+(:func:`ltvfeed.orchestration.as_of.resolve_as_of`); a run triggered by the marts asset takes the as_of of the
+``ltv_pipeline`` run that refreshed the marts, else the newest snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from ltvfeed.infra.stack import up
+from ltvfeed.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def resolve_retrain_as_of(
+    params: Mapping[str, Any],
+    logical_date: datetime | None,
+    run_after: datetime | None,
+    triggering_events: Iterable[Any] = (),
+    settings: Settings | None = None,
+) -> date:
+    """The run's as_of (see the module doc)."""
+    from ltvfeed.orchestration.as_of import resolve_as_of
+
+    if params.get("as_of") or logical_date is not None:
+        return resolve_as_of(dict(params), logical_date, run_after)
+    for event in sorted(triggering_events, key=lambda e: e.timestamp, reverse=True):
+        try:
+            source = event.source_dag_run
+        except Exception as exc:  # the source run may be gone (deleted, or an event posted through the API)
+            log.info("cannot read the run behind asset event %s: %s", event, exc)
+            continue
+        if source is not None:
+            return resolve_as_of(dict(source.conf or {}), source.logical_date, source.run_after)
+    if settings is not None:
+        from ltvfeed.training.ltv_data import latest_snapshot
+
+        return latest_snapshot(up(settings).warehouse_dsn)
+    return resolve_as_of(dict(params), logical_date, run_after)
+
+
+def plan_from_params(as_of: date, params: Mapping[str, Any]):
+    """The run's TrainingPlan from the DAG params (see ``ltvfeed.training.ltv_data.plan_for_as_of``)."""
+    from ltvfeed.training.ltv_data import plan_for_as_of
+
+    def day(name: str) -> date | None:
+        value = params.get(name)
+        return date.fromisoformat(str(value)) if value else None
+
+    return plan_for_as_of(
+        as_of,
+        int(params.get("horizon_days") or 365),
+        int(params.get("train_cutoffs") or 1),
+        int(params.get("cutoff_step_days") or 30),
+        holdout_cutoff=day("holdout_cutoff"),
+        train_cutoff=day("train_cutoff"),
+    )
+
+
+def prepare_training_data(settings: Settings, as_of: date, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Plan the run, build the snapshots it needs (and the scoring snapshot as_of), labels for its horizon,
+    register the Feast definitions; fails early when a cutoff has no complete labels."""
+    from ltvfeed.training.ltv_data import ensure_snapshots
+    from ltvfeed.training.ltv_run import prepare_training_data as prepare
+
+    stack = up(settings)
+    plan = plan_from_params(as_of, params)
+    ensure_snapshots(stack, [as_of], plan.horizon_days)
+    return {"as_of": as_of.isoformat(), **prepare(stack, plan)}
+
+
+def train_and_register(settings: Settings, prepared: Mapping[str, Any]) -> dict[str, Any]:
+    """Fit the network and the baselines, log everything to MLflow, register ``ltv`` and apply the promotion
+    rule (champion only if it beats the champion on the same holdout by the configured margins)."""
+    from ltvfeed.training.ltv_data import TrainingPlan
+    from ltvfeed.training.ltv_run import train_ltv
+
+    result = train_ltv(up(settings), TrainingPlan.from_dict(prepared["plan"]), prepare=False)
+    return result.summary()
+
+
+def promotion_gate(settings: Settings, trained: Mapping[str, Any]) -> dict[str, Any]:
+    """Report the decision and name the champion scoring will use: the new version if it was promoted, else the
+    current champion (possibly set by hand). Fails when there is no champion at all (nothing to score with)."""
+    from ltvfeed.errors import UserError
+    from ltvfeed.training.ltv_run import MODEL_NAME
+    from ltvfeed.training.registry import current_champion
+
+    champion = current_champion(up(settings), MODEL_NAME)
+    decision = "promoted" if trained.get("promoted") else "refused"
+    log.info("ltv v%s %s: %s", trained.get("version"), decision, trained.get("reason"))
+    if champion is None:
+        raise UserError(f"ltv has no champion after this run (v{trained.get('version')} {decision}): nothing to score")
+    return {
+        "version": trained.get("version"),
+        "decision": decision,
+        "reason": trained.get("reason"),
+        "champion": champion,
+    }
+
+
+def batch_score(settings: Settings, as_of: date) -> dict[str, Any]:
+    """Score snapshot ``as_of`` with the champion (resolved now) into marts.user_ltv_predictions."""
+    from ltvfeed.training.ltv_scoring import score_snapshot
+
+    return score_snapshot(up(settings), as_of).summary()
+
+
+def materialize_predictions(settings: Settings, as_of: date) -> dict[str, Any]:
+    """Load the snapshot's predictions into Redis through Feast (view user_ltv)."""
+    from ltvfeed.training.ltv_scoring import materialize_predictions as load
+
+    return load(up(settings), as_of)

@@ -1,0 +1,166 @@
+"""Batch feed generation: every user's feed for one cutoff, computed in vectorised chunks and written to the
+feed store as one generation (begin -> shards -> classic -> commit; see :mod:`.feed_store`).
+
+Users are split into shards by a stable hash of their id (:mod:`.shards`), so shards can run as parallel
+workers (the ``feed_generation`` DAG maps one task per shard) and a failed shard can be rerun alone. Within a
+shard, users are read and ranked ``chunk_users`` at a time (:func:`generate_feeds`): memory is bounded by the
+chunk, not by the shard. Each chunk is one :func:`~.scoring.rank_batch` call (itself batched by
+``FeedConfig.max_batch_users``) - no per-item Python loop anywhere. The classic feed (control arm) comes from the
+same scorer with :meth:`FeedConfig.classic`.
+
+Warm users (known to the propensity model) get embedding retrieval among their candidate sources; cold users
+(``user_index == -1``) are ranked in a separate sub-batch without it (an all-zero embedding would retrieve
+arbitrary items), still with P(purchase) from the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from ltvfeed.errors import UserError
+from ltvfeed.serving.config import MAX_CANDIDATES, MAX_FEED_LENGTH, CandidateConfig, FeedConfig, ScoringWeights
+from ltvfeed.serving.feed import Feed
+from ltvfeed.serving.generation_inputs import UserChunk
+from ltvfeed.serving.inputs import Catalogue, UserBatch
+from ltvfeed.serving.propensity_sources import REGISTRY, PropensitySource, check_source
+from ltvfeed.serving.scoring import RankedBatch, classic_feed, rank_batch
+from ltvfeed.serving.shards import check_shards
+
+WEIGHT_KEYS = {"w_c": "commercial", "w_p": "purchase", "w_d": "diversity"}
+MAX_CHUNK_USERS = 100_000
+
+
+def weights_from_mapping(values: Mapping[str, Any] | None) -> ScoringWeights:
+    """Weights from ``{"w_c", "w_p", "w_d"}`` (the DAG/CLI form) or ``{"commercial", "purchase", "diversity"}``;
+    missing ones take their defaults (0.5 / 0.4 / 0.1)."""
+    if values is None:
+        return ScoringWeights()
+    if not isinstance(values, Mapping):
+        raise UserError(f"weights must be a mapping like {{'w_c': 0.5, 'w_p': 0.4, 'w_d': 0.1}}, got {values!r}")
+    names = {WEIGHT_KEYS.get(k, k): v for k, v in values.items()}
+    unknown = sorted(set(names) - set(WEIGHT_KEYS.values()))
+    if unknown:
+        raise UserError(f"unknown weight(s) {unknown}: use w_c (commercial), w_p (purchase), w_d (diversity)")
+    return ScoringWeights(**names)
+
+
+def _positive_int(value: Any, name: str, upper: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= upper:
+        raise UserError(f"{name} must be an integer between 1 and {upper}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """What one generation is asked to do; recorded in its metadata and passed between DAG tasks (as a dict)."""
+
+    as_of: date
+    n: int = 10
+    weights: ScoringWeights = field(default_factory=ScoringWeights)
+    shards: int = 4
+    k: int = 200
+    chunk_users: int = 5000
+    propensity_source: str = REGISTRY
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.as_of, date):
+            raise UserError(f"as_of must be a date, got {self.as_of!r}")
+        _positive_int(self.n, "feed length n", MAX_FEED_LENGTH)
+        check_shards(self.shards)
+        _positive_int(self.k, "candidate count K", MAX_CANDIDATES)
+        _positive_int(self.chunk_users, "chunk_users", MAX_CHUNK_USERS)
+        check_source(self.propensity_source)
+        self.feed_config()  # k >= n and the other cross-field rules
+
+    def feed_config(self) -> FeedConfig:
+        return FeedConfig(weights=self.weights, n=self.n, candidates=CandidateConfig(k=self.k))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationParams:
+        data = dict(data)
+        try:
+            as_of = date.fromisoformat(str(data.pop("as_of")))
+        except (KeyError, ValueError) as exc:
+            raise UserError(f"as_of must be a date YYYY-MM-DD, got {data.get('as_of')!r}") from exc
+        weights = weights_from_mapping(data.pop("weights", None))
+        try:
+            return cls(as_of=as_of, weights=weights, **data)
+        except TypeError as exc:
+            raise UserError(f"invalid generation parameters: {exc}") from exc
+
+
+def _concat(parts: list[RankedBatch]) -> RankedBatch:
+    if len(parts) == 1:
+        return parts[0]
+    return RankedBatch(*(np.concatenate([getattr(p, f) for p in parts]) for f in RankedBatch.__dataclass_fields__))
+
+
+def rank_chunk(catalogue: Catalogue, chunk: UserChunk, cfg: FeedConfig, source: PropensitySource) -> RankedBatch:
+    """Feeds of one chunk of users as arrays (users in any order: see ``RankedBatch.user_ids``)."""
+    ids = np.asarray(chunk.user_ids, dtype=object)
+    user_index = source.index_users(ids)
+    warm = user_index >= 0
+    has_embeddings = catalogue.embeddings is not None and "embedding" in cfg.candidates.sources
+    order = np.argsort(~warm, kind="stable") if has_embeddings else np.arange(len(ids))  # warm users first
+    ids, user_index = ids[order], user_index[order]
+    n_warm = int(warm.sum()) if has_embeddings else 0
+    embeddings = None
+    if has_embeddings and n_warm:
+        found = source.user_embeddings(user_index[:n_warm])
+        if found is not None:
+            embeddings = np.zeros((len(ids), found.shape[1]), dtype=np.float32)
+            embeddings[:n_warm] = found
+    batch = UserBatch.from_frames(
+        catalogue,
+        ids,
+        views=chunk.views,
+        purchases=chunk.purchases,
+        category_affinity=chunk.category_affinity,
+        embeddings=embeddings,
+        user_index=user_index,
+        max_recent_views=cfg.diversity.max_recent_views,
+    )
+    propensity = source.propensity(catalogue, batch) if cfg.weights.purchase > 0 else None
+    if embeddings is None:
+        return rank_batch(batch, catalogue, cfg, propensity)
+    parts = [rank_batch(batch.slice(0, n_warm), catalogue, cfg, propensity)]
+    if n_warm < len(ids):
+        cold = replace(batch.slice(n_warm, len(ids)), embeddings=None)
+        parts.append(rank_batch(cold, catalogue, cfg, propensity))
+    return _concat(parts)
+
+
+def generate_feeds(
+    catalogue: Catalogue,
+    chunks: Iterable[UserChunk],
+    cfg: FeedConfig,
+    source: PropensitySource,
+    on_chunk: Callable[[int], None] | None = None,
+) -> Iterator[Feed]:
+    """Every user's feed, chunk by chunk (lazily: only one chunk's inputs and feeds are in memory at a time);
+    ``on_chunk(users)`` is called after each chunk is ranked (progress bars, counters)."""
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        ranked = rank_chunk(catalogue, chunk, cfg, source)
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+        yield from ranked.to_feeds(catalogue)
+
+
+def generation_classic_feed(catalogue: Catalogue, cfg: FeedConfig) -> Feed:
+    """The control arm's feed for this generation: the same scorer, :meth:`FeedConfig.classic`."""
+    feed = classic_feed(catalogue, cfg)
+    if not feed.items:
+        raise UserError("the classic feed is empty: no item of the catalogue is in stock")
+    return feed

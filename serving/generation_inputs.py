@@ -1,0 +1,197 @@
+"""What feed generation reads from the warehouse for one cutoff ``as_of``: the catalogue, one shard's user ids,
+and those users' histories, one chunk of users at a time (so a shard's memory is bounded by the chunk size,
+not by the number of users).
+
+Everything is point-in-time: marts rows of snapshot ``as_of``, raw rows strictly before ``as_of`` 00:00 UTC.
+
+- catalogue: ``marts.item_performance`` (``commercial_score``, ``category``, ``in_stock``, ``is_repeat_purchase``);
+  items without a catalogue row (seen only in events/orders) stay in the catalogue, so histories that mention
+  them are understood, but are never recommended (treated as not in stock);
+- users: ``marts.user_features`` (every customer known before ``as_of``) whose hash falls in the shard;
+- recent views: each user's ``max_recent_views`` most recently viewed distinct items (``raw.events``, 'view');
+- purchases: distinct (user, item) of ``raw.orders`` + ``raw.order_items`` (exclusions);
+- category affinity: ``marts.user_category_propensity.propensity``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from ltvfeed.errors import UserError
+from ltvfeed.serving.shards import check_shard, shard_sql
+
+CATALOGUE_COLUMNS = ["item_id", "category", "commercial_score", "in_stock", "is_repeat_purchase"]
+
+
+def cutoff(as_of: date) -> datetime:
+    """as_of 00:00 UTC: raw rows before it are history, rows at or after it are the future."""
+    return datetime.combine(as_of, time(0), tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class UserChunk:
+    """A chunk of users and their histories as long frames, ready for :meth:`UserBatch.from_frames`."""
+
+    user_ids: np.ndarray  # [B] str
+    views: pd.DataFrame  # user_id, item_id, viewed_at
+    purchases: pd.DataFrame  # user_id, item_id
+    category_affinity: pd.DataFrame  # user_id, category, affinity
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+
+class MissingSnapshot(UserError):
+    """The marts have no snapshot for the requested as_of: the pipeline has not run for that day."""
+
+
+def latest_snapshot(dsn: str) -> date:
+    """The newest as_of with a catalogue (marts.item_performance) snapshot: the CLI's default cutoff."""
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            found = conn.execute("select max(as_of) from marts.item_performance").fetchone()[0]
+    except psycopg.errors.UndefinedTable:
+        found = None
+    if found is None:
+        raise MissingSnapshot(
+            "the warehouse has no marts snapshot yet; run the pipeline first (`ltvfeed pipeline run`)"
+        )
+    return found
+
+
+class WarehouseInputs:
+    """Reads generation inputs for one ``as_of`` over one connection (use as a context manager)."""
+
+    def __init__(self, dsn: str, as_of: date, *, max_recent_views: int = 20) -> None:
+        if not isinstance(as_of, date):
+            raise UserError(f"as_of must be a date, got {as_of!r}")
+        if isinstance(max_recent_views, bool) or not isinstance(max_recent_views, int) or max_recent_views < 0:
+            raise UserError(f"max_recent_views must be an integer >= 0, got {max_recent_views!r}")
+        self.as_of = as_of
+        self.cutoff = cutoff(as_of)
+        self.max_recent_views = max_recent_views
+        # autocommit: read-only queries, never an open transaction (and its snapshot) held between chunks
+        self._conn = psycopg.connect(dsn, autocommit=True)
+
+    def __enter__(self) -> WarehouseInputs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _rows(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(query, params)
+                return cur.fetchall()
+        except psycopg.errors.UndefinedTable as exc:
+            raise MissingSnapshot(
+                f"the warehouse has no marts yet ({str(exc).splitlines()[0]}); run the pipeline first "
+                "(`ltvfeed pipeline run`)"
+            ) from exc
+
+    def _frame(self, query: str, params: dict[str, Any], columns: list[str]) -> pd.DataFrame:
+        return pd.DataFrame(self._rows(query, params), columns=columns)
+
+    def _require_snapshot(self, mart: str) -> None:
+        found = self._rows(f"select exists (select 1 from marts.{mart} where as_of = %(as_of)s)", {"as_of": self.as_of})
+        if not found[0][0]:
+            raise MissingSnapshot(
+                f"marts.{mart} has no snapshot for as_of {self.as_of}; run the pipeline for that day first "
+                f"(`ltvfeed pipeline run --as-of {self.as_of}`)"
+            )
+
+    def catalogue_frame(self) -> pd.DataFrame:
+        """Items of the ``as_of`` snapshot, ordered by id (columns: :data:`CATALOGUE_COLUMNS`)."""
+        self._require_snapshot("item_performance")
+        frame = self._frame(
+            """
+            select item_id, category, commercial_score, (in_stock and in_catalog) as in_stock, is_repeat_purchase
+            from marts.item_performance
+            where as_of = %(as_of)s
+            order by item_id
+            """,
+            {"as_of": self.as_of},
+            CATALOGUE_COLUMNS,
+        )
+        frame["commercial_score"] = frame["commercial_score"].astype(np.float64)
+        return frame
+
+    def count_users(self) -> int:
+        """Customers of the ``as_of`` snapshot: every one of them gets a feed."""
+        self._require_snapshot("user_features")
+        return int(
+            self._rows("select count(*) from marts.user_features where as_of = %(as_of)s", {"as_of": self.as_of})[0][0]
+        )
+
+    def shard_user_ids(self, shard: int, shards: int) -> np.ndarray:
+        """The users of shard ``shard`` of ``shards`` (customers of the ``as_of`` snapshot), ordered by id."""
+        check_shard(shard, shards)
+        self._require_snapshot("user_features")
+        rows = self._rows(
+            f"""
+            select user_id from marts.user_features
+            where as_of = %(as_of)s and mod({shard_sql("user_id")}, %(shards)s) = %(shard)s
+            order by user_id
+            """,
+            {"as_of": self.as_of, "shards": shards, "shard": shard},
+        )
+        return np.array([r[0] for r in rows], dtype=object)
+
+    def user_chunk(self, user_ids: Sequence[str] | np.ndarray) -> UserChunk:
+        """The histories of ``user_ids`` (three queries, whatever the number of users)."""
+        ids = [str(u) for u in user_ids]
+        params = {"users": ids, "cutoff": self.cutoff, "as_of": self.as_of, "views": self.max_recent_views}
+        views = self._frame(
+            """
+            select user_id, item_id, viewed_at from (
+                select user_id, item_id, max(occurred_at) as viewed_at,
+                       row_number() over (partition by user_id order by max(occurred_at) desc, item_id) as recency
+                from raw.events
+                where event_type = 'view' and user_id = any(%(users)s) and item_id is not null
+                  and occurred_at < %(cutoff)s
+                group by user_id, item_id
+            ) as v
+            where recency <= %(views)s
+            """,
+            params,
+            ["user_id", "item_id", "viewed_at"],
+        )
+        purchases = self._frame(
+            """
+            select distinct o.user_id, oi.item_id
+            from raw.orders as o
+            join raw.order_items as oi on oi.order_id = o.order_id
+            where o.user_id = any(%(users)s) and o.ordered_at < %(cutoff)s
+            """,
+            params,
+            ["user_id", "item_id"],
+        )
+        affinity = self._frame(
+            """
+            select user_id, category, propensity
+            from marts.user_category_propensity
+            where as_of = %(as_of)s and user_id = any(%(users)s)
+            """,
+            params,
+            ["user_id", "category", "affinity"],
+        )
+        affinity["affinity"] = affinity["affinity"].astype(np.float64)
+        return UserChunk(np.array(ids, dtype=object), views, purchases, affinity)
+
+    def user_chunks(self, user_ids: np.ndarray, chunk_users: int) -> Iterator[UserChunk]:
+        """:meth:`user_chunk` over consecutive slices of ``chunk_users`` users."""
+        if isinstance(chunk_users, bool) or not isinstance(chunk_users, int) or chunk_users < 1:
+            raise UserError(f"chunk_users must be an integer >= 1, got {chunk_users!r}")
+        for start in range(0, len(user_ids), chunk_users):
+            yield self.user_chunk(user_ids[start : start + chunk_users])

@@ -1,0 +1,409 @@
+"""Point-in-time training sets for purchase propensity: who bought what after a cutoff, what was known before it.
+
+For a cutoff T and a horizon h:
+
+- positives are the distinct (user, item) pairs bought in [T, T + h) (raw.order_items joined to raw.orders,
+  ids trimmed exactly as dbt's staging does, so they match the marts);
+- negatives are drawn per positive from the item table with P(item) ~ (orders in the look-back + 1) ** power:
+  popular items are the hard negatives a ranking must beat, the +1 keeps every item possible; a pair the user
+  bought in the window is never drawn;
+- user features are the snapshot for as_of T: the Feast ``ltv_model`` service through ``training_frame``
+  (default) or the same columns read from marts.user_features, plus the user's category propensities
+  (marts.user_category_propensity, one ``affinity__<category>`` column per category) and, when an LTV champion
+  is registered, its predictions (``ltv_prob_return``, ``ltv_expected``);
+- item features are marts.item_performance for as_of T plus the item's orders in the look-back (``popularity``).
+
+Users or items without a snapshot at T (signed up / listed after it) cannot be featurised for T and are left out
+of that cutoff's pairs; the counts are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ltvfeed.errors import UserError
+
+if TYPE_CHECKING:
+    from ltvfeed.infra.stack import Stack
+    from ltvfeed.training.propensity.config import PropensityConfig
+
+log = logging.getLogger(__name__)
+
+USER_KEY = "user_id"
+ITEM_KEY = "item_id"
+AFFINITY_PREFIX = "affinity__"
+POPULARITY = "popularity"
+LTV_COLUMNS = {"prob_return": "ltv_prob_return", "expected_ltv": "ltv_expected"}
+USER_SERVICE = "ltv_model"  # the Feast service with every per-customer feature
+
+# marts.item_performance columns the model reads. in_stock is left out on purpose: it is current state (not as
+# of the cutoff) and serving filters on it anyway.
+ITEM_COLUMNS = (
+    "category",
+    "price",
+    "is_repeat_purchase",
+    "in_catalog",
+    "views_30d",
+    "clicks_30d",
+    "add_to_cart_30d",
+    "add_to_cart_rate_30d",
+    "conversions_30d",
+    "units_sold_30d",
+    "revenue_30d",
+    "views_decayed",
+    "clicks_decayed",
+    "add_to_cart_decayed",
+    "add_to_cart_rate_decayed",
+    "conversions_decayed",
+    "revenue_decayed",
+    "commercial_score",
+)
+
+
+def midnight(day: date) -> datetime:
+    """day 00:00 UTC: where a cutoff's windows start and end."""
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def _frame(dsn: str, query: str, params: tuple = ()) -> pd.DataFrame:
+    """Rows of a query as a DataFrame; PostgreSQL numerics (Decimal) become floats."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute(query, params)
+        columns = [c.name for c in cur.description]
+        frame = pd.DataFrame(cur.fetchall(), columns=columns)
+    for column in frame.columns:
+        if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, Decimal)).any():
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
+
+
+def data_end(dsn: str) -> date | None:
+    """The day after the latest raw order (UTC): windows ending later are not fully observed."""
+    rows = _frame(dsn, "select max(ordered_at) as last from raw.orders")
+    last = rows["last"].iloc[0] if len(rows) else None
+    if last is None or pd.isna(last):
+        return None
+    return pd.Timestamp(last).tz_convert(UTC).date() + timedelta(days=1)
+
+
+def purchases(dsn: str, start: date, end: date) -> pd.DataFrame:
+    """Distinct (user_id, item_id) pairs bought in [start, end) 00:00 UTC, sorted."""
+    return _frame(
+        dsn,
+        """
+        select distinct trim(o.user_id) as user_id, trim(oi.item_id) as item_id
+        from raw.orders as o
+        join raw.order_items as oi on trim(oi.order_id) = trim(o.order_id)
+        where o.ordered_at >= %s and o.ordered_at < %s
+        order by 1, 2
+        """,
+        (midnight(start), midnight(end)),
+    )
+
+
+def _require_snapshot(dsn: str, table: str, as_of: date) -> None:
+    found = _frame(dsn, f"select exists (select 1 from marts.{table} where as_of = %s) as found", (as_of,))
+    if not bool(found["found"].iloc[0]):
+        raise UserError(
+            f"marts.{table} has no snapshot for as_of {as_of}: build it first "
+            f"(`ltvfeed dbt build --as-of {as_of}` or the ltv_pipeline DAG for that date)"
+        )
+
+
+def load_items(dsn: str, as_of: date, popularity_days: int) -> pd.DataFrame:
+    """Item features as of ``as_of`` (one row per item, sorted by item_id) with ``popularity``: orders containing
+    the item in the ``popularity_days`` before the cutoff."""
+    _require_snapshot(dsn, "item_performance", as_of)
+    columns = ", ".join(f"p.{c}" for c in ITEM_COLUMNS)
+    items = _frame(
+        dsn,
+        f"""
+        with sold as (
+            select trim(oi.item_id) as item_id, count(distinct o.order_id) as orders
+            from raw.orders as o
+            join raw.order_items as oi on trim(oi.order_id) = trim(o.order_id)
+            where o.ordered_at >= %s and o.ordered_at < %s
+            group by 1
+        )
+        select p.item_id, {columns}, coalesce(s.orders, 0)::double precision as {POPULARITY}
+        from marts.item_performance as p
+        left join sold as s on s.item_id = p.item_id
+        where p.as_of = %s
+        order by p.item_id
+        """,
+        (midnight(as_of - timedelta(days=popularity_days)), midnight(as_of), as_of),
+    )
+    items["category"] = items["category"].astype(str)
+    return items.reset_index(drop=True)
+
+
+def user_feature_names() -> list[str]:
+    """The Feast ``ltv_model`` service's feature names (the definitions, no database needed)."""
+    from ltvfeed.features import load_definitions
+
+    service = next((s for s in load_definitions().feature_services if s.name == USER_SERVICE), None)
+    if service is None:
+        raise UserError(f"feature_repo/ defines no feature service {USER_SERVICE!r}")
+    return [f.name for p in service.feature_view_projections for f in p.features]
+
+
+def _user_base(stack: Stack, as_of: date, source: str) -> pd.DataFrame:
+    dsn = stack.warehouse_dsn
+    _require_snapshot(dsn, "user_features", as_of)
+    names = user_feature_names()
+    if source == "marts":
+        cols = ", ".join(names)
+        return _frame(dsn, f"select user_id, {cols} from marts.user_features where as_of = %s order by 1", (as_of,))
+    from ltvfeed.features import training_frame
+
+    ids = _frame(dsn, "select user_id from marts.user_features where as_of = %s order by 1", (as_of,))
+    entity_df = pd.DataFrame({USER_KEY: ids[USER_KEY].astype(str), "event_timestamp": midnight(as_of)})
+    frame = training_frame(stack, entity_df, service=USER_SERVICE)
+    return frame[[USER_KEY, *names]]
+
+
+def category_affinity(dsn: str, as_of: date, categories: tuple[str, ...]) -> pd.DataFrame:
+    """user_id + one ``affinity__<category>`` column per category (0 without engagement in it)."""
+    _require_snapshot(dsn, "user_category_propensity", as_of)
+    long = _frame(
+        dsn,
+        "select user_id, category, propensity from marts.user_category_propensity where as_of = %s",
+        (as_of,),
+    )
+    wide = long.pivot_table(index=USER_KEY, columns="category", values="propensity", aggfunc="sum", fill_value=0.0)
+    wide = wide.reindex(columns=list(categories), fill_value=0.0).astype("float64")
+    wide.columns = [f"{AFFINITY_PREFIX}{c}" for c in categories]
+    return wide.reset_index()
+
+
+def affinity_columns(categories: tuple[str, ...]) -> list[str]:
+    return [f"{AFFINITY_PREFIX}{c}" for c in categories]
+
+
+@dataclass(frozen=True)
+class LtvInputs:
+    """Which LTV model version fed the user features, or why none did."""
+
+    version: str | None
+    note: str
+
+
+def resolve_ltv(stack: Stack, model_name: str | None) -> LtvInputs:
+    """The LTV champion's version to read predictions from, if one is registered."""
+    if not model_name:
+        return LtvInputs(None, "disabled")
+    from ltvfeed.training.registry import current_champion
+
+    version = current_champion(stack, model_name)
+    if version is None:
+        return LtvInputs(None, f"no {model_name}@champion registered")
+    return LtvInputs(version, f"{model_name} v{version}")
+
+
+def add_ltv_predictions(users: pd.DataFrame, predictor: Any) -> pd.DataFrame:
+    """``users`` plus ``ltv_prob_return`` / ``ltv_expected`` from an LTV model's ``predict(frame)`` (a frame
+    with prob_return and expected_ltv, one row per input row)."""
+    predicted = predictor.predict(users)
+    if not isinstance(predicted, pd.DataFrame) or not set(LTV_COLUMNS) <= set(predicted.columns):
+        raise UserError(f"the LTV model's predictions lack {sorted(LTV_COLUMNS)} (got {type(predicted).__name__})")
+    if len(predicted) != len(users):
+        raise UserError(f"the LTV model returned {len(predicted)} rows for {len(users)} users")
+    out = users.copy()
+    for source, target in LTV_COLUMNS.items():
+        out[target] = pd.to_numeric(predicted[source], errors="coerce").to_numpy(dtype=np.float64)
+    return out
+
+
+def _with_ltv(stack: Stack, users: pd.DataFrame, model_name: str | None, version: str | None) -> pd.DataFrame:
+    if not model_name or version is None:
+        return users
+    from ltvfeed.training.tracking import configure_mlflow
+
+    configure_mlflow(stack)
+    import mlflow
+
+    return add_ltv_predictions(users, mlflow.pyfunc.load_model(f"models:/{model_name}/{version}"))
+
+
+def load_users(
+    stack: Stack,
+    as_of: date,
+    categories: tuple[str, ...],
+    source: str = "feast",
+    ltv_model: str | None = None,
+    ltv_version: str | None = None,
+) -> pd.DataFrame:
+    """User features as of ``as_of``: one row per customer of that snapshot, sorted by user_id."""
+    users = _user_base(stack, as_of, source)
+    users[USER_KEY] = users[USER_KEY].astype(str)
+    affinity = category_affinity(stack.warehouse_dsn, as_of, categories)
+    users = users.merge(affinity, on=USER_KEY, how="left")
+    cols = affinity_columns(categories)
+    users[cols] = users[cols].fillna(0.0)
+    users = _with_ltv(stack, users, ltv_model, ltv_version)
+    return users.sort_values(USER_KEY, kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class FeatureTables:
+    """Everything known about users and items at one cutoff: the rows the model scores."""
+
+    as_of: date
+    users: pd.DataFrame  # user_id + features, unique, sorted
+    items: pd.DataFrame  # item_id + features (incl. popularity, commercial_score), unique, sorted
+    categories: tuple[str, ...]  # category vocabulary of the affinity columns
+    ltv: LtvInputs = field(default_factory=lambda: LtvInputs(None, "disabled"))
+
+    @property
+    def user_index(self) -> pd.Index:
+        return pd.Index(self.users[USER_KEY].astype(str))
+
+    @property
+    def item_index(self) -> pd.Index:
+        return pd.Index(self.items[ITEM_KEY].astype(str))
+
+    @property
+    def popularity(self) -> np.ndarray:
+        return self.items[POPULARITY].to_numpy(dtype=np.float64)
+
+
+def load_tables(
+    stack: Stack,
+    as_of: date,
+    cfg: PropensityConfig,
+    *,
+    categories: tuple[str, ...] | None = None,
+    ltv: LtvInputs | None = None,
+) -> FeatureTables:
+    """Users and items as of ``as_of``. ``categories`` None: the item table's categories (training); a trained
+    model passes its own. ``ltv`` None: the LTV champion now (training); a trained model passes its version."""
+    items = load_items(stack.warehouse_dsn, as_of, cfg.popularity_days)
+    if items.empty:
+        raise UserError(f"marts.item_performance for as_of {as_of} has no items")
+    if categories is None:
+        categories = tuple(sorted(items["category"].unique()))
+    ltv = ltv if ltv is not None else resolve_ltv(stack, cfg.ltv_model)
+    users = load_users(stack, as_of, categories, cfg.user_features, cfg.ltv_model, ltv.version)
+    if users.empty:
+        raise UserError(f"marts.user_features for as_of {as_of} has no customers")
+    return FeatureTables(as_of, users, items, categories, ltv)
+
+
+# ------------------------------------------------------------------------------------------ negative sampling
+
+
+def sampling_weights(popularity: np.ndarray, power: float) -> np.ndarray:
+    """P(item) for negatives: (popularity + 1) ** power, normalised."""
+    weights = (np.asarray(popularity, dtype=np.float64).clip(min=0) + 1.0) ** power
+    return weights / weights.sum()
+
+
+def sample_negatives(
+    pos_users: np.ndarray,
+    pos_items: np.ndarray,
+    n_items: int,
+    weights: np.ndarray,
+    per_positive: int,
+    seed: int,
+    max_rounds: int = 50,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``per_positive`` (user, item) negatives for every positive (user, item), items drawn with ``weights``,
+    never a pair among the positives. Deterministic for the same inputs and seed. A draw that keeps hitting the
+    user's own purchases (users who bought nearly everything) is dropped after ``max_rounds`` redraws."""
+    users = np.asarray(pos_users, dtype=np.int64)
+    items = np.asarray(pos_items, dtype=np.int64)
+    if users.shape != items.shape or users.ndim != 1:
+        raise UserError("positive users and items must be 1-d arrays of the same length")
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (n_items,) or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+        raise UserError(f"negative sampling weights must be {n_items} finite values >= 0 with a positive sum")
+    if len(items) and (items.min() < 0 or items.max() >= n_items):
+        raise UserError("positive items must be rows of the item table")
+    p = weights / weights.sum()
+    taken = np.unique(users * n_items + items)  # sorted keys of positive pairs
+    rng = np.random.default_rng(seed)
+    neg_users = np.repeat(users, per_positive)
+    neg_items = rng.choice(n_items, size=len(neg_users), p=p)
+
+    def hits(u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        keys = u * n_items + i
+        at = np.minimum(np.searchsorted(taken, keys), max(len(taken) - 1, 0))
+        return taken[at] == keys if len(taken) else np.zeros(len(keys), dtype=bool)
+
+    bad = hits(neg_users, neg_items)
+    for _ in range(max_rounds):
+        if not bad.any():
+            break
+        redo = np.flatnonzero(bad)
+        neg_items[redo] = rng.choice(n_items, size=len(redo), p=p)
+        bad[redo] = hits(neg_users[redo], neg_items[redo])
+    if bad.any():
+        log.info("dropped %d negatives of users who bought (nearly) every sampleable item", int(bad.sum()))
+    return neg_users[~bad], neg_items[~bad]
+
+
+# ----------------------------------------------------------------------------------------------- training sets
+
+
+@dataclass(frozen=True)
+class LabelledPairs:
+    """(user row, item row, label) over a :class:`FeatureTables`, positives first."""
+
+    tables: FeatureTables
+    horizon_days: int
+    user_rows: np.ndarray
+    item_rows: np.ndarray
+    labels: np.ndarray  # float32, 1 = bought in the window
+    dropped: dict[str, int]  # positives that could not be featurised, by reason
+
+    @property
+    def n_positive(self) -> int:
+        return int(self.labels.sum())
+
+    def positives(self) -> tuple[np.ndarray, np.ndarray]:
+        keep = self.labels > 0
+        return self.user_rows[keep], self.item_rows[keep]
+
+
+def positive_rows(tables: FeatureTables, bought: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Rows of the bought pairs in the tables; pairs whose user or item has no snapshot are counted and left out."""
+    u = tables.user_index.get_indexer(pd.Index(bought[USER_KEY].astype(str)))
+    i = tables.item_index.get_indexer(pd.Index(bought[ITEM_KEY].astype(str)))
+    dropped = {"user_without_snapshot": int((u < 0).sum()), "item_without_snapshot": int(((u >= 0) & (i < 0)).sum())}
+    keep = (u >= 0) & (i >= 0)
+    return u[keep].astype(np.int64), i[keep].astype(np.int64), dropped
+
+
+def labelled_pairs(
+    tables: FeatureTables, bought: pd.DataFrame, horizon_days: int, cfg: PropensityConfig, seed: int
+) -> LabelledPairs:
+    """Positives of ``bought`` plus sampled negatives over ``tables``."""
+    pos_u, pos_i, dropped = positive_rows(tables, bought)
+    if len(pos_u) == 0:
+        raise UserError(
+            f"no purchases in the {horizon_days} days from {tables.as_of} by customers and items known at that "
+            "cutoff: nothing to learn or evaluate (is the window inside the data?)"
+        )
+    weights = sampling_weights(tables.popularity, cfg.negative_popularity_power)
+    neg_u, neg_i = sample_negatives(pos_u, pos_i, len(tables.items), weights, cfg.negatives_per_positive, seed)
+    users = np.concatenate([pos_u, neg_u])
+    items = np.concatenate([pos_i, neg_i])
+    labels = np.concatenate([np.ones(len(pos_u), np.float32), np.zeros(len(neg_u), np.float32)])
+    if any(dropped.values()):
+        log.info("cutoff %s: left out positives %s", tables.as_of, dropped)
+    return LabelledPairs(tables, horizon_days, users, items, labels, dropped)
+
+
+def window_pairs(stack: Stack, tables: FeatureTables, horizon_days: int, cfg: PropensityConfig, seed: int):
+    """The labelled pairs of the window [tables.as_of, + horizon_days)."""
+    bought = purchases(stack.warehouse_dsn, tables.as_of, tables.as_of + timedelta(days=horizon_days))
+    return labelled_pairs(tables, bought, horizon_days, cfg, seed)

@@ -1,0 +1,197 @@
+"""Offline evaluation on an out-of-time holdout: AUC, NDCG@k and Recall@k of the model against baselines.
+
+The holdout is a later cutoff T2 than training's: purchases in [T2, T2 + horizon) by customers with a
+snapshot at T2, scored with features as of T2. Two views of it:
+
+- AUC over the bought pairs and popularity-drawn negatives (same sampler as training, another seed): does
+  the ranker score a bought pair above an unbought one?
+- NDCG@k and Recall@k per user over the WHOLE item table at T2 (every item the user could have been shown),
+  averaged over users with at least one purchase (a seeded sample of ``max_eval_users``). Relevance is
+  binary (bought or not). Recall@k = bought items in the top k / bought items. Ties in a ranker's scores are
+  broken by item row, the same way for every ranker.
+
+Baselines: ``popularity`` (the item's orders in the look-back before T2, the same number for every user) and
+``classic`` (marts.item_performance.commercial_score, the non-personal feed's ranking).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from ltvfeed.errors import UserError
+from ltvfeed.training.metrics import auc
+from ltvfeed.training.propensity.data import LabelledPairs
+
+METRICS = ("auc", "ndcg", "recall")
+_BLOCK = 1 << 22  # scores per block when ranking users x items
+
+
+def metric_names(k: int) -> tuple[str, str, str]:
+    return ("auc", f"ndcg_at_{k}", f"recall_at_{k}")
+
+
+# --- ranking metrics (pure) -------------------------------------------------------------------------------
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """[n, min(k, m)] column positions of each row's k highest scores, best first; ties -> lower position."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be [users, items], got shape {scores.shape}")
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def hits_at_k(top: np.ndarray, relevant_rows: np.ndarray, relevant_items: np.ndarray) -> np.ndarray:
+    """[n, k] True where top[r, j] is one of row r's relevant items (given as (row, item) pairs)."""
+    top = np.asarray(top, dtype=np.int64)
+    rows = np.asarray(relevant_rows, dtype=np.int64)
+    items = np.asarray(relevant_items, dtype=np.int64)
+    width = int(max(top.max(initial=0), items.max(initial=0))) + 1
+    relevant = np.unique(rows * width + items)
+    keys = np.arange(top.shape[0], dtype=np.int64)[:, None] * width + top
+    if not len(relevant):
+        return np.zeros(top.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(relevant, keys), len(relevant) - 1)
+    return relevant[at] == keys
+
+
+def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> float:
+    """Mean over rows with n_relevant > 0 of DCG@k / ideal DCG@k, binary gains, discount 1 / log2(rank + 1)."""
+    hits = np.asarray(hits, dtype=bool)
+    n_relevant = np.asarray(n_relevant, dtype=np.int64)
+    k = hits.shape[1]
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits * discount).sum(axis=1)
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])[np.minimum(n_relevant, k)]
+    scored = n_relevant > 0
+    if not scored.any():
+        return float("nan")
+    return float((dcg[scored] / ideal[scored]).mean())
+
+
+def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> float:
+    """Mean over rows with n_relevant > 0 of (relevant items in the top k) / n_relevant."""
+    hits = np.asarray(hits, dtype=bool)
+    n_relevant = np.asarray(n_relevant, dtype=np.int64)
+    scored = n_relevant > 0
+    if not scored.any():
+        return float("nan")
+    return float((hits.sum(axis=1)[scored] / n_relevant[scored]).mean())
+
+
+# --- the holdout ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Out-of-time pairs (for AUC) and per-user bought items (for ranking) at one cutoff."""
+
+    pairs: LabelledPairs
+    users: np.ndarray  # user rows (in pairs.tables.users) that are ranked, ascending
+    relevant_rows: np.ndarray  # position in ``users`` of each bought (user, item)
+    relevant_items: np.ndarray  # item row of each bought (user, item)
+    k: int
+
+    @property
+    def n_relevant(self) -> np.ndarray:
+        return np.bincount(self.relevant_rows, minlength=len(self.users))
+
+    @property
+    def holdout_id(self) -> str:
+        """Names what the metrics were computed on; equal ids = comparable metrics."""
+        return f"purchases {self.pairs.tables.as_of.isoformat()} +{self.pairs.horizon_days}d"
+
+
+def make_holdout(pairs: LabelledPairs, k: int, max_users: int, seed: int) -> Holdout:
+    """Ranked users = users with a purchase in the window (a seeded sample of ``max_users`` when more)."""
+    pos_u, pos_i = pairs.positives()
+    buyers = np.unique(pos_u)
+    if len(buyers) > max_users:
+        buyers = np.sort(np.random.default_rng(seed).choice(buyers, size=max_users, replace=False))
+    keep = np.isin(pos_u, buyers)
+    return Holdout(pairs, buyers, np.searchsorted(buyers, pos_u[keep]), pos_i[keep], k)
+
+
+class Ranker(Protocol):
+    """Scores on the holdout's tables: per (user row, item row) pair, and for user rows x all items."""
+
+    def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray: ...
+
+    def block_scores(self, user_rows: np.ndarray) -> np.ndarray: ...
+
+
+class ItemScoreRanker:
+    """A non-personal ranker: one score per item row (popularity, commercial_score)."""
+
+    def __init__(self, item_scores: np.ndarray) -> None:
+        self.item_scores = np.nan_to_num(np.asarray(item_scores, dtype=np.float64), nan=0.0)
+
+    def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        return self.item_scores[item_rows]
+
+    def block_scores(self, user_rows: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.item_scores, (len(user_rows), len(self.item_scores)))
+
+
+class ScorerRanker:
+    """The model: a PropensityScorer whose rows are the holdout tables' rows."""
+
+    def __init__(self, scorer) -> None:
+        self.scorer = scorer
+
+    def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        return self.scorer(np.asarray(user_rows), np.asarray(item_rows)[:, None])[:, 0]
+
+    def block_scores(self, user_rows: np.ndarray) -> np.ndarray:
+        # logits rank exactly like probabilities and skip the sigmoid on users x items
+        return self.scorer.user_embeddings[user_rows] @ self.scorer.item_embeddings.T
+
+
+def evaluate_ranker(ranker: Ranker, holdout: Holdout) -> dict[str, float]:
+    """{auc, ndcg_at_k, recall_at_k} of one ranker on the holdout."""
+    pairs = holdout.pairs
+    n_items = len(pairs.tables.items)
+    pair_scores = np.asarray(ranker.pair_scores(pairs.user_rows, pairs.item_rows), dtype=np.float64)
+    step = max(1, _BLOCK // max(1, n_items))
+    tops = []
+    for start in range(0, len(holdout.users), step):
+        block = np.asarray(ranker.block_scores(holdout.users[start : start + step]), dtype=np.float64)
+        if block.shape != (min(step, len(holdout.users) - start), n_items):
+            raise UserError(f"ranker returned scores of shape {block.shape} for {n_items} items")
+        tops.append(top_k(block, holdout.k))
+    top = np.concatenate(tops) if tops else np.zeros((0, holdout.k), dtype=np.int64)
+    hits = hits_at_k(top, holdout.relevant_rows, holdout.relevant_items)
+    name_auc, name_ndcg, name_recall = metric_names(holdout.k)
+    return {
+        name_auc: auc(pairs.labels, pair_scores),
+        name_ndcg: ndcg_at_k(hits, holdout.n_relevant),
+        name_recall: recall_at_k(hits, holdout.n_relevant),
+    }
+
+
+def baselines(holdout: Holdout) -> dict[str, Ranker]:
+    items = holdout.pairs.tables.items
+    return {
+        "popularity": ItemScoreRanker(items["popularity"].to_numpy()),
+        "classic": ItemScoreRanker(items["commercial_score"].to_numpy()),
+    }
+
+
+def compare(holdout: Holdout, rankers: Mapping[str, Ranker]) -> pd.DataFrame:
+    """One row per ranker, columns auc / ndcg_at_k / recall_at_k."""
+    rows = {name: evaluate_ranker(ranker, holdout) for name, ranker in rankers.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(metric_names(holdout.k)))
+
+
+def flat_metrics(table: pd.DataFrame, model_row: str = "model") -> dict[str, float]:
+    """MLflow metric names: the model's as they are (auc, ndcg_at_10, ...), others as '<ranker>.<metric>'."""
+    out = {}
+    for name, row in table.iterrows():
+        for metric, value in row.items():
+            out[metric if name == model_row else f"{name}.{metric}"] = float(value)
+    return out

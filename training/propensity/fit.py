@@ -1,0 +1,186 @@
+"""Training the propensity network on labelled (user, item) pairs.
+
+CPU-first like the LTV fit: encoded tables in memory, mini-batches are index slices, threads capped, seeded end
+to end (same data + config -> identical weights). The validation split is by USER: a seeded share of users
+whose pairs only judge the fit. Their ids are kept out of the id vocabulary, so early stopping measures what
+generalises (side features, item ids) rather than what the user id embeddings memorise, and the
+out-of-vocabulary path cold users take at serving time is exercised every epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ltvfeed.errors import UserError
+from ltvfeed.training.propensity.config import PropensityConfig
+from ltvfeed.training.propensity.data import ITEM_KEY, USER_KEY, LabelledPairs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+
+
+@dataclass
+class FitReport:
+    best_epoch: int = 0
+    best_val_loss: float | None = None
+    history: list[EpochRecord] = field(default_factory=list)
+    n_train: int = 0
+    n_validation: int = 0
+    n_train_users: int = 0
+    stopped_early: bool = False
+
+
+def fit_network(pairs: LabelledPairs, cfg: PropensityConfig):
+    """Fit encoders and network on ``pairs``; returns (PropensityNetwork in eval mode, FitReport)."""
+    import torch
+
+    from ltvfeed.training.features import FeatureEncoder
+    from ltvfeed.training.fit import split_by_user
+    from ltvfeed.training.propensity.model import PropensityNetwork
+
+    tables = pairs.tables
+    if len(pairs.labels) == 0 or pairs.n_positive == 0 or pairs.n_positive == len(pairs.labels):
+        raise UserError("the training set needs both positive and negative pairs")
+    train_rows, val_rows = split_by_user(pairs.user_rows, cfg.validation_fraction, cfg.seed)
+    train_users = np.unique(pairs.user_rows[train_rows])
+    user_vocab = tables.users[USER_KEY].astype(str).to_numpy()[train_users]
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, cfg.num_threads))
+    # fork_rng: seed this fit without leaving the caller's global RNG changed.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        try:
+            user_encoder = FeatureEncoder.fit(
+                tables.users.iloc[train_users],
+                exclude_columns=[USER_KEY],
+                min_category_count=cfg.min_category_count,
+                max_vocabulary=cfg.max_vocabulary,
+            )
+            item_encoder = FeatureEncoder.fit(
+                tables.items,
+                categorical_columns=["category"],
+                exclude_columns=[ITEM_KEY],
+                min_category_count=cfg.min_category_count,
+                max_vocabulary=cfg.max_vocabulary,
+            )
+            network = PropensityNetwork(
+                user_encoder,
+                item_encoder,
+                user_vocab,
+                tables.items[ITEM_KEY].astype(str).to_numpy(),
+                tables.categories,
+                dim=cfg.embedding_dim,
+                hidden=cfg.hidden,
+                dropout=cfg.dropout,
+            )
+            users = network.encode_users(tables.users)
+            items = network.encode_items(tables.items)
+            u = torch.from_numpy(pairs.user_rows)
+            i = torch.from_numpy(pairs.item_rows)
+            y = torch.from_numpy(pairs.labels.astype(np.float32))
+            train = (u[train_rows], i[train_rows], y[train_rows])
+            val = (u[val_rows], i[val_rows], y[val_rows]) if len(val_rows) else None
+            network.init_output_bias(float(train[2].mean()))
+            report = _train(network, users, items, train, val, cfg)
+            report.n_train_users = len(train_users)
+        finally:
+            torch.set_num_threads(previous_threads)
+    network.eval()
+    return network, report
+
+
+def _hide_ids(ids, rate: float, generator):
+    import torch
+
+    if rate <= 0:
+        return ids
+    hidden = torch.rand(ids.shape, generator=generator) < rate
+    return torch.where(hidden, torch.zeros_like(ids), ids)
+
+
+def _train(network, users, items, train, val, cfg: PropensityConfig) -> FitReport:
+    import torch
+    from torch.nn.functional import binary_cross_entropy_with_logits as bce
+    from tqdm import tqdm
+
+    from ltvfeed.training.propensity.model import EncodedItems, EncodedUsers
+
+    optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    n = len(train[2])
+    report = FitReport(n_train=n, n_validation=0 if val is None else len(val[2]))
+    best_loss = patience_reference = math.inf
+    best_state = copy.deepcopy(network.state_dict())
+    stale = 0
+    epochs = tqdm(range(1, cfg.max_epochs + 1), desc="propensity epochs", disable=None, leave=False)
+    for epoch in epochs:
+        network.train()
+        total = 0.0
+        for batch in torch.randperm(n, generator=generator).split(cfg.batch_size):
+            ub = users.take(train[0][batch])
+            ib = items.take(train[1][batch])
+            ub = EncodedUsers(ub.numeric, ub.categorical, _hide_ids(ub.ids, cfg.oov_rate, generator), ub.affinity)
+            ib = EncodedItems(ib.numeric, ib.categorical, _hide_ids(ib.ids, cfg.oov_rate, generator), ib.category)
+            optimizer.zero_grad(set_to_none=True)
+            loss = bce(network(ub, ib), train[2][batch])
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * batch.numel()
+        train_loss = total / n
+        val_loss = _loss(network, users, items, val) if val is not None else None
+        report.history.append(EpochRecord(epoch, train_loss, val_loss))
+        epochs.set_postfix(train=f"{train_loss:.4f}", val="-" if val_loss is None else f"{val_loss:.4f}")
+        if val_loss is None:
+            continue
+        if not math.isfinite(val_loss):
+            log.warning("validation loss is not finite at epoch %d: stopping", epoch)
+            report.stopped_early = True
+            break
+        stale = 0 if val_loss < patience_reference - cfg.min_delta else stale + 1
+        patience_reference = patience_reference if stale else val_loss
+        if val_loss < best_loss:
+            best_loss, report.best_epoch = val_loss, epoch
+            best_state = copy.deepcopy(network.state_dict())
+        if stale >= cfg.patience:
+            report.stopped_early = True
+            break
+    if val is None:
+        report.best_epoch = len(report.history)
+    else:
+        network.load_state_dict(best_state)
+        report.best_val_loss = best_loss
+    log.info(
+        "propensity fit: %d train / %d validation pairs, %d epochs, best epoch %d (val loss %s)",
+        report.n_train,
+        report.n_validation,
+        len(report.history),
+        report.best_epoch,
+        f"{best_loss:.4f}" if math.isfinite(best_loss) else "-",
+    )
+    return report
+
+
+def _loss(network, users, items, data, chunk: int = 65536) -> float:
+    import torch
+    from torch.nn.functional import binary_cross_entropy_with_logits as bce
+
+    network.eval()
+    total = 0.0
+    n = len(data[2])
+    with torch.inference_mode():
+        for start in range(0, n, chunk):
+            rows = slice(start, start + chunk)
+            logits = network(users.take(data[0][rows]), items.take(data[1][rows]))
+            total += float(bce(logits, data[2][rows], reduction="sum"))
+    return total / n
