@@ -59,7 +59,7 @@ def run_demo(settings: Settings, *, users: int, items: int, days: int, seed: int
         f"""
 Where to look:
   warehouse      psql "{stack.warehouse_dsn}"   (schemas raw, staging, intermediate, marts, ops)
-  Data Docs      {settings.quality_dir / 'data_docs' / 'index.html'}
+  Data Docs      {settings.quality_dir / "data_docs" / "index.html"}
   Airflow UI     .venv/bin/ltvfeed airflow standalone   (then http://127.0.0.1:{settings.airflow_port})
   landing files  {settings.landing_dir}"""
     )
