@@ -38,7 +38,7 @@ from airflow.sdk import (
     task,
 )
 
-MARTS_ASSET_URI = "ltvfeed://warehouse/marts"  # = ltvfeed.orchestration.dbt_group.MARTS_ASSET_URI (no Cosmos import)
+from ltvfeed.orchestration.dbt_group import MARTS_ASSET_URI  # light: Cosmos is imported only to build the group
 
 
 @dag(
@@ -112,10 +112,11 @@ def feed_generation():
         return commit_generation(Settings(), plan)
 
     @task(trigger_rule="one_failed", retries=0)
-    def discard_uncommitted(plan: dict) -> None:
+    def discard_uncommitted() -> None:
         from ltvfeed.orchestration.feed_tasks import fail_after_discard
         from ltvfeed.settings import Settings
 
+        plan = get_current_context()["ti"].xcom_pull(task_ids="begin")  # None when begin itself failed
         fail_after_discard(Settings(), plan)  # raises: the run must show as failed
 
     plan = begin(resolve_as_of())
@@ -123,7 +124,7 @@ def feed_generation():
     classic = write_classic(plan)
     committed = commit(plan)
     [shards, classic] >> committed
-    [shards, classic, committed] >> discard_uncommitted(plan)
+    [shards, classic, committed] >> discard_uncommitted()
 
 
 feed_generation()

@@ -70,7 +70,10 @@ def ltv_pipeline():
         from ltvfeed.orchestration.tasks import quality_gate
         from ltvfeed.settings import Settings
 
-        return quality_gate(Settings(), "marts", date.fromisoformat(as_of))
+        result = quality_gate(Settings(), "marts", date.fromisoformat(as_of))
+        # consumers scheduled on the asset (retraining, feed generation) take exactly this snapshot
+        get_current_context()["outlet_events"][Asset(MARTS_ASSET_URI)].extra = {"as_of": as_of}
+        return result
 
     @task
     def apply_features() -> dict[str, object]:

@@ -63,10 +63,9 @@ def ltv_retrain():
         from ltvfeed.settings import Settings
 
         ctx = get_current_context()
-        events = [e for batch in (ctx.get("triggering_asset_events") or {}).values() for e in batch]
-        as_of = resolve_retrain_as_of(
-            ctx["params"], ctx.get("logical_date"), ctx["dag_run"].run_after, events, Settings()
-        )
+        events = ctx.get("triggering_asset_events")  # asset-triggered runs: the pipeline run that refreshed the marts
+        run_after = ctx["dag_run"].run_after
+        as_of = resolve_retrain_as_of(ctx["params"], ctx.get("logical_date"), run_after, events, Settings())
         return as_of.isoformat()
 
     @task

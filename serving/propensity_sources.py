@@ -14,6 +14,7 @@ embeddings for the warm ones, and the propensity callable in catalogue-row terms
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -41,7 +42,7 @@ class PropensitySource(Protocol):
 
     def index_users(self, user_ids: np.ndarray) -> np.ndarray: ...
 
-    def user_embeddings(self, user_index: np.ndarray) -> np.ndarray | None: ...
+    def user_embeddings(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None: ...
 
     def propensity(self, catalogue: Catalogue, batch: UserBatch) -> Propensity: ...
 
@@ -66,7 +67,7 @@ class CategoryAffinitySource:
     def index_users(self, user_ids: np.ndarray) -> np.ndarray:
         return np.arange(len(user_ids), dtype=np.int64)  # rows of the batch's own affinity matrix
 
-    def user_embeddings(self, user_index: np.ndarray) -> np.ndarray | None:
+    def user_embeddings(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
     def propensity(self, catalogue: Catalogue, batch: UserBatch) -> Propensity:
@@ -107,9 +108,11 @@ class _CatalogueRows:
 
 
 class ScorerSource:
-    """A trained propensity scorer (the contract of ``ltvfeed.training.propensity``): ``user_index(ids)``,
-    ``item_index(ids)``, ``user_embeddings``, ``item_embeddings``, ``__call__(user_idx[B], item_idx[B, K])`` in
-    its own vocabularies, and optionally ``for_catalogue(catalogue)`` -> a callable in catalogue rows."""
+    """A trained propensity scorer (the contract of ``ltvfeed.training.propensity``): ``user_index(ids)`` (-1 =
+    cold user), ``item_index(ids)``, ``user_embeddings``, ``item_embeddings``, ``__call__(user_idx[B],
+    item_idx[B, K])`` in its own vocabularies; used when present: ``for_catalogue(catalogue)`` (a callable over
+    catalogue rows, whose ``item_embeddings`` are aligned with the catalogue) and ``unknown_user_embedding``
+    (the vector cold users are scored with, so that they get embedding retrieval too)."""
 
     name = REGISTRY
 
@@ -123,6 +126,8 @@ class ScorerSource:
             self._user_embeddings is not None and self._user_embeddings.shape[1] != self._item_embeddings.shape[1]
         ):
             raise UserError("the propensity model must give user and item embeddings of the same dimension, or none")
+        unknown = getattr(scorer, "unknown_user_embedding", None)
+        self._unknown_user = None if unknown is None or self._user_embeddings is None else np.asarray(unknown)
         self._catalogue: Catalogue | None = None
         self._propensity: Propensity | None = None
 
@@ -130,30 +135,48 @@ class ScorerSource:
         return {self.model_name: self.version}
 
     def catalogue(self, items: pd.DataFrame) -> Catalogue:
-        item_rows = np.asarray(self.scorer.item_index(items["item_id"].to_numpy()), dtype=np.int64)
-        embeddings = None
-        if self._item_embeddings is not None:
-            # items unknown to the model get a zero vector: never retrieved by embedding, similar to nothing
-            embeddings = np.zeros((len(items), self._item_embeddings.shape[1]), dtype=np.float32)
-            known = item_rows >= 0
-            embeddings[known] = self._item_embeddings[item_rows[known]]
-        catalogue = Catalogue.from_frame(items, embeddings=embeddings)
+        """The catalogue with item embeddings in the model's space (for retrieval and similarity)."""
         for_catalogue = getattr(self.scorer, "for_catalogue", None)
-        self._propensity = (
-            for_catalogue(catalogue) if callable(for_catalogue) else _CatalogueRows(self.scorer, item_rows)
-        )
-        self._catalogue = catalogue
-        return catalogue
+        if callable(for_catalogue):
+            propensity = for_catalogue(Catalogue.from_frame(items))
+            aligned = _array(getattr(propensity, "item_embeddings", None), "item_embeddings of for_catalogue")
+            embeddings = aligned if aligned is not None and len(aligned) == len(items) else self._mapped(items)
+        else:
+            propensity = _CatalogueRows(self.scorer, self._item_rows(items))
+            embeddings = self._mapped(items)
+        # same frame, same rows: the propensity callable indexes this catalogue exactly as the one it was made for
+        self._catalogue = Catalogue.from_frame(items, embeddings=embeddings)
+        self._propensity = propensity
+        return self._catalogue
+
+    def _item_rows(self, items: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.scorer.item_index(items["item_id"].to_numpy()), dtype=np.int64)
+
+    def _mapped(self, items: pd.DataFrame) -> np.ndarray | None:
+        """Model item embeddings in catalogue order; items unknown to the model get a zero vector (never
+        retrieved by embedding, similar to nothing)."""
+        if self._item_embeddings is None:
+            return None
+        rows = self._item_rows(items)
+        embeddings = np.zeros((len(items), self._item_embeddings.shape[1]), dtype=np.float32)
+        embeddings[rows >= 0] = self._item_embeddings[rows[rows >= 0]]
+        return embeddings
 
     def index_users(self, user_ids: np.ndarray) -> np.ndarray:
         return np.asarray(self.scorer.user_index(user_ids), dtype=np.int64)
 
-    def user_embeddings(self, user_index: np.ndarray) -> np.ndarray | None:
+    def user_embeddings(self, user_index: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(embeddings [B, d], has_embedding [B]): cold users (-1) get the model's unknown-user vector when it
+        has one, else no embedding (they are then ranked without embedding retrieval)."""
         if self._user_embeddings is None:
             return None
-        if (user_index < 0).any():
-            raise UserError("cold users (index -1) have no embedding; score them without the embedding source")
-        return self._user_embeddings[user_index]
+        warm = user_index >= 0
+        embeddings = np.zeros((len(user_index), self._user_embeddings.shape[1]), dtype=np.float32)
+        embeddings[warm] = self._user_embeddings[user_index[warm]]
+        if self._unknown_user is None:
+            return embeddings, warm
+        embeddings[~warm] = self._unknown_user
+        return embeddings, np.ones(len(user_index), dtype=bool)
 
     def propensity(self, catalogue: Catalogue, batch: UserBatch) -> Propensity:
         if self._propensity is None or catalogue is not self._catalogue:
@@ -161,9 +184,10 @@ class ScorerSource:
         return self._propensity
 
 
-def registry_source(stack: Stack, expected_version: str | None = None) -> ScorerSource:
-    """The ``champion`` purchase-propensity model. ``expected_version``: the version a generation began with;
-    if the champion moved since, stop (one generation must be ranked by one model version)."""
+def registry_source(stack: Stack, as_of: date | None = None, expected_version: str | None = None) -> ScorerSource:
+    """The ``champion`` purchase-propensity model, over the users and items of snapshot ``as_of`` when the loader
+    can rebuild its rows (so users are scored with that day's features). ``expected_version``: the version a
+    generation began with; if the champion moved since, stop (one generation must be ranked by one model)."""
     from ltvfeed.training.registry import current_champion
 
     version = current_champion(stack, PROPENSITY_MODEL)
@@ -180,7 +204,12 @@ def registry_source(stack: Stack, expected_version: str | None = None) -> Scorer
         if exc.name and exc.name.startswith("ltvfeed.training.propensity"):
             raise UserError(NO_CHAMPION) from exc
         raise
-    scorer = load_propensity(stack, alias="champion")
+    import inspect
+
+    if as_of is not None and "as_of" in inspect.signature(load_propensity).parameters:
+        scorer = load_propensity(stack, alias="champion", as_of=as_of)
+    else:
+        scorer = load_propensity(stack, alias="champion")
     loaded = getattr(scorer, "version", None)
     if loaded is not None and str(loaded) != version:
         raise UserError(f"loaded {PROPENSITY_MODEL} version {loaded}, but the champion is {version}; run again")

@@ -76,11 +76,14 @@ def test_definitions_and_services() -> None:
         "user_category_propensity",
         "user_category_affinity",
         "item_performance",
+        "user_ltv",  # LTV predictions (marts.user_ltv_predictions, written by batch scoring)
     }
-    assert all(v.ttl == TTL and v.batch_source.timestamp_field == "feature_timestamp" for v in views.values())
+    assert all(v.batch_source.timestamp_field == "feature_timestamp" for v in views.values())
+    assert all(v.ttl == TTL for name, v in views.items() if name != "user_ltv")  # snapshots of the marts
+    assert views["user_ltv"].ttl == timedelta(days=10)  # refreshed weekly by ltv_retrain
     assert views["user_category_propensity"].entities == ["user", "category"]
     services = {s.name: s for s in repo.feature_services}
-    assert set(services) == {"ltv_model", "ranking"}
+    assert set(services) == {"ltv_model", "ranking", "ltv_scores"}
     for service in services.values():  # plain feature names must not clash inside a service
         names = [f.name for p in service.feature_view_projections for f in p.features]
         assert len(names) == len(set(names)), service.name
@@ -208,7 +211,7 @@ def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         applied = apply_features(settings)
         assert applied["project"] == feast_project(settings.redis_prefix) and not applied["deleted"]
         loaded = materialize_features(settings, T2)
-        assert not loaded["skipped"] and len(loaded["materialized"]) == 8
+        assert not loaded["skipped"] and len(loaded["materialized"]) == 9
         s.timings["apply + materialize"] = round(time.perf_counter() - start, 1)
         yield s
     finally:

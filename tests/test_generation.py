@@ -212,14 +212,17 @@ def test_shard_ranking_agrees_with_the_pseudocode_reference() -> None:
 
 class DotScorer:
     """A small model with the training side's contract (its own user/item vocabularies, -1 = cold user,
-    embeddings): P = sigmoid(u . v) for known users, the item's mean over users for cold ones."""
+    embeddings): P = sigmoid(u . v) for known users; cold users are scored with the learnt ``unknown`` vector
+    when ``cold_vector`` (and it is exposed as ``unknown_user_embedding``), else with the item's mean."""
 
-    def __init__(self, users: list[str], items: list[str], dim: int = 4, seed: int = 0) -> None:
+    def __init__(self, users: list[str], items: list[str], dim: int = 4, seed: int = 0, cold_vector=False) -> None:
         rng = np.random.default_rng(seed)
         self.users = pd.Index(users)
         self.items = pd.Index(items)
         self.user_embeddings = rng.normal(size=(len(users), dim)).astype(np.float32)
         self.item_embeddings = rng.normal(size=(len(items), dim)).astype(np.float32)
+        if cold_vector:
+            self.unknown_user_embedding = rng.normal(size=dim).astype(np.float32)
         self.calls: list[tuple[np.ndarray, np.ndarray]] = []
 
     def user_index(self, ids) -> np.ndarray:
@@ -230,16 +233,22 @@ class DotScorer:
 
     def __call__(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         self.calls.append((user_idx.copy(), item_idx.copy()))
-        logits = np.einsum("bd,bkd->bk", self.user_embeddings[np.maximum(user_idx, 0)], self.item_embeddings[item_idx])
-        mean = (self.user_embeddings @ self.item_embeddings.T).mean(axis=0)[item_idx]
-        return 1 / (1 + np.exp(-np.where(user_idx[:, None] >= 0, logits, mean)))
+        v = self.item_embeddings[item_idx]
+        logits = np.einsum("bd,bkd->bk", self.user_embeddings[np.maximum(user_idx, 0)], v)
+        if hasattr(self, "unknown_user_embedding"):
+            cold = v @ self.unknown_user_embedding
+        else:
+            cold = (self.user_embeddings @ self.item_embeddings.T).mean(axis=0)[item_idx]
+        return 1 / (1 + np.exp(-np.where(user_idx[:, None] >= 0, logits, cold)))
 
 
-def test_scorer_source_maps_vocabularies_and_ranks_cold_users_without_embeddings() -> None:
+@pytest.mark.parametrize("cold_vector", [False, True])
+def test_scorer_source_maps_vocabularies_and_ranks_warm_and_cold_users(cold_vector) -> None:
     items, chunk = world(seed=3, n_items=50, n_users=10)
     known_items = list(items["item_id"][5:])  # the model never saw the first 5 items (new in the catalogue)
     warm_users = list(chunk.user_ids[::2])  # nor the odd users (cold)
-    scorer = DotScorer(warm_users[::-1], known_items[::-1])  # vocabularies in another order than the catalogue
+    # vocabularies in another order than the catalogue
+    scorer = DotScorer(warm_users[::-1], known_items[::-1], cold_vector=cold_vector)
     source = ScorerSource(scorer, version="7")
     catalogue = source.catalogue(items)
     assert source.model_versions() == {"purchase_propensity": "7"}
@@ -255,18 +264,21 @@ def test_scorer_source_maps_vocabularies_and_ranks_cold_users_without_embeddings
                 continue
             want = scorer(np.array([u]), np.array([[i]]))[0, 0]
             assert it.purchase == pytest.approx(want)
-    # warm users: their best-scoring in-stock items by embedding are candidates, so they top a pure-P feed
+    # users with a vector (warm ones; cold ones too when the model has an unknown-user vector): embedding
+    # retrieval makes their highest-P eligible item a candidate, so it tops a pure-P feed
+    frame = items.set_index("item_id")
     bought = chunk.purchases.groupby("user_id")["item_id"].apply(set).to_dict()
-    for user in warm_users:
+    embedded = chunk.user_ids if cold_vector else warm_users
+    for user in embedded:
         u = scorer.users.get_indexer([user])[0]
-        eligible = [i for i in known_items if items.set_index("item_id").loc[i, "in_stock"]]
-        eligible = [i for i in eligible if i not in bought.get(user, set())
-                    or items.set_index("item_id").loc[i, "is_repeat_purchase"]]  # fmt: skip
+        eligible = [i for i in known_items if frame.loc[i, "in_stock"]
+                    and (i not in bought.get(user, set()) or frame.loc[i, "is_repeat_purchase"])]  # fmt: skip
         p = scorer(np.array([u]), scorer.items.get_indexer(eligible)[None, :])[0]
-        assert feeds[user].items[0].purchase == pytest.approx(p.max())
-    # cold users were scored with -1 (the model's cold path), never with another user's row
-    cold_calls = [uidx for uidx, _ in scorer.calls if (uidx < 0).any()]
-    assert cold_calls and all((uidx < 0).all() for uidx in cold_calls)
+        assert feeds[user].items[0].purchase == pytest.approx(p.max()), user
+    # without a cold vector, cold users are ranked in their own sub-batch: scored with -1, never another's row
+    if not cold_vector:
+        cold_calls = [uidx for uidx, _ in scorer.calls if (uidx < 0).any()]
+        assert cold_calls and all((uidx < 0).all() for uidx in cold_calls)
 
 
 def test_classic_feed_comes_from_the_same_scorer() -> None:
@@ -314,7 +326,7 @@ def test_feed_generation_dag_shape() -> None:
 @pytest.fixture(scope="module")
 def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
     """A small simulated shop loaded into this module's own warehouse, marts built by dbt for AS_OF; its own
-    state dir (Airflow home) and Redis prefix."""
+    state dir (Airflow home), MLflow database and Redis prefix."""
     from ltvfeed.db import drop_database
     from ltvfeed.dbt_runner import run_dbt
     from ltvfeed.infra.stack import up
@@ -328,7 +340,7 @@ def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
         redis_url=stack.redis_url,
         state_dir=tmp_path_factory.mktemp("gen_state"),
         warehouse_db=f"ltvfeed_test_{run_id}_gen_{suffix}",
-        mlflow_db=stack.settings.mlflow_db,
+        mlflow_db=f"ltvfeed_test_{run_id}_gen_{suffix}_mlflow",  # empty registry: no champion, whatever ran before
         redis_prefix=f"{stack.settings.redis_prefix}gen_{suffix}:",
     )
     s = up(settings)
@@ -353,6 +365,7 @@ def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
         if keys:
             client.delete(*keys)
         drop_database(s.pg_dsn, settings.warehouse_db)
+        drop_database(s.pg_dsn, settings.mlflow_db)
 
 
 def rows(dsn: str, query: str, *args: Any) -> list[tuple]:
@@ -504,3 +517,124 @@ def test_feed_generation_dag_end_to_end(shop) -> None:
         ).fetchall()
     assert mapped == [(0, "success"), (1, "success"), (2, "success")]
     print(f"\nfeed_generation dags test: {seconds:.1f} s")
+
+    # a run that cannot generate (no champion for the default registry source) fails as a run; the cleanup
+    # task runs on the failure path and fails too (so the run shows failed); the served generation stays
+    served = store.current_generation()
+    next_day = date(2026, 6, 2)
+    with pytest.raises(UserError, match="failed"):
+        test_dag(shop, "feed_generation", next_day, conf={"as_of": AS_OF.isoformat()})
+    with sqlite3.connect(shop.airflow_home / "airflow.db") as db:
+        states = dict(
+            db.execute(
+                "select task_id, state from task_instance where dag_id = 'feed_generation' and run_id = "
+                "(select run_id from dag_run where dag_id = 'feed_generation' and logical_date like '2026-06-02%')"
+            ).fetchall()
+        )
+        run_state = db.execute(
+            "select state from dag_run where dag_id = 'feed_generation' and logical_date like '2026-06-02%'"
+        ).fetchone()[0]
+    assert run_state == "failed"
+    assert states["begin"] == "failed" and states["commit"] == "upstream_failed"
+    assert states["discard_uncommitted"] == "failed"  # it ran (one_failed) and reported the failure
+    assert store.current_generation() == served
+
+
+@pytest.mark.integration
+def test_cli_generate_show_generations_rollback(shop, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from ltvfeed.cli import app
+    from ltvfeed.settings import get_settings
+
+    for key, value in shop.env().items():
+        if key.startswith("LTVFEED_"):
+            monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        before = runner.invoke(app, ["feeds", "generations"])
+        run = runner.invoke(
+            app,
+            ["feeds", "generate", "--shards", "2", "--n", "4", "--w-d", "0",
+             "--propensity-source", "category_affinity", "--no-progress"],
+        )  # fmt: skip
+        assert run.exit_code == 0, run.output
+        assert "committed" in run.output and f"as_of {AS_OF}" in run.output  # default: the newest snapshot
+        generation = run.output.split("generation ", 1)[1].split()[0]
+        shown = runner.invoke(app, ["feeds", "show", "u0000003"])
+        assert shown.exit_code == 0 and f"personal feed, generation {generation}" in shown.output
+        assert len([line for line in shown.output.splitlines() if line[:3].strip().isdigit()]) == 4
+        unknown = runner.invoke(app, ["feeds", "show", "nobody"])
+        assert "classic (no personal feed for nobody)" in unknown.output
+        listed = runner.invoke(app, ["feeds", "generations"])
+        assert listed.output.splitlines()[0].startswith(f"* {generation}  committed")
+        assert "w=(0.5, 0.4, 0.0)" in listed.output
+        if "no feed generations" not in before.output:  # earlier tests of this module left one to go back to
+            back = runner.invoke(app, ["feeds", "rollback"])
+            assert back.exit_code == 0 and f"(was {generation})" in back.output
+        bad = runner.invoke(app, ["feeds", "generate", "--shards", "0", "--propensity-source", "category_affinity"])
+        assert bad.exit_code != 0 and "shards" in str(bad.exception)
+    finally:
+        get_settings.cache_clear()
+
+
+# ---------------------------------------------------------------------- with the trained propensity model
+
+C1, C2 = date(2026, 4, 12), date(2026, 5, 12)  # train on C1's next 30 days, evaluate on C2's
+
+
+@pytest.fixture(scope="module")
+def champion(shop, run_id: str, tmp_path_factory: pytest.TempPathFactory):
+    """The shop with a purchase_propensity champion trained by the training side (its own MLflow database, so
+    no other test sees this champion)."""
+    from ltvfeed.db import drop_database
+    from ltvfeed.dbt_runner import run_dbt
+    from ltvfeed.infra.stack import up
+    from ltvfeed.training.propensity import PropensityConfig, train_propensity
+
+    settings = shop.settings.model_copy(update={"mlflow_db": f"ltvfeed_test_{run_id}_genml_{uuid.uuid4().hex[:6]}"})
+    s = up(settings)
+    try:
+        target = tmp_path_factory.mktemp("gen_dbt_cutoffs")
+        for as_of in (C1, C2):
+            run_dbt(
+                s.env(),
+                ["run", "--select", "+user_features", "+item_performance", "+user_category_propensity",
+                 "--vars", json.dumps({"as_of": as_of.isoformat()})],
+                target_path=target,
+            )  # fmt: skip
+        cfg = PropensityConfig(user_features="marts", ltv_model=None, max_epochs=3, embedding_dim=8, num_threads=1)
+        result = train_propensity(s, C1, C2, cfg=cfg)
+        assert result.promoted, result.reason
+        yield s, result
+    finally:
+        drop_database(s.pg_dsn, settings.mlflow_db)
+
+
+@pytest.mark.integration
+def test_generation_with_the_trained_champion(champion) -> None:
+    from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
+    from ltvfeed.training.propensity import load_propensity
+
+    stack, trained = champion
+    p = GenerationParams(as_of=AS_OF, n=5, shards=2, k=40)  # the default source: the registry's champion
+    result = run_generation(stack.settings, p, progress=False)
+    assert result["model_versions"] == {"purchase_propensity": trained.version}
+    store = feed_store(stack)
+    meta = store.generation_meta(result["generation"])
+    assert (
+        meta.model_versions == {"purchase_propensity": trained.version}
+        and meta.extra["propensity_source"] == "registry"
+    )
+    users = [r[0] for r in rows(stack.warehouse_dsn, "select user_id from marts.user_features where as_of = %s", AS_OF)]
+    feeds = store.read_feeds(users)
+    assert all(f is not None and len(f.items) == 5 for f in feeds.values())
+    # every P(purchase) in a feed is the champion's own score of that (user, item), over the as_of snapshot
+    scorer = load_propensity(stack, alias="champion", as_of=AS_OF)
+    for user in users[:15]:
+        feed = feeds[user]
+        got = [it.purchase for it in feed.items]
+        want = scorer.score_pairs([user] * len(feed.items), feed.item_ids)
+        assert got == pytest.approx(want.tolist(), abs=2e-6)  # the stored JSON keeps 6 digits
+    assert len({tuple(f.item_ids) for f in feeds.values()}) > 5

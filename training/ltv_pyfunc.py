@@ -59,7 +59,7 @@ def save_artifact(model: LtvModel, schema: FeatureSchema, directory: Path) -> Pa
 
 def pip_requirements() -> list[str]:
     """Pinned to what trained it; given explicitly so MLflow does not spend seconds inferring them."""
-    return [f"{name}=={version(name)}" for name in ("mlflow", "torch", "pandas", "numpy", "scipy")]
+    return [f"{name}=={version(name)}" for name in ("mlflow", "torch", "pandas", "numpy")]
 
 
 def model_metadata(model: LtvModel, schema: FeatureSchema) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,14 +169,19 @@ def holdout_id(model_name: str, plan: TrainingPlan, holdout: LabelledFrame) -> s
 
 
 def prepare_training_data(
-    stack: Stack, plan: TrainingPlan, *, echo: Callable[[str], None] | None = None
+    stack: Stack,
+    plan: TrainingPlan,
+    *,
+    also_snapshots: tuple[date, ...] = (),
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Snapshots for every cutoff of the plan (dbt builds the missing ones), labels for its horizon, the Feast
-    definitions registered, and a check that every cutoff has complete labels (fails before any training)."""
+    """Snapshots for every cutoff of the plan and ``also_snapshots`` (dbt builds the missing ones), labels for
+    its horizon, the Feast definitions registered, and a check that every cutoff has complete labels (fails
+    before any training)."""
     from ltvfeed.features import apply
     from ltvfeed.training.ltv_data import complete_labels, read_labels
 
-    built = ensure_snapshots(stack, plan.cutoffs, plan.horizon_days, echo=echo)
+    built = ensure_snapshots(stack, [*plan.cutoffs, *also_snapshots], plan.horizon_days, echo=echo)
     apply(stack)
     labels = complete_labels(
         read_labels(stack.warehouse_dsn, plan.cutoffs, plan.horizon_days), plan.cutoffs, plan.horizon_days

@@ -128,10 +128,8 @@ def score_snapshot(
     revision, stamp = write_predictions(
         dsn, as_of, horizon, model_name, version, frame["user_id"].to_numpy(), predictions
     )
-    return ScoreResult(
-        as_of, model_name, version, horizon, len(frame), revision, stamp, predict_seconds,
-        time.perf_counter() - started,
-    )  # fmt: skip
+    total_seconds = time.perf_counter() - started
+    return ScoreResult(as_of, model_name, version, horizon, len(frame), revision, stamp, predict_seconds, total_seconds)
 
 
 def write_predictions(

@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "features",
     "ltv",
     "feeds",
+    "propensity",
 )
 
 

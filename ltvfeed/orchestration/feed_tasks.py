@@ -17,7 +17,13 @@ from ltvfeed.errors import UserError
 from ltvfeed.infra.stack import Stack, up
 from ltvfeed.orchestration.as_of import resolve_as_of
 from ltvfeed.serving.feed_store import OPEN, FeedStore
-from ltvfeed.serving.generation import GenerationParams, generate_feeds, generation_classic_feed, weights_from_mapping
+from ltvfeed.serving.generation import (
+    GenerationParams,
+    generate_feeds,
+    generation_classic_feed,
+    single_threaded_math,
+    weights_from_mapping,
+)
 from ltvfeed.serving.generation_inputs import WarehouseInputs
 from ltvfeed.serving.inputs import Catalogue
 from ltvfeed.serving.propensity_sources import (
@@ -43,7 +49,7 @@ def propensity_source(stack: Stack, plan: Plan) -> PropensitySource:
     params = GenerationParams.from_dict(plan["params"])
     if params.propensity_source == CATEGORY_AFFINITY:
         return CategoryAffinitySource()
-    return registry_source(stack, expected_version=plan["model_versions"][PROPENSITY_MODEL])
+    return registry_source(stack, params.as_of, expected_version=plan["model_versions"][PROPENSITY_MODEL])
 
 
 def as_of_from_asset_events(events: Iterable[Any]) -> date | None:
@@ -132,7 +138,8 @@ def generate_shard(
     cfg = params.feed_config()
     stack = up(settings)
     source = source or propensity_source(stack, plan)
-    with WarehouseInputs(stack.warehouse_dsn, params.as_of, max_recent_views=cfg.diversity.max_recent_views) as wh:
+    inputs = WarehouseInputs(stack.warehouse_dsn, params.as_of, max_recent_views=cfg.diversity.max_recent_views)
+    with inputs as wh, single_threaded_math():  # one core per shard worker: see single_threaded_math
         catalogue = source.catalogue(wh.catalogue_frame())
         users = wh.shard_user_ids(shard, params.shards)
         feeds = generate_feeds(catalogue, wh.user_chunks(users, params.chunk_users), cfg, source, on_chunk)
@@ -180,8 +187,10 @@ def discard_if_uncommitted(settings: Settings, plan: Plan) -> dict[str, Any]:
     return {"generation": plan["generation"], "discarded": store.discard_generation(plan["generation"]), "status": OPEN}
 
 
-def fail_after_discard(settings: Settings, plan: Plan) -> None:
+def fail_after_discard(settings: Settings, plan: Plan | None) -> None:
     """The DAG's failure path: clean up the uncommitted generation, then fail with a message saying so."""
+    if plan is None:
+        raise UserError("no generation was begun (an earlier task failed, see its log); the served one stays")
     result = discard_if_uncommitted(settings, plan)
     raise UserError(
         f"generation {plan['generation']} was not committed (a shard, the classic feed or the commit failed); "

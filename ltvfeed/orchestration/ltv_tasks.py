@@ -18,19 +18,29 @@ from ltvfeed.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def _events(triggering_events: Mapping[Any, Iterable[Any]] | None) -> list[Any]:
+    """Every asset event of the context's ``triggering_asset_events`` (asset -> events), newest first."""
+    try:
+        events = [e for batch in (triggering_events or {}).values() for e in batch]
+        return sorted(events, key=lambda e: e.timestamp, reverse=True)
+    except Exception as exc:  # an accessor that cannot be read must not stop the run: fall back below
+        log.info("cannot read the triggering asset events: %s", exc)
+        return []
+
+
 def resolve_retrain_as_of(
     params: Mapping[str, Any],
     logical_date: datetime | None,
     run_after: datetime | None,
-    triggering_events: Iterable[Any] = (),
+    triggering_events: Mapping[Any, Iterable[Any]] | None = None,
     settings: Settings | None = None,
 ) -> date:
-    """The run's as_of (see the module doc)."""
+    """The run's as_of (see the module doc). Asset-triggered runs have no logical date in Airflow 3."""
     from ltvfeed.orchestration.as_of import resolve_as_of
 
     if params.get("as_of") or logical_date is not None:
         return resolve_as_of(dict(params), logical_date, run_after)
-    for event in sorted(triggering_events, key=lambda e: e.timestamp, reverse=True):
+    for event in _events(triggering_events):
         try:
             source = event.source_dag_run
         except Exception as exc:  # the source run may be gone (deleted, or an event posted through the API)
@@ -66,13 +76,10 @@ def plan_from_params(as_of: date, params: Mapping[str, Any]):
 def prepare_training_data(settings: Settings, as_of: date, params: Mapping[str, Any]) -> dict[str, Any]:
     """Plan the run, build the snapshots it needs (and the scoring snapshot as_of), labels for its horizon,
     register the Feast definitions; fails early when a cutoff has no complete labels."""
-    from ltvfeed.training.ltv_data import ensure_snapshots
     from ltvfeed.training.ltv_run import prepare_training_data as prepare
 
-    stack = up(settings)
     plan = plan_from_params(as_of, params)
-    ensure_snapshots(stack, [as_of], plan.horizon_days)
-    return {"as_of": as_of.isoformat(), **prepare(stack, plan)}
+    return {"as_of": as_of.isoformat(), **prepare(up(settings), plan, also_snapshots=(as_of,))}
 
 
 def train_and_register(settings: Settings, prepared: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ class PropensityConfig:
     negative_popularity_power: float = 0.5  # negatives drawn with P(item) ~ (orders_i + 1) ** power; 0 = uniform
     popularity_days: int = 90  # look-back for item popularity (the negative sampler and the popularity baseline)
     user_features: Literal["feast", "marts"] = "feast"  # Feast training_frame (service ltv_model) or the mart
-    ltv_model: str | None = "ltv"  # registered LTV model whose champion's predictions become user features
+    ltv_model: str | None = "ltv"  # its predictions in marts.user_ltv_predictions become user features (if scored)
     # network
     embedding_dim: int = 16
     hidden: tuple[int, ...] = (64,)
@@ -41,7 +41,7 @@ class PropensityConfig:
     validation_fraction: float = 0.2  # of users; their rows only judge the fit (early stopping)
     oov_rate: float = 0.1  # share of training rows whose ids are hidden, so the out-of-vocabulary rows learn
     seed: int = 0
-    num_threads: int = 2
+    num_threads: int = 1  # the network is tiny: more threads only contend on shared machines
     min_category_count: int = 5
     max_vocabulary: int = 1000
     # offline evaluation

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
-from ltvfeed.training.propensity.data import ITEM_KEY, USER_KEY, LtvInputs
+from ltvfeed.training.propensity.data import ITEM_KEY, USER_KEY
 
 if TYPE_CHECKING:
     from ltvfeed.infra.stack import Stack
@@ -191,7 +191,9 @@ class PropensityScorer:
                     "in_catalog": True,
                 }
             )
-            vectors[new] = self.network.item_table(frame)
+            absent = {c: np.nan for c in self.network.item_columns if c not in frame.columns}
+            log.info("%d catalogue items are new to the scorer: scored from catalogue attributes", len(new))
+            vectors[new] = self.network.item_table(frame.assign(**absent))
         return CataloguePropensity(self._user_vectors, vectors, n_new_items=len(new))
 
     # --- other snapshots -----------------------------------------------------------------------------------
@@ -202,15 +204,13 @@ class PropensityScorer:
         return PropensityScorer(self.network, users, items, metadata)
 
     def refresh(self, stack: Stack, as_of: date) -> PropensityScorer:
-        """The same model over the feature snapshot ``as_of`` (read like training read it: same categories,
-        same LTV model version)."""
+        """The same model over the feature snapshot ``as_of``, read the way training read its snapshots (same
+        feature source, categories and LTV predictions table)."""
         from ltvfeed.training.propensity.config import PropensityConfig
         from ltvfeed.training.propensity.data import load_tables
 
         cfg = PropensityConfig.from_params(self.metadata.get("config", {}))
-        ltv_version = self.metadata.get("ltv_version")
-        ltv = LtvInputs(ltv_version, f"{cfg.ltv_model} v{ltv_version}" if ltv_version else "none at training")
-        tables = load_tables(stack, as_of, cfg, categories=self.network.categories, ltv=ltv)
+        tables = load_tables(stack, as_of, cfg, categories=self.network.categories)
         return self.with_tables(tables.users, tables.items, as_of)
 
     # --- files ---------------------------------------------------------------------------------------------

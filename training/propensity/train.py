@@ -105,7 +105,7 @@ def train_propensity(
     """Train on ``cutoff``, evaluate on ``eval_cutoff`` against the baselines, log everything to MLflow
     (experiment ``purchase_propensity``), register the model as ``purchase_propensity`` and promote it to
     champion if it beats the current one on the same holdout."""
-    from ltvfeed.training.propensity.data import data_end, load_tables, resolve_ltv, window_pairs
+    from ltvfeed.training.propensity.data import data_end, load_tables, window_pairs
     from ltvfeed.training.propensity.evaluate import ScorerRanker, baselines, compare, flat_metrics, make_holdout
     from ltvfeed.training.propensity.fit import fit_network
     from ltvfeed.training.propensity.registry import log_scorer
@@ -117,12 +117,11 @@ def train_propensity(
     promotion = promotion or PropensityPromotionConfig()
     complete = check_dates(cutoff, eval_cutoff, horizon_days, data_end(stack.warehouse_dsn))
 
-    ltv = resolve_ltv(stack, cfg.ltv_model)
-    train_tables = load_tables(stack, cutoff, cfg, ltv=ltv)
+    train_tables = load_tables(stack, cutoff, cfg)
     train_pairs = window_pairs(stack, train_tables, horizon_days, cfg, seed=cfg.seed)
     network, report = fit_network(train_pairs, cfg)
 
-    eval_tables = load_tables(stack, eval_cutoff, cfg, categories=network.categories, ltv=ltv)
+    eval_tables = load_tables(stack, eval_cutoff, cfg, categories=network.categories)
     eval_pairs = window_pairs(stack, eval_tables, horizon_days, cfg, seed=cfg.seed + 1)
     holdout = make_holdout(eval_pairs, cfg.eval_k, cfg.max_eval_users, cfg.seed)
     metadata = {
@@ -130,7 +129,7 @@ def train_propensity(
         "trained_cutoff": cutoff.isoformat(),
         "horizon_days": horizon_days,
         "tables_as_of": eval_cutoff.isoformat(),
-        "ltv_version": ltv.version,
+        "ltv_features": [c for c in network.user_encoder.columns if c.startswith("ltv_")],
     }
     scorer = PropensityScorer(network, eval_tables.users, eval_tables.items, metadata)
     table = compare(holdout, {"model": ScorerRanker(scorer), **baselines(holdout)})
@@ -145,7 +144,7 @@ def train_propensity(
                 "cutoff": cutoff.isoformat(),
                 "eval_cutoff": eval_cutoff.isoformat(),
                 "horizon_days": horizon_days,
-                "ltv_features": ltv.note,
+                "ltv_features": f"train: {train_tables.ltv_note}; eval: {eval_tables.ltv_note}",
                 "eval_window_complete": complete,
                 "n_users_train_table": len(train_tables.users),
                 "n_items_train_table": len(train_tables.items),

@@ -1,0 +1,444 @@
+"""The purchase-propensity model.
+
+Unit (no database): negative sampling, the model learning a planted signal on synthetic interactions, save/load,
+cold users, the ranking metrics on hand-checked examples, the catalogue mapping for serving.
+
+Integration: a tiny simulated shop goes through ingest and dbt for two cutoffs (one module-scoped setup), then
+``train_propensity`` trains, evaluates out of time, logs to a fresh MLflow database and registers version 1 as
+champion; ``load_propensity`` returns a scorer whose scores match the logged pyfunc model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from ltvfeed.errors import UserError
+from ltvfeed.serving.inputs import Catalogue
+from ltvfeed.training.propensity.config import PropensityConfig
+from ltvfeed.training.propensity.data import labelled_pairs, sample_negatives, sampling_weights
+from ltvfeed.training.propensity.evaluate import (
+    ItemScoreRanker,
+    ScorerRanker,
+    baselines,
+    compare,
+    hits_at_k,
+    make_holdout,
+    ndcg_at_k,
+    recall_at_k,
+    top_k,
+)
+from ltvfeed.training.propensity.synthetic import make_shop
+from ltvfeed.training.propensity.train import check_dates
+
+QUICK = PropensityConfig(max_epochs=15, patience=3, num_threads=1, ltv_model=None, seed=3)
+
+
+# ------------------------------------------------------------------------------------------ negative sampling
+
+
+def test_negative_sampling_never_draws_a_positive_and_is_deterministic() -> None:
+    rng = np.random.default_rng(0)
+    n_users, n_items = 50, 12
+    users = rng.integers(1, n_users, 400)
+    items = rng.integers(0, n_items, 400)
+    # user 0 bought every item but one: its negatives can only be that item
+    users = np.concatenate([users, np.zeros(n_items - 1, dtype=np.int64)])
+    items = np.concatenate([items, np.arange(1, n_items)])
+    weights = sampling_weights(rng.poisson(5.0, n_items), power=0.5)
+    neg_u, neg_i = sample_negatives(users, items, n_items, weights, per_positive=3, seed=7)
+    positive_pairs = set(zip(users.tolist(), items.tolist(), strict=True))
+    assert len(neg_u) == 3 * len(users)
+    assert not any((u, i) in positive_pairs for u, i in zip(neg_u.tolist(), neg_i.tolist(), strict=True))
+    assert set(neg_i[neg_u == 0].tolist()) == {0}
+    again = sample_negatives(users, items, n_items, weights, per_positive=3, seed=7)
+    assert np.array_equal(again[0], neg_u) and np.array_equal(again[1], neg_i)
+    other = sample_negatives(users, items, n_items, weights, per_positive=3, seed=8)
+    assert not np.array_equal(other[1], neg_i)
+
+
+def test_negative_sampling_follows_popularity_and_drops_impossible_draws() -> None:
+    weights = sampling_weights(np.array([0.0, 0.0, 99.0]), power=1.0)  # item 2 drawn 100x as often as 0 or 1
+    neg_u, neg_i = sample_negatives(np.arange(3000), np.zeros(3000, dtype=np.int64), 3, weights, 1, seed=0)
+    share = np.bincount(neg_i, minlength=3) / len(neg_i)
+    assert share[0] == 0 and share[2] > 0.95
+    # a user who bought everything gets no negatives instead of a positive one
+    neg_u, neg_i = sample_negatives(np.zeros(3, dtype=np.int64), np.arange(3), 3, weights, 2, seed=0, max_rounds=5)
+    assert len(neg_u) == 0
+    with pytest.raises(UserError, match="weights"):
+        sample_negatives(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), 3, np.zeros(3), 1, seed=0)
+
+
+def test_labelled_pairs_leave_out_unknown_users_and_items() -> None:
+    shop = make_shop(n_users=40, n_items=30, seed=2)
+    bought = pd.concat(
+        [shop.train_bought, pd.DataFrame({"user_id": ["nobody", "u00001"], "item_id": ["i0000", "no-such-item"]})]
+    )
+    pairs = labelled_pairs(shop.train, bought, 30, QUICK, seed=0)
+    assert pairs.dropped == {"user_without_snapshot": 1, "item_without_snapshot": 1}
+    assert pairs.n_positive == len(shop.train_bought)
+    assert len(pairs.labels) == pairs.n_positive * (1 + QUICK.negatives_per_positive)
+
+
+# ------------------------------------------------------------------------------------------------ the metrics
+
+
+def test_ndcg_and_recall_by_hand() -> None:
+    # user 0 bought items 3 and 7; ranking 3, 5, 7: hits at ranks 1 and 3
+    # user 1 bought item 9, ranked 2nd; user 2 bought nothing (not averaged)
+    scores = np.zeros((3, 10))
+    scores[0, [3, 5, 7]] = [3, 2, 1]
+    scores[1, [4, 9]] = [2, 1]
+    top = top_k(scores, 3)
+    assert top[0].tolist() == [3, 5, 7] and top[1].tolist() == [4, 9, 0]  # ties -> lower item first
+    hits = hits_at_k(top, np.array([0, 0, 1]), np.array([3, 7, 9]))
+    assert hits.tolist() == [[True, False, True], [False, True, False], [False, False, False]]
+    n_relevant = np.array([2, 1, 0])
+    user0 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    user1 = (1 / math.log2(3)) / 1.0
+    assert ndcg_at_k(hits, n_relevant) == pytest.approx((user0 + user1) / 2)
+    assert recall_at_k(hits, n_relevant) == pytest.approx((2 / 2 + 1 / 1) / 2)
+    # more relevant items than k: the ideal DCG counts only k of them; recall divides by all of them
+    many = np.array([[True, True]])
+    assert ndcg_at_k(many, np.array([5])) == pytest.approx(1.0)
+    assert recall_at_k(many, np.array([5])) == pytest.approx(2 / 5)
+    assert math.isnan(ndcg_at_k(hits[2:], n_relevant[2:]))
+
+
+# ----------------------------------------------------------------------------------------- the model (unit)
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return make_shop(n_users=500, n_items=100, seed=5)
+
+
+@pytest.fixture(scope="module")
+def trained(shop):
+    from ltvfeed.training.propensity.fit import fit_network
+    from ltvfeed.training.propensity.scorer import PropensityScorer
+
+    pairs = labelled_pairs(shop.train, shop.train_bought, 30, QUICK, seed=QUICK.seed)
+    network, report = fit_network(pairs, QUICK)
+    scorer = PropensityScorer(network, shop.test.users, shop.test.items, {"note": "unit"})
+    return network, report, scorer
+
+
+def test_model_learns_the_planted_signal(shop, trained) -> None:
+    _, report, scorer = trained
+    assert report.n_validation > 0 and 1 <= report.best_epoch <= len(report.history)
+    holdout = make_holdout(labelled_pairs(shop.test, shop.test_bought, 30, QUICK, seed=99), 10, 5000, 0)
+    table = compare(holdout, {"model": ScorerRanker(scorer), **baselines(holdout)})
+    model, popularity = table.loc["model"], table.loc["popularity"]
+    assert model["auc"] > 0.7, table
+    assert model["auc"] > popularity["auc"] + 0.05, table
+    assert model["ndcg_at_10"] > popularity["ndcg_at_10"] * 1.2, table
+    assert model["recall_at_10"] > popularity["recall_at_10"], table
+    # the taste really is what it learnt: a user's top-10 leans to their favourite categories
+    top = top_k(scorer.user_embeddings @ scorer.item_embeddings.T, 10)
+    item_category = shop.test.items["category"].str[1:].astype(int).to_numpy()
+    taste_of_top = np.take_along_axis(shop.taste, item_category[top], axis=1).mean()
+    assert taste_of_top > 2 * shop.taste.mean()
+
+
+def test_training_is_deterministic(shop, trained) -> None:
+    from ltvfeed.training.propensity.fit import fit_network
+
+    network, _, _ = trained
+    pairs = labelled_pairs(shop.train, shop.train_bought, 30, QUICK, seed=QUICK.seed)
+    again, _ = fit_network(pairs, QUICK)
+    for (name, a), (_, b) in zip(network.state_dict().items(), again.state_dict().items(), strict=True):
+        assert np.array_equal(a.numpy(), b.numpy()), name
+
+
+def test_scores_are_vectorised_probabilities_and_embeddings_are_the_logit(trained) -> None:
+    _, _, scorer = trained
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, len(scorer.user_ids), 7)
+    items = rng.integers(0, len(scorer.item_ids), (7, 5))
+    p = scorer(users, items)
+    assert p.shape == (7, 5) and p.dtype == np.float64 and ((p >= 0) & (p <= 1)).all()
+    logits = np.einsum("bd,bkd->bk", scorer.user_embeddings[users], scorer.item_embeddings[items])
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-logits.astype(np.float64))), rtol=1e-5)
+    ids = scorer.score_pairs(scorer.user_ids[users], scorer.item_ids[items[:, 0]])
+    np.testing.assert_array_equal(ids, p[:, 0])
+    with pytest.raises(UserError, match="item_idx"):
+        scorer(users, items + len(scorer.item_ids))
+    with pytest.raises(UserError, match="shapes"):
+        scorer(users, items[:, 0])
+
+
+def test_cold_users_and_unknown_items_get_finite_scores(trained) -> None:
+    _, _, scorer = trained
+    rows = scorer.user_index(["nobody-knows-me", scorer.user_ids[3]])
+    assert rows.tolist() == [-1, 3]
+    p = scorer(rows, np.array([[0, 1, -1], [0, 1, -1]]))
+    assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+    np.testing.assert_array_equal(scorer.user_vectors_for(["nobody-knows-me"])[0], scorer.unknown_user_embedding)
+    # a user with side features but no trained id embedding (not seen in training) is scored from features
+    new_user = scorer.users.iloc[[3]].assign(user_id="brand-new")
+    extended = scorer.with_tables(pd.concat([scorer.users, new_user]), scorer.items)
+    new_row = extended.user_index(["brand-new"])[0]
+    assert new_row == len(scorer.user_ids)
+    scores = extended(np.array([new_row]), np.arange(len(scorer.item_ids))[None, :])
+    assert np.isfinite(scores).all() and scores.std() > 0  # features still rank the items
+
+
+def test_save_load_round_trip_gives_identical_scores(trained, tmp_path: Path) -> None:
+    from ltvfeed.training.propensity.scorer import PropensityScorer
+
+    _, _, scorer = trained
+    loaded = PropensityScorer.load(scorer.save(tmp_path / "scorer"))
+    assert loaded.metadata == {"note": "unit"}
+    assert np.array_equal(loaded.user_ids, scorer.user_ids) and np.array_equal(loaded.item_ids, scorer.item_ids)
+    assert np.array_equal(loaded.user_embeddings, scorer.user_embeddings)
+    assert np.array_equal(loaded.item_embeddings, scorer.item_embeddings)
+    users = np.array([0, 5, -1, 17])
+    items = np.tile(np.arange(len(scorer.item_ids)), (4, 1))
+    assert np.array_equal(loaded(users, items), scorer(users, items))
+    with pytest.raises(UserError, match="not a saved propensity scorer"):
+        PropensityScorer.load(tmp_path)
+
+
+def test_for_catalogue_maps_catalogue_rows_to_scorer_rows(trained) -> None:
+    _, _, scorer = trained
+    items = scorer.items
+    # the catalogue in another order, with an item the scorer has never seen
+    order = np.arange(len(items))[::-1]
+    frame = pd.concat(
+        [
+            items.iloc[order][["item_id", "category", "commercial_score"]],
+            pd.DataFrame({"item_id": ["brand-new"], "category": ["c1"], "commercial_score": [0.9]}),
+        ]
+    )
+    catalogue = Catalogue.from_frame(frame)
+    propensity = scorer.for_catalogue(catalogue)
+    assert callable(propensity) and propensity.n_new_items == 1
+    users = scorer.user_index([scorer.user_ids[2], "cold"])
+    cat_rows = np.array([[0, 1, len(items)], [5, 0, len(items)]])  # len(items) = the new item's row
+    got = propensity(users, cat_rows)
+    want_known = scorer(users, scorer.item_index(catalogue.item_ids[cat_rows[:, :2]].ravel()).reshape(2, 2))
+    np.testing.assert_array_equal(got[:, :2], want_known)
+    assert np.isfinite(got[:, 2]).all()
+    assert propensity.item_embeddings.shape == (catalogue.n_items, scorer.item_embeddings.shape[1])
+    with pytest.raises(UserError, match="catalogue rows"):
+        propensity(users, cat_rows + 1)
+
+
+def test_config_and_split_dates_are_checked() -> None:
+    with pytest.raises(UserError, match="negatives_per_positive"):
+        PropensityConfig(negatives_per_positive=0)
+    with pytest.raises(UserError, match="user_features"):
+        PropensityConfig(user_features="csv")
+    cfg = PropensityConfig(hidden=(32, 16), seed=4)
+    assert PropensityConfig.from_params(cfg.params()) == cfg
+    t1 = date(2024, 1, 1)
+    assert check_dates(t1, t1 + timedelta(days=30), 30, t1 + timedelta(days=60)) is True
+    assert check_dates(t1, t1 + timedelta(days=30), 30, t1 + timedelta(days=45)) is False
+    with pytest.raises(UserError, match="at least 30 days after"):
+        check_dates(t1, t1 + timedelta(days=29), 30, t1 + timedelta(days=90))
+    with pytest.raises(UserError, match="end of the data"):
+        check_dates(t1, t1 + timedelta(days=30), 30, t1 + timedelta(days=30))
+
+
+def test_item_score_ranker_ranks_by_item_score() -> None:
+    ranker = ItemScoreRanker(np.array([0.1, np.nan, 0.5]))
+    assert ranker.block_scores(np.array([0, 1])).tolist() == [[0.1, 0.0, 0.5]] * 2
+    assert ranker.pair_scores(np.array([0]), np.array([2])).tolist() == [0.5]
+
+
+# ------------------------------------------------------------------------------------ integration: the stack
+
+END = date(2026, 6, 1)  # the simulated data ends here (exclusive)
+T1 = date(2026, 4, 2)  # training cutoff: purchases in [T1, T1 + 30d)
+T2 = date(2026, 5, 2)  # evaluation cutoff: purchases in [T2, END)
+HORIZON = 30
+
+
+@pytest.fixture(scope="module")
+def shop_stack(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A tiny simulated shop in this module's own warehouse (dbt snapshots T1 and T2, Feast definitions
+    applied, LTV predictions for both snapshots) and its own fresh MLflow database."""
+    from ltvfeed.db import drop_database, ensure_database
+    from ltvfeed.dbt_runner import build
+    from ltvfeed.features import apply, clear_online
+    from ltvfeed.ingest import import_directory
+    from ltvfeed.simulator import SimulationConfig, simulate_to_directory
+    from ltvfeed.warehouse import ensure_warehouse
+
+    suffix = uuid.uuid4().hex[:6]
+    warehouse = f"ltvfeed_test_{run_id}_prop_{suffix}"
+    mlflow_db = f"ltvfeed_test_{run_id}_prop_{suffix}_mlflow"
+    tmp = tmp_path_factory.mktemp("propensity")
+    dsn = ensure_warehouse(stack.pg_dsn, warehouse)
+    ensure_database(stack.pg_dsn, mlflow_db)
+    settings = stack.settings.model_copy(
+        update={
+            "warehouse_db": warehouse,
+            "mlflow_db": mlflow_db,
+            "redis_prefix": f"{stack.settings.redis_prefix}prop_{suffix}:",
+            "state_dir": tmp / "state",
+        }
+    )
+    s = dataclasses.replace(stack, settings=settings)
+    timings: dict[str, float] = {}
+    try:
+        start = time.perf_counter()
+        config = SimulationConfig(n_users=500, n_items=60, days=150, seed=11, end_date=END, horizons=(HORIZON,))
+        simulate_to_directory(config, tmp / "shop", progress=False)
+        import_directory(dsn, tmp / "shop")
+        timings["simulate + import"] = round(time.perf_counter() - start, 1)
+        for as_of in (T1, T2):
+            start = time.perf_counter()
+            build(s, as_of, None, "+user_features +item_performance", target_path=tmp / "dbt_target")
+            timings[f"dbt build {as_of}"] = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()
+        apply(s)
+        timings["feast apply"] = round(time.perf_counter() - start, 1)
+        with psycopg.connect(dsn) as conn:  # what LTV batch scoring writes, with simple stand-in predictions
+            conn.execute(
+                """
+                insert into marts.user_ltv_predictions (user_id, as_of, horizon_days, model_name, model_version,
+                    prob_return, expected_ltv, p10, p50, p90, feature_timestamp)
+                select user_id, as_of, 90, 'ltv', '1', least(frequency / 3.0, 1.0), monetary_avg * frequency,
+                    0, 0, 0, feature_timestamp
+                from marts.user_features where as_of in (%s, %s)
+                """,
+                (T1, T2),
+            )
+        yield s
+    finally:
+        print("\npropensity shop timings (s):", timings)
+        try:
+            clear_online(s)
+        finally:
+            drop_database(stack.pg_dsn, warehouse)
+            drop_database(stack.pg_dsn, mlflow_db)
+
+
+INTEGRATION_CFG = PropensityConfig(max_epochs=20, patience=3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained_v1(shop_stack):
+    from ltvfeed.training.propensity import train_propensity
+
+    start = time.perf_counter()
+    result = train_propensity(shop_stack, T1, T2, HORIZON, INTEGRATION_CFG)
+    print(f"\ntrain_propensity: {time.perf_counter() - start:.1f} s\n{result.metrics.to_string()}")
+    return result
+
+
+@pytest.mark.integration
+def test_training_run_registers_the_first_champion(shop_stack, trained_v1) -> None:
+    import mlflow
+
+    from ltvfeed.training.registry import current_champion
+    from ltvfeed.training.tracking import configure_mlflow
+
+    result = trained_v1
+    assert result.version == "1" and result.promoted and "no champion yet" in result.reason
+    assert current_champion(shop_stack, "purchase_propensity") == "1"
+    assert result.eval_window_complete and result.holdout_id == f"purchases {T2.isoformat()} +{HORIZON}d"
+    table = result.metrics
+    assert list(table.index) == ["model", "popularity", "classic"]
+    assert list(table.columns) == ["auc", "ndcg_at_10", "recall_at_10"]
+    assert np.isfinite(table.to_numpy()).all() and ((table >= 0) & (table <= 1)).all().all()
+    # what the registry measured on the logged model is what the run measured on the trained one
+    assert result.registry_metrics == pytest.approx(table.loc["model"].to_dict(), abs=1e-9)
+
+    client = configure_mlflow(shop_stack)
+    run = client.get_run(result.run_id)
+    assert run.data.params["cutoff"] == T1.isoformat() and run.data.params["eval_cutoff"] == T2.isoformat()
+    assert "predictions for" in run.data.params["ltv_features"]  # the stand-in LTV scores were used
+    for name in ("auc", "ndcg_at_10", "recall_at_10", "popularity.ndcg_at_10", "classic.auc", "best_epoch"):
+        assert name in run.data.metrics, name
+    info = mlflow.models.get_model_info(result.model_uri)
+    assert info.signature.inputs.input_names() == ["user_id", "item_id"]
+    assert info.saved_input_example_info is not None
+
+
+@pytest.mark.integration
+def test_loaded_champion_scores_like_the_logged_model(shop_stack, trained_v1) -> None:
+    import mlflow
+
+    from ltvfeed.training.propensity import load_propensity
+    from ltvfeed.training.propensity.data import load_items
+
+    scorer = load_propensity(shop_stack)
+    assert scorer.version == "1" and scorer.tables_as_of == T2
+    assert any(c.startswith("ltv_") for c in scorer.network.user_encoder.columns)
+    with psycopg.connect(shop_stack.warehouse_dsn) as conn:
+        n_users = conn.execute("select count(*) from marts.user_features where as_of = %s", (T2,)).fetchone()[0]
+    assert len(scorer.user_ids) == n_users and scorer.user_embeddings.shape[0] == n_users
+
+    logged = mlflow.pyfunc.load_model("models:/purchase_propensity@champion")
+    rng = np.random.default_rng(0)
+    pairs = pd.DataFrame(
+        {
+            "user_id": [*rng.choice(scorer.user_ids, 20), "cold-user", scorer.user_ids[0]],
+            "item_id": [*rng.choice(scorer.item_ids, 20), scorer.item_ids[0], "new-item"],
+        }
+    )
+    want = np.asarray(logged.predict(pairs))
+    got = scorer.score_pairs(pairs["user_id"], pairs["item_id"])
+    assert np.array_equal(got, want)
+    assert np.isfinite(got).all() and ((got > 0) & (got < 1)).all()
+
+    # the serving side: catalogue rows and cold users
+    catalogue = Catalogue.from_frame(load_items(shop_stack.warehouse_dsn, T2, 90))
+    propensity = scorer.for_catalogue(catalogue)
+    users = scorer.user_index([scorer.user_ids[1], "cold-user"])
+    assert users.tolist() == [1, -1]
+    p = propensity(users, np.tile(np.arange(catalogue.n_items), (2, 1)))
+    assert p.shape == (2, catalogue.n_items) and np.isfinite(p).all()
+
+    # the same model over another snapshot: T1's customers
+    older = load_propensity(shop_stack, as_of=T1)
+    with psycopg.connect(shop_stack.warehouse_dsn) as conn:
+        n_t1 = conn.execute("select count(*) from marts.user_features where as_of = %s", (T1,)).fetchone()[0]
+    assert older.version == "1" and older.tables_as_of == T1 and len(older.user_ids) == n_t1 < n_users
+
+    with pytest.raises(UserError, match="purchase_propensity@challenger"):
+        load_propensity(shop_stack, alias="challenger")
+
+
+@pytest.mark.integration
+def test_cli_retrain_is_judged_against_the_champion(shop_stack, trained_v1, monkeypatch) -> None:
+    """The same training again (user features read from the mart instead of Feast: the same values) gives the
+    same metrics on the same holdout: no gain, so version 2 stays challenger."""
+    from typer.testing import CliRunner
+
+    from ltvfeed.cli import app
+    from ltvfeed.settings import get_settings
+    from ltvfeed.training.registry import current_champion, list_versions
+
+    for key, value in shop_stack.env().items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        args = ["propensity", "train", "--cutoff", T1.isoformat(), "--eval-cutoff", T2.isoformat()]
+        args += ["--seed", "1", "--max-epochs", "20", "--user-features", "marts"]
+        out = CliRunner().invoke(app, args)
+    finally:
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    assert "ndcg_at_10" in out.output and "popularity" in out.output and "classic" in out.output
+    assert "purchase_propensity v2: not promoted" in out.output, out.output
+    assert current_champion(shop_stack, "purchase_propensity") == "1"
+    versions = {v.version: v for v in list_versions(shop_stack, "purchase_propensity")}
+    assert versions["2"].aliases == ("challenger",) and versions["2"].decision == "refused"
+    assert versions["2"].metrics == pytest.approx(versions["1"].metrics, abs=1e-9)
+
+    bad = CliRunner().invoke(app, ["propensity", "train", "--cutoff", T1.isoformat(), "--eval-cutoff", "2026-04-20"])
+    assert isinstance(bad.exception, UserError) and "at least 30 days after" in str(bad.exception)
