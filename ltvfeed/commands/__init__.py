@@ -25,10 +25,4 @@ _COMMAND_MODULES = (
 
 def register(app: typer.Typer) -> None:
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"ltvfeed.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"ltvfeed.commands.{name}":
-                continue  # not built yet
-            raise
-        module.register(app)
+        importlib.import_module(f"ltvfeed.commands.{name}").register(app)

@@ -57,11 +57,15 @@ def resolve_retrain_as_of(
 
 def plan_from_params(as_of: date, params: Mapping[str, Any]):
     """The run's TrainingPlan from the DAG params (see ``ltvfeed.training.ltv_data.plan_for_as_of``)."""
+    from ltvfeed.errors import UserError
     from ltvfeed.training.ltv_data import plan_for_as_of
 
     def day(name: str) -> date | None:
         value = params.get(name)
-        return date.fromisoformat(str(value)) if value else None
+        try:
+            return date.fromisoformat(str(value)) if value else None
+        except ValueError as exc:
+            raise UserError(f"param {name} must be a date YYYY-MM-DD, got {value!r}") from exc
 
     return plan_for_as_of(
         as_of,

@@ -8,7 +8,11 @@ snapshot at T2, scored with features as of T2. Two views of it:
 - NDCG@k and Recall@k per user over the WHOLE item table at T2 (every item the user could have been shown),
   averaged over users with at least one purchase (a seeded sample of ``max_eval_users``). Relevance is
   binary (bought or not). Recall@k = bought items in the top k / bought items. Ties in a ranker's scores are
-  broken by item row, the same way for every ranker.
+  broken by item row, the same way for every ranker. Items bought before T2 stay in the ranking (a repeat
+  purchase is a hit), unlike serving, which hides one-off items already bought.
+
+AUC depends on the negatives: drawn by popularity, they make popularity itself a weak separator (its AUC sits
+near 0.5-0.7 by design), while NDCG/Recall over the whole item table do not depend on sampling.
 
 Baselines: ``popularity`` (the item's orders in the look-back before T2, the same number for every user) and
 ``classic`` (marts.item_performance.commercial_score, the non-personal feed's ranking).

@@ -7,6 +7,8 @@ works with any pyfunc tooling; feed generation uses the scorer itself (``unwrap_
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -20,12 +22,12 @@ SCORER_ARTIFACT = "scorer"
 class PropensityPyfunc(mlflow.pyfunc.PythonModel):
     """Artifacts: ``scorer`` = a directory written by ``PropensityScorer.save``."""
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: Any) -> None:
         from ltvfeed.training.propensity.scorer import PropensityScorer
 
         self.scorer = PropensityScorer.load(context.artifacts[SCORER_ARTIFACT])
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         missing = [c for c in (USER_KEY, ITEM_KEY) if c not in frame.columns]
         if missing:
