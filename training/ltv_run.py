@@ -20,7 +20,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,8 +179,17 @@ def prepare_training_data(
     its horizon, the Feast definitions registered, and a check that every cutoff has complete labels (fails
     before any training)."""
     from ltvfeed.features import apply
-    from ltvfeed.training.ltv_data import complete_labels, read_labels
+    from ltvfeed.training.ltv_data import complete_labels, data_range, read_labels
 
+    span = data_range(stack.warehouse_dsn)
+    if span is None:
+        raise UserError("the warehouse has no orders yet: nothing to train on")
+    if plan.labels_needed_until > span[1]:  # before any dbt work: say which holdout would do
+        raise UserError(
+            f"the holdout {plan.holdout_cutoff} needs data until {plan.labels_needed_until} for complete "
+            f"{plan.horizon_days}-day labels, but the data ends on {span[1] - timedelta(days=1)}; use a holdout "
+            f"cutoff <= {span[1] - timedelta(days=plan.horizon_days)} and training cutoffs before it"
+        )
     built = ensure_snapshots(stack, [*plan.cutoffs, *also_snapshots], plan.horizon_days, echo=echo)
     apply(stack)
     labels = complete_labels(

@@ -92,6 +92,8 @@ def predict_cmd(
     from ltvfeed.training.fit import TrainConfig
     from ltvfeed.training.ltv_predict import predict_customers, write_csv
 
+    if not out.parent.is_dir():  # before minutes of work, not after
+        raise UserError(f"the folder of --out does not exist: {out.parent}")
     frame, plan = predict_customers(
         _stack(), _date(as_of, "--as-of"), horizon_days, config=TrainConfig(seed=seed), echo=typer.echo
     )
