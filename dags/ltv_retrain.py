@@ -4,8 +4,8 @@
 Retrains the LTV model and refreshes every customer's predicted long-term value. Runs weekly (Monday 04:00 UTC)
 **and** whenever `ltv_pipeline` has refreshed and validated the marts (asset `ltvfeed://warehouse/marts`).
 
-For a run with cutoff `as_of` D (param `as_of`, else the logical date; an asset-triggered run takes the as_of
-of the pipeline run that refreshed the marts) and horizon H (`horizon_days`):
+For a run with cutoff `as_of` D (param `as_of`, else the logical date; an asset-triggered run takes the `as_of`
+the marts update names, i.e. the snapshot `ltv_pipeline` just validated) and horizon H (`horizon_days`):
 
 1. **prepare_training_data**: holdout cutoff D − H (the latest whose labels are complete on D; param
    `holdout_cutoff`), training cutoffs ending at holdout − H (param `train_cutoff`), `train_cutoffs` of them
@@ -63,7 +63,7 @@ def ltv_retrain():
         from ltvfeed.settings import Settings
 
         ctx = get_current_context()
-        events = ctx.get("triggering_asset_events")  # asset-triggered runs: the pipeline run that refreshed the marts
+        events = ctx.get("triggering_asset_events")  # asset-triggered runs: the snapshot the marts update names
         run_after = ctx["dag_run"].run_after
         as_of = resolve_retrain_as_of(ctx["params"], ctx.get("logical_date"), run_after, events, Settings())
         return as_of.isoformat()

@@ -210,14 +210,19 @@ def test_retrain_as_of_rule():
         def source_dag_run(self):
             raise RuntimeError("dag run not found")
 
-    def event(when: datetime, conf: dict, logical: datetime | None) -> SimpleNamespace:
+    def event(when: datetime, conf: dict, logical: datetime | None, extra: dict | None = None) -> SimpleNamespace:
         run = SimpleNamespace(conf=conf, logical_date=logical, run_after=when)
-        return SimpleNamespace(timestamp=when, source_dag_run=run)
+        return SimpleNamespace(timestamp=when, source_dag_run=run, extra=extra)
 
     events = {"marts": [event(at(2, 1), {}, at(2)), event(at(5, 1), {"as_of": "2026-03-04"}, at(5)), GoneRun()]}
     # asset-triggered (no logical date in Airflow 3): the newest readable pipeline run's as_of, param first
     assert resolve_retrain_as_of({}, None, at(5, 2), events) == date(2026, 3, 4)
     assert resolve_retrain_as_of({}, None, at(5, 2), {"marts": [event(at(2, 1), {}, at(2))]}) == date(2026, 3, 2)
+    # the snapshot named in the newest event (ltv_pipeline's marts gate) wins over its run's dates
+    named = {"marts": [event(at(6, 1), {}, at(6), {"as_of": "2026-03-03"}), *events["marts"]]}
+    assert resolve_retrain_as_of({}, None, at(6, 2), named) == date(2026, 3, 3)
+    with pytest.raises(UserError, match="invalid as_of"):
+        resolve_retrain_as_of({}, None, at(6, 2), {"marts": [event(at(6, 1), {}, None, {"as_of": "soon"})]})
     # scheduled or backfilled: the logical date; an explicit as_of param wins over everything
     assert resolve_retrain_as_of({}, at(9, 4), at(9, 4), events) == date(2026, 3, 9)
     assert resolve_retrain_as_of({"as_of": "2025-01-06"}, at(9, 4), at(9, 4), events) == date(2025, 1, 6)
@@ -423,18 +428,36 @@ def test_retrain_dag_end_to_end(shop, first_run):
     from ltvfeed.training.registry import DECISION_TAG, current_champion, list_versions
 
     before = {v.version for v in list_versions(shop, "ltv")}
+    champion_before = current_champion(shop, "ltv")
     test_dag(shop, "ltv_retrain", E, conf={"horizon_days": H, "train_cutoffs": 2})
     new = [v for v in list_versions(shop, "ltv") if v.version not in before]
     assert len(new) == 1 and new[0].holdout_id == first_run.holdout_id  # same plan, same holdout
-    tags = _client(shop).get_model_version("ltv", new[0].version).tags
-    assert tags[DECISION_TAG] in {"promoted", "refused"}
+    decision = _client(shop).get_model_version("ltv", new[0].version).tags[DECISION_TAG]
     champion = current_champion(shop, "ltv")
-    # champion was v3 (set by hand, worse): the DAG's model, as good as v1, takes over
-    assert tags[DECISION_TAG] == "promoted" and champion == new[0].version
-    scored = _predictions(shop, champion)
-    assert len(scored) > 0 and (scored["revision"] == 2).all()
-    assert math.isfinite(float(scored["expected_ltv"].sum()))
+    # run after the hand move to v3 (worse), the DAG's model (as good as v1) takes over; alone, it ties v1
+    assert champion == (new[0].version if decision == "promoted" else champion_before)
+    if champion_before == "3":
+        assert decision == "promoted"
+    scored = _predictions(shop, champion)  # the snapshot was scored by whoever is champion now
+    (customers,) = _rows(shop.warehouse_dsn, "select count(*) from marts.user_features where as_of = %s", E)[0]
+    assert len(scored) == customers and math.isfinite(float(scored["expected_ltv"].sum()))
+    (newest,) = _rows(shop.warehouse_dsn, "select max(revision) from marts.user_ltv_predictions where as_of = %s", E)[0]
+    assert (scored["revision"] == newest).all()
     from ltvfeed.features import online_user_features
 
     online = online_user_features(shop, list(scored["user_id"].iloc[:5]), service="ltv_scores")
     assert set(online["model_version"]) == {champion}
+
+    # past cutoffs can be backfilled: one run per Monday 04:00 UTC, each run's as_of its logical date
+    import subprocess
+
+    from ltvfeed.orchestration.airflow_cli import airflow_executable
+    from ltvfeed.orchestration.airflow_env import airflow_env
+
+    args = ["backfill", "create", "--dag-id", "ltv_retrain", "--from-date", "2026-01-05", "--to-date", "2026-01-20"]
+    dry = subprocess.run(
+        [airflow_executable(), *args, "--dry-run"], env=airflow_env(shop), capture_output=True, text=True, timeout=300
+    )
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    for monday in ("2026-01-05 04:00:00", "2026-01-12 04:00:00", "2026-01-19 04:00:00"):
+        assert monday in dry.stdout

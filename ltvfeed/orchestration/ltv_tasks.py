@@ -1,8 +1,9 @@
 """What the ``ltv_retrain`` tasks do, as plain functions of Settings (the CLI and tests call the same ones).
 
 Which cutoff a run works on: an explicit ``as_of`` param, else the scheduled/backfilled run's logical date
-(:func:`ltvfeed.orchestration.as_of.resolve_as_of`); a run triggered by the marts asset takes the as_of of the
-``ltv_pipeline`` run that refreshed the marts, else the newest snapshot.
+(:func:`ltvfeed.orchestration.as_of.resolve_as_of`); a run triggered by the marts asset takes the ``as_of`` its
+newest event carries (ltv_pipeline's marts gate sets it), else the as_of of the run that sent the event, else
+the newest snapshot.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
+from ltvfeed.errors import UserError
 from ltvfeed.infra.stack import up
 from ltvfeed.settings import Settings
 
@@ -41,6 +43,12 @@ def resolve_retrain_as_of(
     if params.get("as_of") or logical_date is not None:
         return resolve_as_of(dict(params), logical_date, run_after)
     for event in _events(triggering_events):
+        extra = getattr(event, "extra", None) or {}
+        if extra.get("as_of"):  # ltv_pipeline's marts gate names the snapshot it published
+            try:
+                return date.fromisoformat(str(extra["as_of"]))
+            except ValueError as exc:
+                raise UserError(f"a triggering asset event carries an invalid as_of {extra['as_of']!r}") from exc
         try:
             source = event.source_dag_run
         except Exception as exc:  # the source run may be gone (deleted, or an event posted through the API)
@@ -57,7 +65,6 @@ def resolve_retrain_as_of(
 
 def plan_from_params(as_of: date, params: Mapping[str, Any]):
     """The run's TrainingPlan from the DAG params (see ``ltvfeed.training.ltv_data.plan_for_as_of``)."""
-    from ltvfeed.errors import UserError
     from ltvfeed.training.ltv_data import plan_for_as_of
 
     def day(name: str) -> date | None:
