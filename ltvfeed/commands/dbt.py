@@ -6,23 +6,12 @@ subprocess, see ltvfeed.dbt_runner.)
 
 from __future__ import annotations
 
-from datetime import date
-
 import typer
 
-from ltvfeed.errors import UserError
+from ltvfeed.commands.options import date_option
 from ltvfeed.settings import get_settings
 
 dbt_app = typer.Typer(help="Build the dbt models (staging -> intermediate -> marts) with their tests.")
-
-
-def _parse_date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise UserError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from exc
 
 
 @dbt_app.command("build")
@@ -40,7 +29,7 @@ def build_cmd(
     from ltvfeed.dbt_runner import build
     from ltvfeed.infra.stack import up
 
-    cutoff = _parse_date(as_of, "--as-of")
+    cutoff = date_option(as_of, "--as-of")
     stack = up(get_settings())
     build(stack, cutoff, horizon_days, select, full_refresh=full_refresh, echo=typer.echo)
 

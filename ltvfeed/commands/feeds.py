@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
 
 import typer
 
+from ltvfeed.commands.options import date_option
 from ltvfeed.errors import UserError
 from ltvfeed.settings import get_settings
 
@@ -21,13 +21,6 @@ def _store():
     from ltvfeed.orchestration.feed_tasks import feed_store
 
     return feed_store(up(get_settings()))
-
-
-def _parse_date(text: str, option: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise UserError(f"{option} must be a date YYYY-MM-DD, got {text!r}") from exc
 
 
 @feeds_app.command("generate")
@@ -56,7 +49,7 @@ def generate_cmd(
     from ltvfeed.serving.generation_inputs import latest_snapshot
 
     settings = get_settings()
-    cutoff = _parse_date(as_of, "--as-of") if as_of else latest_snapshot(up(settings).warehouse_dsn)
+    cutoff = date_option(as_of, "--as-of") if as_of else latest_snapshot(up(settings).warehouse_dsn)
     params = GenerationParams(
         as_of=cutoff,
         n=n,

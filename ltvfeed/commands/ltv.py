@@ -3,24 +3,15 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import typer
 
+from ltvfeed.commands.options import date_option
 from ltvfeed.errors import UserError
 from ltvfeed.settings import get_settings
 
 ltv_app = typer.Typer(help="LTV model: train and register, score customers, predict from a transaction log.")
-
-
-def _date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise UserError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from exc
 
 
 def _stack():
@@ -48,7 +39,11 @@ def train_cmd(
     from ltvfeed.training.ltv_run import LtvRunConfig, train_ltv
 
     plan = plan_for_cutoff(
-        _date(cutoff, "--cutoff"), horizon_days, train_cutoffs, step_days, _date(holdout_cutoff, "--holdout-cutoff")
+        date_option(cutoff, "--cutoff"),
+        horizon_days,
+        train_cutoffs,
+        step_days,
+        date_option(holdout_cutoff, "--holdout-cutoff"),
     )
     config = LtvRunConfig(train=TrainConfig(seed=seed), exclude_features=tuple(exclude))
     result = train_ltv(_stack(), plan, config, echo=typer.echo)
@@ -69,7 +64,7 @@ def score_cmd(
     from ltvfeed.training.ltv_scoring import materialize_predictions, score_snapshot
 
     stack = _stack()
-    result = score_snapshot(stack, _date(as_of, "--as-of"), echo=typer.echo)
+    result = score_snapshot(stack, date_option(as_of, "--as-of"), echo=typer.echo)
     typer.echo(
         f"{result.rows} customers of {result.as_of} scored by ltv v{result.version} (H={result.horizon_days} d, "
         f"revision {result.revision}, {result.users_per_second:,.0f} users/s)"
@@ -95,7 +90,7 @@ def predict_cmd(
     if not out.parent.is_dir():  # before minutes of work, not after
         raise UserError(f"the folder of --out does not exist: {out.parent}")
     frame, plan = predict_customers(
-        _stack(), _date(as_of, "--as-of"), horizon_days, config=TrainConfig(seed=seed), echo=typer.echo
+        _stack(), date_option(as_of, "--as-of"), horizon_days, config=TrainConfig(seed=seed), echo=typer.echo
     )
     write_csv(frame, out)
     typer.echo(f"{len(frame)} customers -> {out} ({plan.describe()})")

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import typer
 
-from ltvfeed.errors import UserError
+from ltvfeed.commands.options import date_option
 from ltvfeed.settings import get_settings
 
 propensity_app = typer.Typer(help="Purchase propensity: P(user buys item within the horizon), for feed ranking.")
-
-
-def _date(value: str, option: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise UserError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from exc
 
 
 @propensity_app.command("train")
@@ -53,7 +44,11 @@ def train_cmd(
         ltv_model=ltv_model or None,
     )
     result = train_propensity(
-        up(get_settings()), _date(cutoff, "--cutoff"), _date(eval_cutoff, "--eval-cutoff"), horizon_days, cfg
+        up(get_settings()),
+        date_option(cutoff, "--cutoff"),
+        date_option(eval_cutoff, "--eval-cutoff"),
+        horizon_days,
+        cfg,
     )
     typer.echo(format_metrics(result.metrics))
     typer.echo(f"holdout: {result.holdout_id}" + ("" if result.eval_window_complete else " (window not complete)"))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import typer
 
-from ltvfeed.errors import UserError
+from ltvfeed.commands.options import date_option
 from ltvfeed.settings import get_settings
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ def check_cmd(
     from ltvfeed.infra.stack import up
     from ltvfeed.quality import DataQualityError, default_as_of, run_gate
 
-    day = _parse_date(as_of) if as_of else None
+    day = date_option(as_of, "--as-of") if as_of else None
     stack = up(get_settings())
     day = day or default_as_of(stack.warehouse_dsn, layer.value)
     typer.echo(f"checking {layer.value} as of {day} (loading Great Expectations) ...")
@@ -46,13 +45,6 @@ def check_cmd(
         _print(exc.result)
         raise typer.Exit(1) from exc
     _print(result)
-
-
-def _parse_date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise UserError(f"--as-of must be a date YYYY-MM-DD, got {value!r}") from exc
 
 
 def _print(result: GateResult) -> None:
