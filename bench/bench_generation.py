@@ -324,17 +324,21 @@ def quality(n_users: int, n_items: int, days: int, seed: int) -> dict:
             store = feed_store(stack)
             arms: dict[str, dict] = {}
             default, pure, no_diversity = ScoringWeights(), ScoringWeights(0, 1, 0), ScoringWeights(0.5, 0.5, 0)
-            for source, weights in (
-                ("category_affinity", default),
-                ("category_affinity", pure),
-                ("registry", default),
-                ("registry", no_diversity),
-                ("registry", pure),
+            for source, weights, scale in (
+                ("category_affinity", default, "user_max"),
+                ("category_affinity", pure, "user_max"),
+                ("registry", default, "user_max"),
+                ("registry", default, "probability"),
+                ("registry", no_diversity, "user_max"),
+                ("registry", pure, "user_max"),
             ):
                 t = time.perf_counter()
-                params = GenerationParams(as_of=as_of, shards=4, weights=weights, propensity_source=source)
+                params = GenerationParams(
+                    as_of=as_of, shards=4, weights=weights, propensity_source=source, purchase_scale=scale
+                )
                 result = run_generation(settings, params, progress=False)
                 w = f"{weights.commercial:g}/{weights.purchase:g}/{weights.diversity:g}"
+                w = w if scale == "user_max" else f"{w} raw P"
                 timings[f"generation {source} {w} s"] = round(time.perf_counter() - t, 1)
                 feeds = store.read_feeds(sorted(bought))
                 arms[f"personalised, {source}, w={w}"] = _arm_scores(feeds, bought)

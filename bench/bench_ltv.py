@@ -189,7 +189,7 @@ def bars(metrics: pd.DataFrame, figures: dict[str, float]) -> list[tuple[str, st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=170_000, help="simulated users (~60%% exist at T)")
-    parser.add_argument("--days", type=int, default=730, help="observed days (>= 2 x horizon is sensible)")
+    parser.add_argument("--days", type=int, default=1095, help="observed days (3 x horizon: see above)")
     parser.add_argument("--horizon-days", type=int, default=365)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true")

@@ -22,7 +22,8 @@ Runs daily at 03:00 UTC and whenever the `ltvfeed://warehouse/marts` asset is up
 `ltv_pipeline` passed). Params: `as_of`, `n` (feed length), `weights` (`w_c` commercial, `w_p` purchase
 propensity, `w_d` diversity), `shards`, `K` (candidates per user), `chunk_users`, `propensity_source`:
 `registry` (default: the `purchase_propensity` champion in MLflow; required) or `category_affinity`
-(cold start, for a shop without a trained model yet: P(purchase) from category affinity in the marts).
+(cold start, for a shop without a trained model yet: P(purchase) from category affinity in the marts),
+`purchase_scale`: `user_max` (default: P(purchase) relative to the user's likeliest candidate) or `probability`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ from ltvfeed.orchestration.dbt_group import MARTS_ASSET_URI  # light: Cosmos is 
             "registry",
             enum=["registry", "category_affinity"],
             description="registry: the purchase_propensity champion (required); category_affinity: cold start",
+        ),
+        "purchase_scale": Param(
+            "user_max",
+            enum=["user_max", "probability"],
+            description="P(purchase) component: relative to the user's likeliest candidate, or the raw probability",
         ),
     },
     default_args={"retries": 1, "retry_delay": pendulum.duration(minutes=2)},

@@ -20,6 +20,7 @@ from ltvfeed.errors import UserError
 MAX_FEED_LENGTH = 100
 MAX_CANDIDATES = 10_000
 CANDIDATE_SOURCES = ("embedding", "category", "popular")
+PURCHASE_SCALES = ("user_max", "probability")
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,13 @@ class FeedConfig:
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
     max_batch_users: int = 256
+    # How P(purchase) becomes its [0, 1] component (see ltvfeed.serving.normalise.scale_purchase): relative to
+    # the user's most likely candidate (default), or the raw probability.
+    purchase_scale: str = "user_max"
 
     def __post_init__(self) -> None:
+        if self.purchase_scale not in PURCHASE_SCALES:
+            raise UserError(f"purchase_scale must be one of {', '.join(PURCHASE_SCALES)}, got {self.purchase_scale!r}")
         if isinstance(self.n, bool) or not isinstance(self.n, int) or not 1 <= self.n <= MAX_FEED_LENGTH:
             raise UserError(f"feed length n must be an integer between 1 and {MAX_FEED_LENGTH}, got {self.n!r}")
         if self.candidates.k < self.n:

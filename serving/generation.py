@@ -69,6 +69,7 @@ class GenerationParams:
     k: int = 200
     chunk_users: int = 5000
     propensity_source: str = REGISTRY
+    purchase_scale: str = "user_max"  # see FeedConfig.purchase_scale
 
     def __post_init__(self) -> None:
         if not isinstance(self.as_of, date):
@@ -81,7 +82,9 @@ class GenerationParams:
         self.feed_config()  # k >= n and the other cross-field rules
 
     def feed_config(self) -> FeedConfig:
-        return FeedConfig(weights=self.weights, n=self.n, candidates=CandidateConfig(k=self.k))
+        return FeedConfig(
+            weights=self.weights, n=self.n, candidates=CandidateConfig(k=self.k), purchase_scale=self.purchase_scale
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -3,7 +3,12 @@
 - commercial performance: the warehouse's ``commercial_score`` is already in [0, 1] and is used as is; any
   other measure (revenue, units...) is min-max scaled over the whole catalogue given (a catalogue whose values
   are all equal and outside [0, 1] carries no information and maps to 0.5);
-- P(purchase): a probability, clipped to [0, 1] (models may overshoot by rounding);
+- P(purchase): a probability, clipped to [0, 1] (models may overshoot by rounding), then by default divided
+  by the largest P(purchase) among the user's eligible candidates (``purchase_scale="user_max"``): 1 for the
+  item the user is most likely to buy. Raw purchase probabilities of single items are small (a few percent
+  over the horizon) next to a commercial score spread over [0, 1], so unscaled they would barely move the
+  ranking whatever their weight; relative to the user's best item the weights mean what they say.
+  ``purchase_scale="probability"`` keeps the raw probability;
 - diversity: 1 - the largest similarity (itself in [0, 1]) to the user's recent views and to items already
   picked, see :mod:`ltvfeed.serving.diversity`.
 """
@@ -37,3 +42,15 @@ def clip_probability(values: np.ndarray, expected_shape: tuple[int, ...]) -> np.
     if np.isnan(values).any():
         raise UserError(f"propensity model returned NaN for {int(np.isnan(values).sum())} candidate(s)")
     return np.clip(values, 0.0, 1.0)
+
+
+def scale_purchase(probability: np.ndarray, eligible: np.ndarray, scale: str) -> np.ndarray:
+    """P(purchase) [B, K] as its score component: ``probability`` kept, or (``user_max``) divided by each row's
+    largest value over its ``eligible`` candidates (rows whose best is 0 stay 0)."""
+    if scale == "probability":
+        return probability
+    if scale != "user_max":
+        raise UserError(f"unknown purchase scale {scale!r}")
+    best = np.where(eligible, probability, 0.0).max(axis=1, keepdims=True) if probability.size else probability
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(best > 0, probability / np.where(best > 0, best, 1.0), 0.0)

@@ -96,6 +96,7 @@ def generate_personalized_feed(
     n: int = 10,
     propensity: Callable | None = None,
     category_weight: float = 0.5,
+    purchase_scale: str = "user_max",
 ) -> Feed:
     weights = weights or ScoringWeights()
     if weights.purchase > 0 and propensity is None:
@@ -103,12 +104,20 @@ def generate_personalized_feed(
     by_id = {item.item_id: item for item in items}
     viewed = [by_id[i] for i in user.recently_viewed if i in by_id]
     bounds = commercial_bounds(items)
+    eligible = [
+        item for item in items if item.in_stock and (item.item_id not in user.purchased or item.repeat_purchase)
+    ]
+    # P(purchase) of every item first: user_max scales by the user's most likely eligible item.
+    probabilities = {}
+    if weights.purchase > 0:
+        probabilities = {item.item_id: predict_purchase_probability(user, item, propensity) for item in eligible}
+    best = max(probabilities.values(), default=0.0) if purchase_scale == "user_max" else 1.0
     item_scores: list[tuple[float, ReferenceItem, float, float | None, float]] = []
-    for item in items:
-        if not item.in_stock or (item.item_id in user.purchased and not item.repeat_purchase):
-            continue
+    for item in eligible:
         commercial = calculate_commercial_performance_score(item, bounds)
-        purchase = predict_purchase_probability(user, item, propensity) if weights.purchase > 0 else None
+        purchase = None
+        if weights.purchase > 0:
+            purchase = probabilities[item.item_id] / best if best > 0 else 0.0
         diversity = calculate_diversity_score(item, viewed, category_weight)
         score = weights.commercial * commercial + weights.purchase * (purchase or 0.0) + weights.diversity * diversity
         item_scores.append((score, item, commercial, purchase, diversity))

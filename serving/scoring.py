@@ -20,7 +20,7 @@ from ltvfeed.serving.config import FeedConfig
 from ltvfeed.serving.diversity import CandidateSimilarity, select_diverse
 from ltvfeed.serving.feed import Feed, FeedItem
 from ltvfeed.serving.inputs import CLASSIC_USER_ID, Catalogue, UserBatch
-from ltvfeed.serving.normalise import clip_probability
+from ltvfeed.serving.normalise import clip_probability, scale_purchase
 from ltvfeed.serving.propensity import Propensity
 
 
@@ -64,7 +64,8 @@ def _rank_chunk(users: UserBatch, catalogue: Catalogue, cfg: FeedConfig, propens
     base = w.commercial * commercial
     purchase = None
     if w.purchase > 0:
-        purchase = clip_probability(propensity(users.user_index, safe), safe.shape)
+        probability = clip_probability(propensity(users.user_index, safe), safe.shape)
+        purchase = scale_purchase(probability, valid, cfg.purchase_scale)
         base = base + w.purchase * purchase
     similarity = CandidateSimilarity(candidates, catalogue, cfg.diversity)
     picked = select_diverse(base, valid, similarity, similarity.to_items(users.recent_views), w.diversity, cfg.n)

@@ -252,7 +252,7 @@ def test_scorer_source_maps_vocabularies_and_ranks_warm_and_cold_users(cold_vect
     source = ScorerSource(scorer, version="7")
     catalogue = source.catalogue(items)
     assert source.model_versions() == {"purchase_propensity": "7"}
-    cfg = params(n=5, k=20, weights=ScoringWeights(0.0, 1.0, 0.0)).feed_config()
+    cfg = params(n=5, k=20, weights=ScoringWeights(0.0, 1.0, 0.0), purchase_scale="probability").feed_config()
     feeds = {f.user_id: f for f in rank_chunk(catalogue, chunk, cfg, source).to_feeds(catalogue)}
     assert set(feeds) == set(chunk.user_ids)
     for user, feed in feeds.items():

@@ -66,7 +66,7 @@ def hand_world():
 
 def test_score_is_the_weighted_sum_of_components_hand_computed():
     catalogue, users, model = hand_world()
-    (feed,) = score_batch(users, catalogue, cfg(n=3, k=3), model)
+    (feed,) = score_batch(users, catalogue, cfg(n=3, k=3, purchase_scale="probability"), model)
     # A: .5*.8 + .4*.1 + .1*(1-1) = .44   B: .5*.6 + .4*.5 + .1*1 = .60   C: .5*.2 + .4*.9 + .1*1 = .56
     assert feed.item_ids == ["B", "C", "A"]
     assert [it.score for it in feed.items] == pytest.approx([0.60, 0.56, 0.44])
@@ -76,9 +76,21 @@ def test_score_is_the_weighted_sum_of_components_hand_computed():
         assert it.score == pytest.approx(0.5 * it.commercial + 0.4 * it.purchase + 0.1 * it.diversity)
 
 
+def test_purchase_component_is_relative_to_the_users_most_likely_item_by_default():
+    catalogue, users, model = hand_world()
+    (feed,) = score_batch(users, catalogue, cfg(n=3, k=3), model)
+    # P / 0.9 (C, the likeliest in-stock item; V's 0.3 is out of stock and does not count):
+    # A: .5*.8 + .4*(.1/.9) + 0 = .4444   B: .5*.6 + .4*(.5/.9) + .1 = .6222   C: .5*.2 + .4*1 + .1 = .60
+    assert feed.item_ids == ["B", "C", "A"]
+    assert [it.score for it in feed.items] == pytest.approx([0.3 + 0.4 * 5 / 9 + 0.1, 0.60, 0.4 + 0.4 / 9])
+    assert [it.purchase for it in feed.items] == pytest.approx([5 / 9, 1.0, 1 / 9])
+    with pytest.raises(UserError, match="purchase_scale"):
+        cfg(purchase_scale="rank")
+
+
 def test_weights_are_configuration():
     catalogue, users, model = hand_world()
-    (feed,) = score_batch(users, catalogue, cfg(n=3, k=3, weights=(1.0, 2.0, 0.0)), model)
+    (feed,) = score_batch(users, catalogue, cfg(n=3, k=3, weights=(1.0, 2.0, 0.0), purchase_scale="probability"), model)
     # A: .8 + .2 = 1.0   B: .6 + 1.0 = 1.6   C: .2 + 1.8 = 2.0
     assert feed.item_ids == ["C", "B", "A"]
     assert [it.score for it in feed.items] == pytest.approx([2.0, 1.6, 1.0])
@@ -107,7 +119,8 @@ def test_candidate_count_must_cover_the_feed():
 
 
 def test_config_round_trips_through_dict():
-    config = cfg(n=7, k=50, weights=(0.2, 0.3, 0.5), diversity=DiversityConfig(category_weight=0.25))
+    diversity = DiversityConfig(category_weight=0.25)
+    config = cfg(n=7, k=50, weights=(0.2, 0.3, 0.5), diversity=diversity, purchase_scale="probability")
     assert FeedConfig.from_dict(config.to_dict()) == config
 
 
@@ -178,7 +191,11 @@ def test_wd_zero_is_a_pure_sort_by_score():
     ranked = rank_batch(users, catalogue, cfg(n=8, k=40, weights=(0.5, 0.4, 0.0)), model)
     for row in range(len(users)):
         items = ranked.items[row]
-        base = 0.5 * catalogue.commercial[items] + 0.4 * model.table[row, items]
+        mine = users.purchased_items[users.purchased_rows == row]
+        bought = {int(i) for i in mine if not catalogue.repeat_purchase[i]}  # excluded, like out-of-stock items
+        ok = [i for i in range(catalogue.n_items) if catalogue.in_stock[i] and i not in bought]
+        best = model.table[row, ok].max()
+        base = 0.5 * catalogue.commercial[items] + 0.4 * model.table[row, items] / best
         assert np.all(np.diff(base) <= 0)
         assert ranked.score[row] == pytest.approx(base)
 

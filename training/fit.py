@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
+from ltvfeed.training.calibration import MeanCalibration
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +51,7 @@ class TrainConfig:
     num_threads: int = 2
     min_category_count: int = 5
     max_vocabulary: int = 1000
+    calibration_bins: int = 20  # bins of validation users for the expected-LTV calibration; 0 = none
 
 
 @dataclass
@@ -66,6 +68,7 @@ class FitReport:
     n_train: int = 0
     n_validation: int = 0
     stopped_early: bool = False
+    calibration_knots: int = 0  # 0: expected LTV uncalibrated (no validation split, or too few buyers in it)
 
 
 def split_by_user(user_ids: Sequence[Any] | np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,6 +162,10 @@ class LtvModel:
                 val = (*encoder.encode(df.iloc[val_rows]), y_all[val_rows]) if len(val_rows) else None
                 network.init_output_bias(train[2])
                 self.report = _train(network, train, val, cfg)
+                if len(val_rows) and cfg.calibration_bins > 0:
+                    raw = network.predict_frame(df.iloc[val_rows])["expected_ltv"].to_numpy()
+                    network.calibration = MeanCalibration.fit(raw, labels[val_rows], bins=cfg.calibration_bins)
+                    self.report.calibration_knots = len(network.calibration.knots_x)
             finally:
                 torch.set_num_threads(previous_threads)
         network.eval()

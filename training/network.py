@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ltvfeed.training.calibration import MeanCalibration
 from ltvfeed.training.features import FeatureEncoder
 from ltvfeed.training.ziln import ziln_expected_value, ziln_params, ziln_quantiles
 
@@ -23,7 +24,8 @@ PREDICTION_COLUMNS = ("prob_return", "expected_ltv", "p10", "p50", "p90")
 
 
 class LtvNetwork(nn.Module):
-    """Maps encoded features to ZILN logits ``[n, 3]`` (return logit, mu, raw sigma)."""
+    """Maps encoded features to ZILN logits ``[n, 3]`` (return logit, mu, raw sigma). ``calibration`` (fitted
+    after training, see :mod:`ltvfeed.training.calibration`) rescales the predicted revenue distribution."""
 
     def __init__(self, encoder: FeatureEncoder, hidden: Sequence[int] = (64, 32), dropout: float = 0.0) -> None:
         super().__init__()
@@ -40,6 +42,7 @@ class LtvNetwork(nn.Module):
             width = size
         self.mlp = nn.Sequential(*layers)
         self.head = nn.Linear(width, 3)
+        self.calibration = MeanCalibration()
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         parts = [numeric] + [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
@@ -61,7 +64,8 @@ class LtvNetwork(nn.Module):
 
     @torch.inference_mode()
     def predict_frame(self, df: pd.DataFrame, batch_size: int = 65536) -> pd.DataFrame:
-        """Score ``df``: P(buys again), expected LTV and P10/P50/P90 of the horizon revenue (same index)."""
+        """Score ``df``: P(buys again), expected LTV and P10/P50/P90 of the horizon revenue (same index),
+        calibrated."""
         was_training = self.training
         self.eval()
         try:
@@ -76,12 +80,21 @@ class LtvNetwork(nn.Module):
                 out[start:stop, 2:] = ziln_quantiles(logits, QUANTILES).numpy()
         finally:
             self.train(was_training)
+        if not self.calibration.is_identity:
+            out[:, 1:] *= self.calibration.factor(out[:, 1])[:, None]
         return pd.DataFrame(out, index=df.index, columns=list(PREDICTION_COLUMNS))
 
     def spec(self) -> dict[str, Any]:
         """JSON-able architecture + feature plan; with the state dict it rebuilds this module exactly."""
-        return {"hidden": list(self.hidden), "dropout": self.dropout, "features": self.encoder.spec()}
+        return {
+            "hidden": list(self.hidden),
+            "dropout": self.dropout,
+            "features": self.encoder.spec(),
+            "calibration": self.calibration.to_spec(),
+        }
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> LtvNetwork:
-        return cls(FeatureEncoder.from_spec(spec["features"]), hidden=spec["hidden"], dropout=spec["dropout"])
+        network = cls(FeatureEncoder.from_spec(spec["features"]), hidden=spec["hidden"], dropout=spec["dropout"])
+        network.calibration = MeanCalibration.from_spec(spec.get("calibration"))
+        return network

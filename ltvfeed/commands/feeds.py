@@ -40,6 +40,11 @@ def generate_cmd(
         "--propensity-source",
         help="registry: the purchase_propensity champion (required); category_affinity: cold start without one.",
     ),
+    purchase_scale: str = typer.Option(
+        "user_max",
+        "--purchase-scale",
+        help="P(purchase) component: user_max (relative to the user's likeliest candidate) or probability (raw).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Rank every user's feed for one cutoff and serve them as a new generation (atomic swap on commit)."""
@@ -58,6 +63,7 @@ def generate_cmd(
         k=k,
         chunk_users=chunk_users,
         propensity_source=propensity_source,
+        purchase_scale=purchase_scale,
     )
     result = run_generation(settings, params, progress=progress)
     seconds = sum(s["seconds"] for s in result["shards"])

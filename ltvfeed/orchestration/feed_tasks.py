@@ -79,7 +79,8 @@ def resolve_generation_as_of(ctx: Mapping[str, Any]) -> date:
 
 
 def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationParams:
-    """The DAG's params (``n``, ``weights``, ``shards``, ``K``, ``chunk_users``, ``propensity_source``)."""
+    """The DAG's params (``n``, ``weights``, ``shards``, ``K``, ``chunk_users``, ``propensity_source``,
+    ``purchase_scale``)."""
     as_of = as_of if isinstance(as_of, date) else date.fromisoformat(as_of)
     return GenerationParams(
         as_of=as_of,
@@ -89,6 +90,7 @@ def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationP
         k=params.get("K", 200),
         chunk_users=params.get("chunk_users", 5000),
         propensity_source=params.get("propensity_source", "registry"),
+        purchase_scale=params.get("purchase_scale", "user_max"),
     )
 
 
