@@ -244,11 +244,17 @@ def _ndcg_recall(feed: list[str], relevant: set[str], k: int = 10) -> tuple[floa
     return sum(gains) / ideal, hits / len(relevant)
 
 
-def _arm_scores(feeds: dict, bought: dict[str, set[str]]) -> dict[str, float]:
-    pairs = [_ndcg_recall(feeds[u].item_ids, items) for u, items in bought.items() if feeds.get(u) is not None]
+def _arm_scores(feeds: dict, bought: dict[str, dict[str, float]]) -> dict[str, float]:
+    """NDCG@10 and Recall@10 of the feeds against what each user bought in the future window, and the revenue
+    the feed holds: the user's future spend on the feed's top 10 items (what the shop's realised future says
+    the feed was worth), averaged over the users evaluated."""
+    users = [u for u in bought if feeds.get(u) is not None]
+    pairs = [_ndcg_recall(feeds[u].item_ids, set(bought[u])) for u in users]
+    revenue = [sum(bought[u].get(i, 0.0) for i in feeds[u].item_ids[:10]) for u in users]
     return {
         "ndcg@10": round(float(np.mean([p[0] for p in pairs])), 4),
         "recall@10": round(float(np.mean([p[1] for p in pairs])), 4),
+        "revenue@10": round(float(np.mean(revenue)), 2),
         "users": len(pairs),
     }
 
@@ -266,7 +272,7 @@ def quality(n_users: int, n_items: int, days: int, seed: int) -> dict:
     from ltvfeed.dbt_runner import run_dbt
     from ltvfeed.infra.stack import up
     from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
-    from ltvfeed.serving.config import ScoringWeights
+    from ltvfeed.serving.config import DiversityConfig, ScoringWeights
     from ltvfeed.serving.generation import GenerationParams
     from ltvfeed.serving.generation_inputs import cutoff
     from ltvfeed.settings import Settings
@@ -314,31 +320,42 @@ def quality(n_users: int, n_items: int, days: int, seed: int) -> dict:
             timings["train_propensity_s"] = round(time.perf_counter() - t, 1)
             with psycopg.connect(stack.warehouse_dsn) as conn:
                 future = conn.execute(
-                    "select distinct o.user_id, oi.item_id from raw.orders o join raw.order_items oi using "
-                    "(order_id) where o.ordered_at >= %s and o.ordered_at < %s",
+                    "select o.user_id, oi.item_id, sum(oi.quantity * oi.unit_price)::float8 from raw.orders o "
+                    "join raw.order_items oi using (order_id) where o.ordered_at >= %s and o.ordered_at < %s "
+                    "group by 1, 2",
                     (cutoff(as_of), cutoff(end)),
                 ).fetchall()
-            bought: dict[str, set[str]] = {}
-            for user, item in future:
-                bought.setdefault(user, set()).add(item)
+            bought: dict[str, dict[str, float]] = {}
+            for user, item, amount in future:
+                bought.setdefault(user, {})[item] = amount
             store = feed_store(stack)
             arms: dict[str, dict] = {}
             default, pure, no_diversity = ScoringWeights(), ScoringWeights(0, 1, 0), ScoringWeights(0.5, 0.5, 0)
-            for source, weights, scale in (
-                ("category_affinity", default, "user_max"),
-                ("category_affinity", pure, "user_max"),
-                ("registry", default, "user_max"),
-                ("registry", default, "probability"),
-                ("registry", no_diversity, "user_max"),
-                ("registry", pure, "user_max"),
+            views_off = DiversityConfig(view_weight=0.0)
+            for source, weights, scale, diversity in (
+                ("category_affinity", default, "user_max", DiversityConfig()),
+                ("category_affinity", pure, "user_max", DiversityConfig()),
+                ("registry", default, "user_max", DiversityConfig()),
+                ("registry", default, "probability", DiversityConfig()),
+                ("registry", default, "user_max", DiversityConfig(view_weight=1.0)),
+                ("registry", default, "user_max", views_off),
+                ("registry", no_diversity, "user_max", DiversityConfig()),
+                ("registry", pure, "user_max", DiversityConfig()),
             ):
                 t = time.perf_counter()
                 params = GenerationParams(
-                    as_of=as_of, shards=4, weights=weights, propensity_source=source, purchase_scale=scale
+                    as_of=as_of,
+                    shards=4,
+                    weights=weights,
+                    propensity_source=source,
+                    purchase_scale=scale,
+                    diversity=diversity,
                 )
                 result = run_generation(settings, params, progress=False)
                 w = f"{weights.commercial:g}/{weights.purchase:g}/{weights.diversity:g}"
-                w = w if scale == "user_max" else f"{w} raw P"
+                w += "" if scale == "user_max" else " raw P"
+                if diversity.view_weight != DiversityConfig().view_weight:
+                    w += f" views x{diversity.view_weight:g}"
                 timings[f"generation {source} {w} s"] = round(time.perf_counter() - t, 1)
                 feeds = store.read_feeds(sorted(bought))
                 arms[f"personalised, {source}, w={w}"] = _arm_scores(feeds, bought)
@@ -443,7 +460,10 @@ def main() -> None:
             f"champion v{q['model']['version']} trained {q['model']['trained']}:"
         )
         for arm, m in q["arms"].items():
-            print(f"  {arm:44} NDCG@10 {m['ndcg@10']:.4f}  Recall@10 {m['recall@10']:.4f}  ({m['users']} users)")
+            print(
+                f"  {arm:56} NDCG@10 {m['ndcg@10']:.4f}  Recall@10 {m['recall@10']:.4f}  "
+                f"revenue@10 {m['revenue@10']:8.2f}  ({m['users']} users)"
+            )
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))
 

@@ -18,11 +18,13 @@ once complete:
 6. **discard_uncommitted**: only when something above failed: deletes the keys of the generation that did not
    commit and fails the run with that message (the previously served generation stays in place).
 
-Runs daily at 03:00 UTC and whenever the `ltvfeed://warehouse/marts` asset is updated (the marts gate of
-`ltv_pipeline` passed). Params: `as_of`, `n` (feed length), `weights` (`w_c` commercial, `w_p` purchase
+Runs daily at 03:00 UTC, whenever the `ltvfeed://warehouse/marts` asset is updated (the marts gate of
+`ltv_pipeline` passed) and after retraining (asset `ltvfeed://models/purchase_propensity`, published by
+`propensity_retrain`). Params: `as_of`, `n` (feed length), `weights` (`w_c` commercial, `w_p` purchase
 propensity, `w_d` diversity), `shards`, `K` (candidates per user), `chunk_users`, `propensity_source`:
 `registry` (default: the `purchase_propensity` champion in MLflow; required) or `category_affinity`
 (cold start, for a shop without a trained model yet: P(purchase) from category affinity in the marts),
+`diversity` (`category_weight`, `view_weight`: how much similarity to recently viewed items lowers a score),
 `purchase_scale`: `user_max` (default: P(purchase) relative to the user's likeliest candidate) or `probability`.
 """
 
@@ -39,13 +41,14 @@ from airflow.sdk import (
     task,
 )
 
-from ltvfeed.orchestration.dbt_group import MARTS_ASSET_URI  # light: Cosmos is imported only to build the group
+from ltvfeed.orchestration.assets import MARTS_ASSET_URI, PROPENSITY_MODEL_ASSET_URI
 
 
 @dag(
     dag_id="feed_generation",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"), assets=[Asset(MARTS_ASSET_URI)]
+        timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"),
+        assets=Asset(MARTS_ASSET_URI) | Asset(PROPENSITY_MODEL_ASSET_URI),
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -67,6 +70,12 @@ from ltvfeed.orchestration.dbt_group import MARTS_ASSET_URI  # light: Cosmos is 
             "registry",
             enum=["registry", "category_affinity"],
             description="registry: the purchase_propensity champion (required); category_affinity: cold start",
+        ),
+        "diversity": Param(
+            {"category_weight": 0.5, "view_weight": 0.5},
+            type="object",
+            description="Similarity = category_weight * same category + rest * embedding cosine; view_weight scales "
+            "similarity to recent views (picks count fully)",
         ),
         "purchase_scale": Param(
             "user_max",

@@ -19,7 +19,8 @@ the marts update names, i.e. the snapshot `ltv_pipeline` just validated) and hor
 4. **batch_score**: every customer of snapshot D through `models:/ltv@champion` (resolved now, so an alias
    moved by hand in the MLflow UI is honoured) into `marts.user_ltv_predictions`;
 5. **materialize_predictions**: the snapshot's predictions into Redis (Feast view `user_ltv`, services
-   `ltv_scores` and `ranking`).
+   `ltv_scores` and `ranking`); publishes the asset `ltvfeed://warehouse/user_ltv_predictions`, which triggers
+   `propensity_retrain`.
 
 Backfill past cutoffs: `airflow backfill create --dag-id ltv_retrain --from-date ... --to-date ...`.
 """
@@ -29,7 +30,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
-from ltvfeed.orchestration.dbt_group import MARTS_ASSET_URI  # updated by ltv_pipeline's marts gate
+from ltvfeed.orchestration.assets import LTV_PREDICTIONS_ASSET_URI, MARTS_ASSET_URI
 
 
 @dag(
@@ -100,14 +101,16 @@ def ltv_retrain():
 
         return score(Settings(), date.fromisoformat(as_of))
 
-    @task
+    @task(outlets=[Asset(LTV_PREDICTIONS_ASSET_URI)])
     def materialize_predictions(as_of: str, scored: dict) -> dict:
         from datetime import date
 
         from ltvfeed.orchestration.ltv_tasks import materialize_predictions as load
         from ltvfeed.settings import Settings
 
-        return load(Settings(), date.fromisoformat(as_of))
+        loaded = load(Settings(), date.fromisoformat(as_of))
+        get_current_context()["outlet_events"][Asset(LTV_PREDICTIONS_ASSET_URI)].extra = {"as_of": as_of}
+        return loaded
 
     as_of = resolve_as_of()
     gate = promotion_gate(train_and_register(prepare_training_data(as_of)))

@@ -1,6 +1,6 @@
 """Diversity as the feed is built (maximal marginal relevance): an item's diversity is 1 - its largest
-similarity to the user's recent views and to the items already picked for this feed, so the second of two
-near-identical items loses its diversity bonus the moment the first is picked.
+similarity to the user's recent views (scaled by ``view_weight``) and to the items already picked for this feed,
+so the second of two near-identical items loses its diversity bonus the moment the first is picked.
 
 Similarity (in [0, 1], see :class:`~ltvfeed.serving.config.DiversityConfig`) is
 ``category_weight * [same category] + (1 - category_weight) * max(0, cosine)`` with item embeddings, else

@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
-from ltvfeed.serving.config import MAX_CANDIDATES, MAX_FEED_LENGTH, CandidateConfig, FeedConfig, ScoringWeights
+from ltvfeed.serving.config import (
+    MAX_CANDIDATES,
+    MAX_FEED_LENGTH,
+    CandidateConfig,
+    DiversityConfig,
+    FeedConfig,
+    ScoringWeights,
+)
 from ltvfeed.serving.feed import Feed
 from ltvfeed.serving.generation_inputs import UserChunk
 from ltvfeed.serving.inputs import Catalogue, UserBatch
@@ -52,6 +59,20 @@ def weights_from_mapping(values: Mapping[str, Any] | None) -> ScoringWeights:
     return ScoringWeights(**names)
 
 
+def diversity_from_mapping(values: Mapping[str, Any] | None) -> DiversityConfig:
+    """Diversity settings from ``{"category_weight", "view_weight", "max_recent_views"}`` (the DAG/CLI form);
+    missing ones take their defaults."""
+    if values is None:
+        return DiversityConfig()
+    if not isinstance(values, Mapping):
+        raise UserError(f"diversity must be a mapping like {{'view_weight': 0.5}}, got {values!r}")
+    known = list(DiversityConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise UserError(f"unknown diversity setting(s) {unknown}: use {', '.join(known)}")
+    return DiversityConfig(**values)
+
+
 def _positive_int(value: Any, name: str, upper: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= upper:
         raise UserError(f"{name} must be an integer between 1 and {upper}, got {value!r}")
@@ -70,6 +91,7 @@ class GenerationParams:
     chunk_users: int = 5000
     propensity_source: str = REGISTRY
     purchase_scale: str = "user_max"  # see FeedConfig.purchase_scale
+    diversity: DiversityConfig = field(default_factory=DiversityConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.as_of, date):
@@ -83,7 +105,11 @@ class GenerationParams:
 
     def feed_config(self) -> FeedConfig:
         return FeedConfig(
-            weights=self.weights, n=self.n, candidates=CandidateConfig(k=self.k), purchase_scale=self.purchase_scale
+            weights=self.weights,
+            n=self.n,
+            candidates=CandidateConfig(k=self.k),
+            diversity=self.diversity,
+            purchase_scale=self.purchase_scale,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +126,8 @@ class GenerationParams:
             raise UserError(f"as_of must be a date YYYY-MM-DD, got {data.get('as_of')!r}") from exc
         weights = weights_from_mapping(data.pop("weights", None))
         try:
-            return cls(as_of=as_of, weights=weights, **data)
+            diversity = diversity_from_mapping(data.pop("diversity", None))
+            return cls(as_of=as_of, weights=weights, diversity=diversity, **data)
         except TypeError as exc:
             raise UserError(f"invalid generation parameters: {exc}") from exc
 

@@ -82,11 +82,13 @@ def similarity(a: ReferenceItem, b: ReferenceItem, category_weight: float) -> fl
     return category_weight * same + (1.0 - category_weight) * min(1.0, max(0.0, cosine))
 
 
-def calculate_diversity_score(item: ReferenceItem, viewed: Sequence[ReferenceItem], category_weight: float) -> float:
+def calculate_diversity_score(
+    item: ReferenceItem, viewed: Sequence[ReferenceItem], category_weight: float, view_weight: float
+) -> float:
     most_similar = 0.0
     for other in viewed:
         most_similar = max(most_similar, similarity(item, other, category_weight))
-    return 1.0 - most_similar
+    return 1.0 - view_weight * most_similar
 
 
 def generate_personalized_feed(
@@ -97,6 +99,7 @@ def generate_personalized_feed(
     propensity: Callable | None = None,
     category_weight: float = 0.5,
     purchase_scale: str = "user_max",
+    view_weight: float = 0.5,
 ) -> Feed:
     weights = weights or ScoringWeights()
     if weights.purchase > 0 and propensity is None:
@@ -118,7 +121,7 @@ def generate_personalized_feed(
         purchase = None
         if weights.purchase > 0:
             purchase = probabilities[item.item_id] / best if best > 0 else 0.0
-        diversity = calculate_diversity_score(item, viewed, category_weight)
+        diversity = calculate_diversity_score(item, viewed, category_weight, view_weight)
         score = weights.commercial * commercial + weights.purchase * (purchase or 0.0) + weights.diversity * diversity
         item_scores.append((score, item, commercial, purchase, diversity))
     sorted_items = sorted(item_scores, key=lambda entry: entry[0], reverse=True)

@@ -68,7 +68,8 @@ def _rank_chunk(users: UserBatch, catalogue: Catalogue, cfg: FeedConfig, propens
         purchase = scale_purchase(probability, valid, cfg.purchase_scale)
         base = base + w.purchase * purchase
     similarity = CandidateSimilarity(candidates, catalogue, cfg.diversity)
-    picked = select_diverse(base, valid, similarity, similarity.to_items(users.recent_views), w.diversity, cfg.n)
+    to_views = cfg.diversity.view_weight * similarity.to_items(users.recent_views)
+    picked = select_diverse(base, valid, similarity, to_views, w.diversity, cfg.n)
     found = picked.positions >= 0
     pos = np.where(found, picked.positions, 0)
 

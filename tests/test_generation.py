@@ -638,3 +638,15 @@ def test_generation_with_the_trained_champion(champion) -> None:
         want = scorer.score_pairs([user] * len(feed.items), feed.item_ids)
         assert got == pytest.approx(want.tolist(), abs=2e-6)  # the stored JSON keeps 6 digits
     assert len({tuple(f.item_ids) for f in feeds.values()}) > 5
+
+
+def test_diversity_params_from_the_dag_form() -> None:
+    from ltvfeed.orchestration.feed_tasks import params_from_dag
+
+    params = params_from_dag({"diversity": {"view_weight": 0.2}, "purchase_scale": "probability"}, "2026-06-01")
+    config = params.feed_config()
+    assert (config.diversity.view_weight, config.diversity.category_weight) == (0.2, 0.5)
+    assert config.purchase_scale == "probability"
+    assert GenerationParams.from_dict(params.to_dict()) == params
+    with pytest.raises(UserError, match="unknown diversity setting"):
+        params_from_dag({"diversity": {"views": 0.2}}, "2026-06-01")

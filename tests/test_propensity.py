@@ -300,7 +300,9 @@ def shop_stack(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> 
         timings["simulate + import"] = round(time.perf_counter() - start, 1)
         for as_of in (T1, T2):
             start = time.perf_counter()
-            build(s, as_of, None, "+user_features +item_performance", target_path=tmp / "dbt_target")
+            # every source Feast apply checks (user_recent_purchases: the API's freshness view)
+            select = "+user_features +item_performance +user_recent_purchases"
+            build(s, as_of, None, select, target_path=tmp / "dbt_target")
             timings[f"dbt build {as_of}"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
         apply(s)
@@ -442,3 +444,78 @@ def test_cli_retrain_is_judged_against_the_champion(shop_stack, trained_v1, monk
 
     bad = CliRunner().invoke(app, ["propensity", "train", "--cutoff", T1.isoformat(), "--eval-cutoff", "2026-04-20"])
     assert isinstance(bad.exception, UserError) and "at least 30 days after" in str(bad.exception)
+
+
+# ---- propensity_retrain: the DAG and its CLI twin ------------------------------------------------------------
+def test_retrain_cutoffs_rule() -> None:
+    from ltvfeed.orchestration.propensity_tasks import propensity_cutoffs
+
+    assert propensity_cutoffs(date(2026, 6, 1), 30) == (date(2026, 4, 2), date(2026, 5, 2))
+    with pytest.raises(UserError, match="horizon_days"):
+        propensity_cutoffs(date(2026, 6, 1), 0)
+
+
+def test_retrain_dags_are_chained_by_assets() -> None:
+    """ltv_pipeline (marts) -> ltv_retrain (predictions) -> propensity_retrain (model) -> feed_generation."""
+    import os
+
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from ltvfeed.orchestration.assets import LTV_PREDICTIONS_ASSET_URI, MARTS_ASSET_URI, PROPENSITY_MODEL_ASSET_URI
+    from ltvfeed.settings import project_root
+
+    dags = {}
+    for name in ("ltv_retrain", "propensity_retrain", "feed_generation"):
+        bag = DagBag(str(project_root() / "dags" / f"{name}.py"))
+        assert bag.import_errors == {}
+        dags[name] = bag.dags[name]
+    prop = dags["propensity_retrain"]
+    assert isinstance(prop.timetable, AssetOrTimeSchedule)
+    assert list(prop.task_ids) == ["resolve_as_of", "prepare", "train_and_register", "promotion_gate"]
+    assert prop.params["propensity_horizon_days"] == 30
+
+    def outlets(dag, task_id):
+        return {a.uri for a in dag.get_task(task_id).outlets}
+
+    def triggers(condition) -> set[str]:  # an Asset, or AssetAny/AssetAll of them
+        return {c.uri for c in getattr(condition, "objects", [condition])}
+
+    assert outlets(dags["ltv_retrain"], "materialize_predictions") == {LTV_PREDICTIONS_ASSET_URI}
+    assert outlets(prop, "promotion_gate") == {PROPENSITY_MODEL_ASSET_URI}
+    assert triggers(prop.timetable.asset_condition) == {LTV_PREDICTIONS_ASSET_URI}
+    feed_triggers = triggers(dags["feed_generation"].timetable.asset_condition)
+    assert feed_triggers == {MARTS_ASSET_URI, PROPENSITY_MODEL_ASSET_URI}
+
+
+@pytest.mark.integration
+def test_propensity_retrain_dag_end_to_end(shop_stack, trained_v1) -> None:
+    """One `airflow dags test propensity_retrain` run for END: cutoffs END - 60 d / END - 30 d (T1 / T2), a new
+    registered version judged against the champion, and the model asset published with the run's as_of."""
+    import json
+    import sqlite3
+
+    from ltvfeed.dbt_runner import parse
+    from ltvfeed.orchestration.airflow_cli import test_dag
+    from ltvfeed.orchestration.assets import PROPENSITY_MODEL_ASSET_URI
+    from ltvfeed.training.registry import current_champion, list_versions
+
+    parse(shop_stack.env())  # ltv_pipeline, in the same DAG folder, renders its dbt graph from the manifest
+    before = {v.version for v in list_versions(shop_stack, "purchase_propensity")}
+    test_dag(shop_stack, "propensity_retrain", END, conf={"max_epochs": 5})
+    versions = {v.version: v for v in list_versions(shop_stack, "purchase_propensity")}
+    (new,) = set(versions) - before
+    assert versions[new].decision in {"promoted", "refused"}
+    assert current_champion(shop_stack, "purchase_propensity") is not None
+    from ltvfeed.training.tracking import configure_mlflow
+
+    client = configure_mlflow(shop_stack)
+    params = client.get_run(client.get_model_version("purchase_propensity", new).run_id).data.params
+    assert (params["cutoff"], params["eval_cutoff"], params["horizon_days"]) == (T1.isoformat(), T2.isoformat(), "30")
+    with sqlite3.connect(shop_stack.airflow_home / "airflow.db") as db:
+        extras = db.execute(
+            "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.uri = ?",
+            (PROPENSITY_MODEL_ASSET_URI,),
+        ).fetchall()
+    assert extras and json.loads(extras[-1][0]) == {"as_of": END.isoformat()}

@@ -66,7 +66,8 @@ def hand_world():
 
 def test_score_is_the_weighted_sum_of_components_hand_computed():
     catalogue, users, model = hand_world()
-    (feed,) = score_batch(users, catalogue, cfg(n=3, k=3, purchase_scale="probability"), model)
+    full_views = DiversityConfig(view_weight=1.0)  # a recent view counts as much as a pick
+    (feed,) = score_batch(users, catalogue, cfg(n=3, k=3, purchase_scale="probability", diversity=full_views), model)
     # A: .5*.8 + .4*.1 + .1*(1-1) = .44   B: .5*.6 + .4*.5 + .1*1 = .60   C: .5*.2 + .4*.9 + .1*1 = .56
     assert feed.item_ids == ["B", "C", "A"]
     assert [it.score for it in feed.items] == pytest.approx([0.60, 0.56, 0.44])
@@ -78,7 +79,7 @@ def test_score_is_the_weighted_sum_of_components_hand_computed():
 
 def test_purchase_component_is_relative_to_the_users_most_likely_item_by_default():
     catalogue, users, model = hand_world()
-    (feed,) = score_batch(users, catalogue, cfg(n=3, k=3), model)
+    (feed,) = score_batch(users, catalogue, cfg(n=3, k=3, diversity=DiversityConfig(view_weight=1.0)), model)
     # P / 0.9 (C, the likeliest in-stock item; V's 0.3 is out of stock and does not count):
     # A: .5*.8 + .4*(.1/.9) + 0 = .4444   B: .5*.6 + .4*(.5/.9) + .1 = .6222   C: .5*.2 + .4*1 + .1 = .60
     assert feed.item_ids == ["B", "C", "A"]
@@ -181,9 +182,27 @@ def test_embedding_similarity_separates_items_of_one_category():
 def test_recently_viewed_items_lower_similar_candidates():
     catalogue = clones_world()
     users = UserBatch.from_lists(catalogue, ["viewer", "fresh"], recent_views=[["same0"], []])
-    viewer, fresh = score_batch(users, catalogue, cfg(n=1, k=8, weights=(0.5, 0.0, 0.1)))
+    viewer, fresh = score_batch(
+        users, catalogue, cfg(n=1, k=8, weights=(0.5, 0.0, 0.1), diversity=DiversityConfig(view_weight=1.0))
+    )
     assert fresh.item_ids == ["same0"]
     assert viewer.item_ids == ["other0"] and viewer.items[0].diversity == 1.0
+
+
+def test_view_weight_scales_only_the_similarity_to_recent_views():
+    catalogue = clones_world()  # a viewed clone is fully similar (1.0) to the view; the others not at all
+    users = UserBatch.from_lists(catalogue, ["viewer"], recent_views=[["same0"]])
+    picks = {}
+    for view_weight in (0.0, 0.25, 1.0):
+        config = cfg(n=1, k=8, weights=(0.5, 0.0, 0.1), diversity=DiversityConfig(view_weight=view_weight))
+        ((item,),) = [feed.items for feed in score_batch(users, catalogue, config)]
+        picks[view_weight] = (item.item_id, item.diversity, item.score)
+    # same*: .5 * 1 + .1 * (1 - w)   other*: .5 * .9 + .1 * 1 = .55
+    assert picks[0.0] == ("same0", 1.0, pytest.approx(0.6))
+    assert picks[0.25] == ("same0", 0.75, pytest.approx(0.575))
+    assert picks[1.0] == ("other0", 1.0, pytest.approx(0.55))
+    with pytest.raises(UserError, match="view_weight"):
+        DiversityConfig(view_weight=1.5)
 
 
 def test_wd_zero_is_a_pure_sort_by_score():

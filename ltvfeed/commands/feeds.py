@@ -40,6 +40,9 @@ def generate_cmd(
         "--propensity-source",
         help="registry: the purchase_propensity champion (required); category_affinity: cold start without one.",
     ),
+    view_weight: float = typer.Option(
+        0.5, "--view-weight", help="How much similarity to recently viewed items lowers a score (0..1; picks: 1)."
+    ),
     purchase_scale: str = typer.Option(
         "user_max",
         "--purchase-scale",
@@ -50,7 +53,7 @@ def generate_cmd(
     """Rank every user's feed for one cutoff and serve them as a new generation (atomic swap on commit)."""
     from ltvfeed.infra.stack import up
     from ltvfeed.orchestration.feed_tasks import run_generation
-    from ltvfeed.serving.generation import GenerationParams, weights_from_mapping
+    from ltvfeed.serving.generation import GenerationParams, diversity_from_mapping, weights_from_mapping
     from ltvfeed.serving.generation_inputs import latest_snapshot
 
     settings = get_settings()
@@ -64,6 +67,7 @@ def generate_cmd(
         chunk_users=chunk_users,
         propensity_source=propensity_source,
         purchase_scale=purchase_scale,
+        diversity=diversity_from_mapping({"view_weight": view_weight}),
     )
     result = run_generation(settings, params, progress=progress)
     seconds = sum(s["seconds"] for s in result["shards"])

@@ -57,5 +57,26 @@ def train_cmd(
     typer.echo(f"run {result.run_id}")
 
 
+@propensity_app.command("retrain")
+def retrain_cmd(
+    as_of: str = typer.Option(..., "--as-of", help="Cutoff D YYYY-MM-DD: train on D - 2H, evaluate on D - H."),
+    horizon_days: int = typer.Option(30, "--horizon-days", help="Purchase window H, in days."),
+    seed: int = typer.Option(0, "--seed", help="Seed of sampling, initialisation and shuffling."),
+    max_epochs: int = typer.Option(40, "--max-epochs", help="Upper bound; early stopping usually ends sooner."),
+) -> None:
+    """What one propensity_retrain DAG run does: build missing snapshots, train, register, promotion gate."""
+    from ltvfeed.orchestration.ltv_tasks import promotion_gate
+    from ltvfeed.orchestration.propensity_tasks import prepare_propensity_data, train_and_register
+    from ltvfeed.training.propensity.config import MODEL_NAME
+
+    settings = get_settings()
+    params = {"propensity_horizon_days": horizon_days, "seed": seed, "max_epochs": max_epochs}
+    prepared = prepare_propensity_data(settings, date_option(as_of, "--as-of"), params)
+    typer.echo(f"cutoffs: train {prepared['cutoff']}, evaluate {prepared['eval_cutoff']} (H = {horizon_days} d)")
+    trained = train_and_register(settings, prepared, params)
+    gate = promotion_gate(settings, trained, MODEL_NAME)
+    typer.echo(f"{MODEL_NAME} v{gate['version']} {gate['decision']}: {gate['reason']}; champion v{gate['champion']}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(propensity_app, name="propensity")

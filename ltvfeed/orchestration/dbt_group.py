@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from ltvfeed.dbt_runner import dbt_project_dir
+from ltvfeed.orchestration.assets import MARTS_ASSET_URI
 
-MARTS_ASSET_URI = "ltvfeed://warehouse/marts"
+__all__ = ["MARTS_ASSET_URI", "warehouse_task_group"]
 
 
 def warehouse_task_group(group_id: str, dbt_vars: dict[str, str]):

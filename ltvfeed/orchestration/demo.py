@@ -1,4 +1,9 @@
-"""The main job end to end on a demo shop: what ``ltvfeed demo`` does."""
+"""The main job end to end on a demo shop: what ``ltvfeed demo`` does.
+
+The four DAGs in the order their assets chain them (ltv_pipeline -> ltv_retrain -> propensity_retrain ->
+feed_generation), each as one ``airflow dags test`` run for the demo's cutoff. Horizons are short (30 days) so
+that a shop of a few months has complete labels for every training cutoff.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,9 @@ SUMMARY_TABLES = (
     "marts.item_performance",
     "marts.user_category_propensity",
     "marts.ltv_labels",
+    "marts.user_ltv_predictions",
 )
+DEMO_HORIZON_DAYS = 30
 
 
 def table_counts(dsn: str, tables: tuple[str, ...] = SUMMARY_TABLES) -> dict[str, int | None]:
@@ -49,17 +56,49 @@ def run_demo(settings: Settings, *, users: int, items: int, days: int, seed: int
     load_ground_truth(stack.warehouse_dsn, settings.landing_dir)
 
     dbt_parse(stack.env())  # manifest for Cosmos, so the DAG renders one task per model without `dbt ls`
-    typer.echo(f"running ltv_pipeline for as_of={end_date} (airflow dags test) ...")
-    test_dag(stack, "ltv_pipeline", end_date)
+    runs = (
+        ("ltv_pipeline", None),
+        ("ltv_retrain", {"horizon_days": DEMO_HORIZON_DAYS, "train_cutoffs": 2}),
+        ("propensity_retrain", {"propensity_horizon_days": DEMO_HORIZON_DAYS}),
+        ("feed_generation", {"shards": 2}),
+    )
+    for dag_id, conf in runs:
+        typer.echo(f"running {dag_id} for as_of={end_date} (airflow dags test) ...")
+        test_dag(stack, dag_id, end_date, conf=conf)
 
-    typer.echo("\nltv_pipeline succeeded. Rows:")
+    typer.echo("\nAll four DAGs succeeded. Rows:")
     for table, n in table_counts(stack.warehouse_dsn).items():
         typer.echo(f"  {table:34} {'-' if n is None else n}")
+    _show_feed(settings, stack)
     typer.echo(
         f"""
 Where to look:
   warehouse      psql "{stack.warehouse_dsn}"   (schemas raw, staging, intermediate, marts, ops)
   Data Docs      {settings.quality_dir / "data_docs" / "index.html"}
   Airflow UI     .venv/bin/ltvfeed airflow standalone   (then http://127.0.0.1:{settings.airflow_port})
+  MLflow UI      .venv/bin/ltvfeed mlflow ui   (models ltv and purchase_propensity, alias champion)
+  feed API       .venv/bin/ltvfeed serve   (then http://127.0.0.1:{settings.api_port}/docs)
   landing files  {settings.landing_dir}"""
     )
+
+
+def _show_feed(settings: Settings, stack) -> None:
+    """One personal feed as the API would serve it, read back from the committed generation in Redis."""
+    from ltvfeed.orchestration.feed_tasks import feed_store
+
+    store = feed_store(stack)
+    generation = store.current_generation()
+    with connect(stack.warehouse_dsn) as conn:
+        row = conn.execute(
+            "select user_id from marts.user_ltv_predictions order by expected_ltv desc, user_id limit 1"
+        ).fetchone()
+    feed = store.read_feed(row[0]) if row else None
+    if feed is None:
+        return
+    typer.echo(f"\nFeed of {row[0]} (the highest predicted LTV), generation {generation}:")
+    for item in feed.items[:5]:
+        purchase = "-" if item.purchase is None else f"{item.purchase:.3f}"
+        typer.echo(
+            f"  {item.item_id:12} score {item.score:.3f} = commercial {item.commercial:.3f}, "
+            f"purchase {purchase}, diversity {item.diversity:.3f}"
+        )

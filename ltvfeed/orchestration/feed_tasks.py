@@ -19,6 +19,7 @@ from ltvfeed.orchestration.as_of import resolve_as_of
 from ltvfeed.serving.feed_store import OPEN, FeedStore
 from ltvfeed.serving.generation import (
     GenerationParams,
+    diversity_from_mapping,
     generate_feeds,
     generation_classic_feed,
     single_threaded_math,
@@ -80,7 +81,7 @@ def resolve_generation_as_of(ctx: Mapping[str, Any]) -> date:
 
 def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationParams:
     """The DAG's params (``n``, ``weights``, ``shards``, ``K``, ``chunk_users``, ``propensity_source``,
-    ``purchase_scale``)."""
+    ``purchase_scale``, ``diversity``)."""
     as_of = as_of if isinstance(as_of, date) else date.fromisoformat(as_of)
     return GenerationParams(
         as_of=as_of,
@@ -91,6 +92,7 @@ def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationP
         chunk_users=params.get("chunk_users", 5000),
         propensity_source=params.get("propensity_source", "registry"),
         purchase_scale=params.get("purchase_scale", "user_max"),
+        diversity=diversity_from_mapping(params.get("diversity")),
     )
 
 

@@ -103,18 +103,19 @@ def train_and_register(settings: Settings, prepared: Mapping[str, Any]) -> dict[
     return result.summary()
 
 
-def promotion_gate(settings: Settings, trained: Mapping[str, Any]) -> dict[str, Any]:
-    """Report the decision and name the champion scoring will use: the new version if it was promoted, else the
-    current champion (possibly set by hand). Fails when there is no champion at all (nothing to score with)."""
+def promotion_gate(settings: Settings, trained: Mapping[str, Any], model_name: str = "ltv") -> dict[str, Any]:
+    """Report the decision and name the champion the next step will use: the new version if it was promoted,
+    else the current champion (possibly set by hand). Fails when ``model_name`` has no champion at all."""
     from ltvfeed.errors import UserError
-    from ltvfeed.training.ltv_run import MODEL_NAME
     from ltvfeed.training.registry import current_champion
 
-    champion = current_champion(up(settings), MODEL_NAME)
+    champion = current_champion(up(settings), model_name)
     decision = "promoted" if trained.get("promoted") else "refused"
-    log.info("ltv v%s %s: %s", trained.get("version"), decision, trained.get("reason"))
+    log.info("%s v%s %s: %s", model_name, trained.get("version"), decision, trained.get("reason"))
     if champion is None:
-        raise UserError(f"ltv has no champion after this run (v{trained.get('version')} {decision}): nothing to score")
+        raise UserError(
+            f"{model_name} has no champion after this run (v{trained.get('version')} {decision}): nothing to use"
+        )
     return {
         "version": trained.get("version"),
         "decision": decision,

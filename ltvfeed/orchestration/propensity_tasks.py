@@ -1,0 +1,114 @@
+"""What the ``propensity_retrain`` tasks do, as plain functions of Settings (CLI, tests and DAG call these).
+
+Cutoffs of a run on ``as_of`` D with purchase window H: evaluation cutoff D - H (the latest whose purchase
+window is complete on D), training cutoff D - 2H (its window ends where evaluation starts). Only data before D
+is read, so a backfilled run reproduces what a run on D did.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import date, timedelta
+from typing import Any
+
+from ltvfeed.errors import UserError
+from ltvfeed.infra.stack import Stack, up
+from ltvfeed.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MARTS_FOR_RANKING = ("marts.user_features", "marts.item_performance", "marts.user_category_propensity")
+DBT_SELECT = "+user_features +item_performance +user_category_propensity"
+DEFAULT_HORIZON_DAYS = 30
+
+
+def propensity_cutoffs(as_of: date, horizon_days: int) -> tuple[date, date]:
+    """(training cutoff, evaluation cutoff) for a run on ``as_of``."""
+    if isinstance(horizon_days, bool) or not isinstance(horizon_days, int) or horizon_days < 1:
+        raise UserError(f"propensity horizon_days must be a whole number of days >= 1, got {horizon_days!r}")
+    eval_cutoff = as_of - timedelta(days=horizon_days)
+    return eval_cutoff - timedelta(days=horizon_days), eval_cutoff
+
+
+def missing_snapshots(dsn: str, dates: list[date]) -> list[date]:
+    """Dates among ``dates`` lacking a snapshot in any of the marts the propensity model reads."""
+    from ltvfeed.db import connect
+
+    missing = set()
+    with connect(dsn) as conn:
+        for table in MARTS_FOR_RANKING:
+            if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
+                return sorted(set(dates))
+            query = f"select distinct as_of from {table} where as_of = any(%s)"
+            present = {r[0] for r in conn.execute(query, (dates,))}
+            missing |= set(dates) - present
+    return sorted(missing)
+
+
+def ensure_ranking_snapshots(
+    stack: Stack, dates: list[date], *, echo: Callable[[str], None] | None = None
+) -> list[date]:
+    """Build (dbt) the user, item and user x category snapshots missing for ``dates``; returns those built."""
+    from ltvfeed.dbt_runner import build
+    from ltvfeed.training.ltv_data import dbt_target_dir
+
+    missing = missing_snapshots(stack.warehouse_dsn, dates)
+    with dbt_target_dir(None) as target:
+        for as_of in missing:
+            log.info("building the ranking marts snapshot for as_of %s (dbt)", as_of)
+            build(stack, as_of, None, DBT_SELECT, target_path=target, echo=echo)
+    return missing
+
+
+def prepare_propensity_data(settings: Settings, as_of: date, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Pick the cutoffs, build their missing snapshots, register the Feast definitions (training reads user
+    features through Feast). Fails before any training when the data cannot cover the evaluation window."""
+    from ltvfeed.features import apply
+    from ltvfeed.training.propensity.data import data_end
+    from ltvfeed.training.propensity.train import check_dates
+
+    horizon = int(params.get("propensity_horizon_days") or DEFAULT_HORIZON_DAYS)
+    cutoff, eval_cutoff = propensity_cutoffs(as_of, horizon)
+    stack = up(settings)
+    end = data_end(stack.warehouse_dsn)
+    if not check_dates(cutoff, eval_cutoff, horizon, end):
+        raise UserError(
+            f"the evaluation window [{eval_cutoff}, {as_of}) is not complete: the data ends on {end}; "
+            "run for an earlier as_of"
+        )
+    built = ensure_ranking_snapshots(stack, [cutoff, eval_cutoff])
+    apply(stack)
+    return {
+        "as_of": as_of.isoformat(),
+        "cutoff": cutoff.isoformat(),
+        "eval_cutoff": eval_cutoff.isoformat(),
+        "horizon_days": horizon,
+        "snapshots_built": [d.isoformat() for d in built],
+    }
+
+
+def train_and_register(settings: Settings, prepared: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Train on the training cutoff, evaluate on the evaluation cutoff, register ``purchase_propensity`` and
+    apply the promotion rule (see :func:`ltvfeed.training.propensity.train.train_propensity`)."""
+    from ltvfeed.training.propensity.config import PropensityConfig
+    from ltvfeed.training.propensity.train import train_propensity
+
+    cfg = PropensityConfig(seed=int(params.get("seed") or 0), max_epochs=int(params.get("max_epochs") or 40))
+    result = train_propensity(
+        up(settings),
+        date.fromisoformat(prepared["cutoff"]),
+        date.fromisoformat(prepared["eval_cutoff"]),
+        int(prepared["horizon_days"]),
+        cfg,
+    )
+    model = result.metrics.loc["model"]
+    return {
+        "as_of": prepared["as_of"],
+        "run_id": result.run_id,
+        "version": result.version,
+        "promoted": result.promoted,
+        "reason": result.reason,
+        "holdout_id": result.holdout_id,
+        **{f"{name}": float(value) for name, value in model.items()},
+    }
