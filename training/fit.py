@@ -8,10 +8,8 @@ validation split drawn by *user*, so rows of one user never sit on both sides.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import pandas as pd
 
 from ltvfeed.errors import UserError
 from ltvfeed.training.calibration import MeanCalibration
+from ltvfeed.training.epochs import EpochRecord
 
 if TYPE_CHECKING:
     import torch
@@ -52,13 +51,6 @@ class TrainConfig:
     min_category_count: int = 5
     max_vocabulary: int = 1000
     calibration_bins: int = 20  # bins of validation users for the expected-LTV calibration; 0 = none
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    train_loss: float
-    val_loss: float | None
 
 
 @dataclass
@@ -245,8 +237,8 @@ def _train(
     cfg: TrainConfig,
 ) -> FitReport:
     import torch
-    from tqdm import tqdm
 
+    from ltvfeed.training.epochs import run_epochs
     from ltvfeed.training.ziln import ziln_loss
 
     optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -257,13 +249,8 @@ def _train(
     )
     shuffle = torch.Generator().manual_seed(cfg.seed)
     n = train[2].shape[0]
-    report = FitReport(best_epoch=0, n_train=n, n_validation=0 if val is None else val[2].shape[0])
-    best_loss = patience_reference = math.inf
-    best_state = copy.deepcopy(network.state_dict())
-    stale = 0
-    epochs = tqdm(range(1, cfg.max_epochs + 1), desc="LTV epochs", disable=None, leave=False)
-    for epoch in epochs:
-        network.train()
+
+    def train_epoch() -> float:
         total = 0.0
         for batch in torch.randperm(n, generator=shuffle).split(cfg.batch_size):
             optimizer.zero_grad(set_to_none=True)
@@ -271,38 +258,32 @@ def _train(
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * batch.numel()
-        train_loss = total / n
-        val_loss = _loss(network, val) if val is not None else None
-        report.history.append(EpochRecord(epoch, train_loss, val_loss))
-        epochs.set_postfix(train=f"{train_loss:.4f}", val="-" if val_loss is None else f"{val_loss:.4f}")
-        if val_loss is None:
-            continue
-        if not math.isfinite(val_loss):
-            log.warning("validation loss is not finite at epoch %d: stopping", epoch)
-            report.stopped_early = True
-            break
-        if scheduler is not None:
-            scheduler.step(val_loss)
-        # Keep the best weights seen; only improvements beyond min_delta reset the patience.
-        stale = 0 if val_loss < patience_reference - cfg.min_delta else stale + 1
-        patience_reference = patience_reference if stale else val_loss
-        if val_loss < best_loss:
-            best_loss, report.best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(network.state_dict())
-        if stale >= cfg.patience:
-            report.stopped_early = True
-            break
-    if val is None:
-        report.best_epoch = len(report.history)
-    else:
-        network.load_state_dict(best_state)
+        return total / n
+
+    run = run_epochs(
+        network,
+        train_epoch,
+        None if val is None else lambda: _loss(network, val),
+        max_epochs=cfg.max_epochs,
+        patience=cfg.patience,
+        min_delta=cfg.min_delta,
+        desc="LTV epochs",
+        after_validation=None if scheduler is None else scheduler.step,
+    )
+    report = FitReport(
+        best_epoch=run.best_epoch,
+        history=run.history,
+        n_train=n,
+        n_validation=0 if val is None else val[2].shape[0],
+        stopped_early=run.stopped_early,
+    )
     log.info(
         "LTV fit: %d train / %d validation rows, %d epochs, best epoch %d (val loss %s)",
         report.n_train,
         report.n_validation,
         len(report.history),
         report.best_epoch,
-        f"{best_loss:.4f}" if math.isfinite(best_loss) else "-",
+        "-" if run.best_val_loss is None else f"{run.best_val_loss:.4f}",
     )
     return report
 

@@ -9,25 +9,17 @@ out-of-vocabulary path cold users take at serving time is exercised every epoch.
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ltvfeed.errors import UserError
+from ltvfeed.training.epochs import EpochRecord
 from ltvfeed.training.propensity.config import PropensityConfig
 from ltvfeed.training.propensity.data import ITEM_KEY, USER_KEY, LabelledPairs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    train_loss: float
-    val_loss: float | None
 
 
 @dataclass
@@ -112,20 +104,15 @@ def _hide_ids(ids, rate: float, generator):
 def _train(network, users, items, train, val, cfg: PropensityConfig) -> FitReport:
     import torch
     from torch.nn.functional import binary_cross_entropy_with_logits as bce
-    from tqdm import tqdm
 
+    from ltvfeed.training.epochs import run_epochs
     from ltvfeed.training.propensity.model import EncodedItems, EncodedUsers
 
     optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     n = len(train[2])
-    report = FitReport(n_train=n, n_validation=0 if val is None else len(val[2]))
-    best_loss = patience_reference = math.inf
-    best_state = copy.deepcopy(network.state_dict())
-    stale = 0
-    epochs = tqdm(range(1, cfg.max_epochs + 1), desc="propensity epochs", disable=None, leave=False)
-    for epoch in epochs:
-        network.train()
+
+    def train_epoch() -> float:
         total = 0.0
         for batch in torch.randperm(n, generator=generator).split(cfg.batch_size):
             ub = users.take(train[0][batch])
@@ -137,36 +124,32 @@ def _train(network, users, items, train, val, cfg: PropensityConfig) -> FitRepor
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * batch.numel()
-        train_loss = total / n
-        val_loss = _loss(network, users, items, val) if val is not None else None
-        report.history.append(EpochRecord(epoch, train_loss, val_loss))
-        epochs.set_postfix(train=f"{train_loss:.4f}", val="-" if val_loss is None else f"{val_loss:.4f}")
-        if val_loss is None:
-            continue
-        if not math.isfinite(val_loss):
-            log.warning("validation loss is not finite at epoch %d: stopping", epoch)
-            report.stopped_early = True
-            break
-        stale = 0 if val_loss < patience_reference - cfg.min_delta else stale + 1
-        patience_reference = patience_reference if stale else val_loss
-        if val_loss < best_loss:
-            best_loss, report.best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(network.state_dict())
-        if stale >= cfg.patience:
-            report.stopped_early = True
-            break
-    if val is None:
-        report.best_epoch = len(report.history)
-    else:
-        network.load_state_dict(best_state)
-        report.best_val_loss = best_loss
+        return total / n
+
+    run = run_epochs(
+        network,
+        train_epoch,
+        None if val is None else lambda: _loss(network, users, items, val),
+        max_epochs=cfg.max_epochs,
+        patience=cfg.patience,
+        min_delta=cfg.min_delta,
+        desc="propensity epochs",
+    )
+    report = FitReport(
+        best_epoch=run.best_epoch,
+        best_val_loss=run.best_val_loss,
+        history=run.history,
+        n_train=n,
+        n_validation=0 if val is None else len(val[2]),
+        stopped_early=run.stopped_early,
+    )
     log.info(
         "propensity fit: %d train / %d validation pairs, %d epochs, best epoch %d (val loss %s)",
         report.n_train,
         report.n_validation,
         len(report.history),
         report.best_epoch,
-        f"{best_loss:.4f}" if math.isfinite(best_loss) else "-",
+        "-" if run.best_val_loss is None else f"{run.best_val_loss:.4f}",
     )
     return report
 
