@@ -10,15 +10,19 @@ entity row's timestamp, not older than the view's TTL) never reads the future.
 Feature names are the mart's column names. They are unique within each feature service, so training frames and
 online reads use plain names (no ``view__`` prefixes); serving's ``Catalogue.from_frame`` reads item columns
 by these names.
+
+One view is also written between snapshots: user_recent_purchases has a push source, and new orders are pushed
+online (ltvfeed.features.recent_purchases) so that the feed API's freshness filter (service ``freshness``,
+ltvfeed.serving.freshness) drops items bought since the served feed generation. It feeds no model.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, PushSource, ValueType
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
-from feast.types import Array, Bool, Float64, Int32, String
+from feast.types import Array, Bool, Float64, Int32, Int64, String
 
 # A snapshot is current until the next daily one; three days of TTL keep serving (and point-in-time joins)
 # working through two missed pipeline runs, after which features read as missing instead of silently stale.
@@ -100,6 +104,22 @@ item_performance_source = PostgreSQLSource(
     description="dbt mart marts.item_performance: one row per item and daily snapshot.",
 )
 
+# Snapshots from the mart; between them, new orders are pushed online (PushMode.ONLINE: the PostgreSQL offline
+# store takes no pushes, and the mart already holds the history). A push carries a user's whole recent list
+# stamped with the time it was computed, so it overrides that day's snapshot and the next snapshot overrides it.
+user_recent_purchases_source = PostgreSQLSource(
+    name="user_recent_purchases_source",
+    table="marts.user_recent_purchases",
+    timestamp_field="feature_timestamp",
+    description="dbt mart marts.user_recent_purchases: one row per customer and daily snapshot.",
+)
+
+user_recent_purchases_push = PushSource(
+    name="user_recent_purchases_push",
+    batch_source=user_recent_purchases_source,
+    description="Recent purchases recomputed from raw orders after new orders arrive "
+    "(ltvfeed.features.recent_purchases.push_recent_purchases).",
+)
 
 # Written by LTV batch scoring (not dbt; see ltvfeed/sql/warehouse.sql). feature_timestamp carries a revision
 # offset of microseconds so that re-scoring a snapshot with another model version is newer (see the table).
@@ -260,6 +280,23 @@ user_ltv = FeatureView(
     tags={"table": "marts.user_ltv_predictions", "group": "ltv"},
 )
 
+user_recent_purchases = FeatureView(
+    name="user_recent_purchases",
+    entities=[user],
+    ttl=SNAPSHOT_TTL,
+    schema=[
+        Field(name="recent_purchase_item_ids", dtype=Array(String)),
+        Field(name="recent_purchase_times", dtype=Array(Int64), description="Epoch seconds (floored), UTC."),
+        Field(name="recent_purchase_repeatable", dtype=Array(Bool)),
+    ],
+    source=user_recent_purchases_push,
+    online=True,
+    description="Items the customer bought in the last 30 days, newest first: recent_purchase_item_ids[i] was "
+    "last bought at recent_purchase_times[i] and is a repeat-purchase item if recent_purchase_repeatable[i]. "
+    "Read at request time by the feed API to drop items bought since the served feed was generated.",
+    tags={"mart": "user_recent_purchases", "group": "freshness"},
+)
+
 # ----------------------------------------------------------------------------------------- item feature views
 
 item_performance = FeatureView(
@@ -311,4 +348,12 @@ ltv_scores = FeatureService(
     description="The LTV model's outputs per customer, for apps (CRM, bidding) reading predictions online. Not "
     "an input of the LTV model itself (ltv_model): a model must not learn from its own predictions.",
     tags={"consumer": "apps reading LTV predictions"},
+)
+
+freshness = FeatureService(
+    name="freshness",
+    features=[user_recent_purchases],
+    description="What the feed API reads per request to drop items bought since the served feed generation. "
+    "Not a model input: kept apart from ltv_model and ranking so that training features do not change.",
+    tags={"consumer": "feed API freshness filter"},
 )

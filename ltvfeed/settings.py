@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     airflow_port: int = 8080
     mlflow_port: int = 5000
     api_port: int = 8000
+    api_freshness: bool = Field(
+        default=True,
+        description="Feed API: drop items the user bought since the served generation's cutoff (Feast service "
+        "'freshness', read per request). Without that service applied, feeds are served unfiltered either way.",
+    )
 
     @property
     def landing_dir(self) -> Path:

@@ -1,14 +1,16 @@
 """The feed API (FastAPI): personal feeds from the served generation in Redis, the classic feed for users
 without one, a degraded-but-valid answer from memory when Redis fails, health/readiness probes and Prometheus
-metrics. Build it with :func:`create_app`; ``ltvfeed serve`` runs it under uvicorn.
+metrics. Build it with :func:`create_app`, or with :func:`create_app_for_stack` to get the request-time freshness
+filter (:mod:`ltvfeed.serving.freshness`) set up from the stack; ``ltvfeed serve`` runs that under uvicorn.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import FastAPI, Path, Query
 from fastapi.responses import JSONResponse, Response
@@ -18,9 +20,14 @@ from ltvfeed.serving.api_models import ErrorResponse, FeedResponse, HealthRespon
 from ltvfeed.serving.config import MAX_FEED_LENGTH
 from ltvfeed.serving.feed_service import FeedService, FeedUnavailable, open_serving_store
 from ltvfeed.serving.feed_store import FeedStore
-from ltvfeed.serving.freshness import FreshnessFilter
+from ltvfeed.serving.freshness import FreshnessFilter, open_freshness
 from ltvfeed.serving.metrics import ApiMetrics, MetricsMiddleware
 from ltvfeed.settings import Settings
+
+if TYPE_CHECKING:
+    from ltvfeed.infra.stack import Stack
+
+log = logging.getLogger(__name__)
 
 DEFAULT_N = 10
 FEED_ROUTE = "/v1/users/{user_id}/feed"
@@ -167,7 +174,21 @@ def create_app(
     return app
 
 
+def create_app_for_stack(stack: Stack, options: ApiOptions | None = None) -> FastAPI:
+    """The feed API on a running stack, with the freshness filter unless the ``api_freshness`` setting turns it
+    off or the feature store cannot provide it (then feeds are served unfiltered, flagged ``"freshness": "off"``).
+    ``app.state.freshness_note`` says which, and why."""
+    freshness, note = open_freshness(stack, enabled=stack.settings.api_freshness)
+    log.info("%s", note)
+    settings = stack.settings.model_copy(update={"redis_url": stack.redis_url})
+    app = create_app(settings, freshness=freshness, options=options)
+    app.state.freshness_note = note
+    return app
+
+
 def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` worker processes: settings from LTVFEED_* variables (``ltvfeed serve``
-    sets LTVFEED_REDIS_URL to the stack's Redis before starting workers)."""
-    return create_app(Settings())
+    sets them to the stack's servers before starting workers)."""
+    from ltvfeed.infra.stack import up
+
+    return create_app_for_stack(up(Settings()))

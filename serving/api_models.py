@@ -95,8 +95,8 @@ class FeedResponse(BaseModel):
         description="True when Redis was unavailable and the last known classic feed held in memory was served."
     )
     freshness: Literal["off", "applied", "unavailable"] = Field(
-        description="Request-time freshness filter (drops items bought since the generation): 'off' when none is "
-        "configured, 'unavailable' when it failed and the feed is unfiltered."
+        description="Request-time freshness filter (drops items bought since the generation's data cutoff): "
+        "'off' when none is configured, 'unavailable' when it failed (or Redis is down) and the feed is unfiltered."
     )
     n: int = Field(description="Number of items returned (at most the n asked for).")
     items: list[FeedItemOut]

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio.to_thread
@@ -112,6 +112,18 @@ def _parse_time(text: str | None) -> datetime | None:
         return datetime.fromisoformat(text) if text else None
     except ValueError:
         return None
+
+
+def data_cutoff(meta: GenerationMeta | None) -> datetime | None:
+    """Where a generation's knowledge ends: its ``as_of`` 00:00 UTC (feed generation reads only data before it),
+    else when it was generated; None if neither is known. What the freshness filter gets as ``since``."""
+    if meta is None:
+        return None
+    try:
+        as_of = date.fromisoformat(str(meta.extra["as_of"]))
+        return datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
+    except (KeyError, ValueError):
+        return _parse_time(meta.generated_at)
 
 
 class FeedService:
@@ -248,7 +260,10 @@ class FeedService:
     async def _serve(self, user_id: str, feed: Feed, n: int, *, personalised: bool, degraded: bool) -> ServedFeed:
         meta = None if feed.generation is None else self._meta.get(feed.generation)
         generated_at = None if meta is None else meta.generated_at or None
-        items, freshness = await self._apply_freshness(user_id, feed.items, generated_at)
+        if degraded and self.freshness is not None:  # its online store is this Redis: do not wait on it too
+            items, freshness = feed.items, FRESHNESS_UNAVAILABLE
+        else:
+            items, freshness = await self._apply_freshness(user_id, feed.items, data_cutoff(meta))
         return ServedFeed(
             user_id=user_id,
             items=tuple(items[:n]),
@@ -260,13 +275,13 @@ class FeedService:
         )
 
     async def _apply_freshness(
-        self, user_id: str, items: tuple[FeedItem, ...], generated_at: str | None
+        self, user_id: str, items: tuple[FeedItem, ...], since: datetime | None
     ) -> tuple[tuple[FeedItem, ...], str]:
         if self.freshness is None:
             return items, FRESHNESS_OFF
         try:
             async with asyncio.timeout(self.freshness_timeout_s):
-                kept = await self.freshness(user_id, items, _parse_time(generated_at))
+                kept = await self.freshness(user_id, items, since)
             return tuple(kept), FRESHNESS_APPLIED
         except Exception as exc:  # any failure (or slowness) of the filter must not cost the user the feed
             log.warning("freshness filter failed for user %s (%r); serving the feed unfiltered", user_id, exc)

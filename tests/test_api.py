@@ -383,3 +383,17 @@ def test_freshness_filter_runs_before_truncation_and_its_failure_is_not_fatal(st
         body = client.get("/v1/users/u1/feed?n=3").json()
         assert time.perf_counter() - start < 1.0
     assert body["freshness"] == "unavailable" and item_ids(body) == ids[:3]
+
+
+@pytest.mark.integration
+def test_degraded_answers_skip_the_freshness_filter(stack, prefix, writer, gate):
+    """With Redis down the answer comes from memory at once: the filter (whose online store is that Redis) is
+    not waited on, and the response says the feed is unfiltered."""
+    publish(writer, "a")
+    fresh = DropItems({"a-classic-i0"})
+    with api(stack, prefix, gate.url, freshness=fresh) as client:
+        assert client.get("/v1/users/nobody/feed?n=2").json()["freshness"] == "applied"
+        gate.refuse()
+        body = client.get("/v1/users/nobody/feed?n=2").json()
+    assert (body["degraded"], body["freshness"]) == (True, "unavailable")
+    assert item_ids(body) == make_feed("any", "a-classic", classic=True).item_ids[:2] and len(fresh.calls) == 1

@@ -94,7 +94,7 @@ def test_parse_manifest(tmp_path: Path) -> None:
     for name, node in models.items():
         schema = next((s for p, s in expected_schema.items() if name.startswith(p)), "marts")
         assert node["schema"] == schema, name
-    for name in ("user_features", "user_category_propensity", "item_performance"):
+    for name in ("user_features", "user_category_propensity", "item_performance", "user_recent_purchases"):
         config = models[name]["config"]
         assert (config["materialized"], config["incremental_strategy"], config["unique_key"]) == (
             "incremental",
@@ -302,7 +302,7 @@ class Shop:
         self.timings[step] = round(time.perf_counter() - start, 1)
 
 
-SNAPSHOT_MARTS = ("user_features", "user_category_propensity", "item_performance")
+SNAPSHOT_MARTS = ("user_features", "user_category_propensity", "item_performance", "user_recent_purchases")
 
 
 @contextmanager
@@ -422,6 +422,33 @@ def test_item_performance_by_hand(shop: Shop) -> None:
     assert (tea["is_repeat_purchase"], shoe["category"], shoe["in_stock"]) == (True, "shoes", True)
 
 
+def _recent(shop: Shop, as_of: date) -> dict[str, tuple[list[str], list[datetime], list[bool]]]:
+    rows = fetch(shop.dsn, "select * from marts.user_recent_purchases where as_of = %s", as_of)
+    return {
+        r["user_id"]: (
+            r["recent_purchase_item_ids"],
+            [datetime.fromtimestamp(t, UTC) for t in r["recent_purchase_times"]],
+            r["recent_purchase_repeatable"],
+        )
+        for r in rows
+    }
+
+
+@pytest.mark.integration
+def test_recent_purchases_by_hand(shop: Shop) -> None:
+    t1 = _recent(shop, T1)  # window: the 30 days 2024-01-31 .. 02-29
+    assert set(t1) == {"u1", "u2", "g1"}  # every customer, with or without purchases
+    assert t1["u1"] == (
+        ["i_tea", "i_book", "i_shoe"],  # newest first
+        [ts("2024-02-29 23:59:59"), ts("2024-02-20 12:00:00"), ts("2024-02-01 10:00:00")],
+        [True, False, False],  # i_tea is a repeat-purchase item
+    )
+    assert t1["g1"][0] == ["i_book"] and t1["u2"] == ([], [], [])  # u2's first order is at T1: not yet
+    t2 = _recent(shop, T2)  # window 2024-02-04 .. 03-04: o1 (02-01) has aged out
+    assert t2["u1"][0] == ["i_new", "i_tea", "i_book"] and t2["u1"][1][0] == ts("2024-03-03 10:00:00")
+    assert (t2["u2"][0], t2["g2"][0], t2["u3"]) == (["i_tea"], ["i_tea"], ([], [], []))
+
+
 @pytest.mark.integration
 def test_ltv_labels(shop: Shop) -> None:
     h1 = {r["user_id"]: r for r in shop.labels_h1}
@@ -472,14 +499,20 @@ def test_planted_violations_fail_the_dbt_tests(shop: Shop) -> None:
             (T1,),
         )
         conn.execute("update marts.item_performance set views_30d = views_30d + 1 where as_of = %s", (T2,))
+        conn.execute(  # an order of u1's on T2 itself: after the cutoff
+            "update marts.user_recent_purchases set recent_purchase_times[1] = %s where as_of = %s and user_id = 'u1'",
+            (int(ts("2024-03-05 08:00:00").timestamp()), T2),
+        )
     with pytest.raises(UserError) as failure:
         shop.dbt(
             "test after planting violations",
-            ["test", "--select", "user_features", "item_performance", "--vars", f'{{"as_of": "{T2}"}}'],
-        )
+            ["test", "--select", "user_features", "item_performance", "user_recent_purchases",
+             "--vars", f'{{"as_of": "{T2}"}}'],
+        )  # fmt: skip
     message = str(failure.value)
     assert "before_as_of_user_features_last_order_at" in message
     assert "assert_item_performance_match_raw" in message
+    assert "assert_user_recent_purchases_match_raw" in message
     assert "Got 1 result" in message
 
 

@@ -51,7 +51,9 @@ def materialize_cmd(
 @features_app.command("get")
 def get_cmd(
     user_ids: list[str] = typer.Argument(..., help="One or more user ids."),
-    service: str = typer.Option("ranking", "--service", "-s", help="Feature service: ranking or ltv_model."),
+    service: str = typer.Option(
+        "ranking", "--service", "-s", help="Feature service: ranking, ltv_model, ltv_scores or freshness."
+    ),
 ) -> None:
     """Print the users' online features (one JSON object per user; null = not in the online store)."""
     from ltvfeed.features import OnlineFeatures, feature_store

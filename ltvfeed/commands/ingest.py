@@ -3,11 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ltvfeed.settings import get_settings
 from ltvfeed.warehouse import RAW_ENTITIES
+
+if TYPE_CHECKING:
+    from ltvfeed.infra.stack import Stack
+    from ltvfeed.ingest import ImportReport
+
+_PUSH_HELP = (
+    "After importing orders or order lines, push the recent purchases of their users to the online feature "
+    "store, so the feed API stops showing items bought since the last feed generation."
+)
+
+
+def push_purchases_online(stack: Stack, reports: list[ImportReport]) -> None:
+    """Best effort, after the import is committed: a failed push loses nothing (the next materialisation loads
+    the orders from the marts, and re-running the import pushes again), so it warns instead of failing."""
+    from ltvfeed.features.recent_purchases import PURCHASE_KINDS, FeatureStoreNotApplied, push_imported_purchases
+
+    if not any(r.kind in PURCHASE_KINDS for r in reports):
+        return
+    try:
+        users = push_imported_purchases(stack, reports)
+    except FeatureStoreNotApplied as exc:
+        typer.echo(f"recent purchases not pushed online: {exc}; the import itself is complete", err=True)
+        return
+    except Exception as exc:  # Redis or registry trouble must not turn a committed import into a failure
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(
+            f"warning: recent purchases not pushed online ({first}); the import itself is complete, "
+            "re-run it to push again",
+            err=True,
+        )
+        return
+    if users:
+        typer.echo(f"recent purchases pushed online for {users:,} user(s)")
 
 
 def import_cmd(
@@ -22,6 +56,7 @@ def import_cmd(
         help="orders only: a plain log of customer_id, order_date, amount[, quantity]; order ids are derived "
         "(same purchase, same id in overlapping exports) and quantity is ignored.",
     ),
+    push: bool = typer.Option(True, "--push-online/--no-push-online", help=_PUSH_HELP),
 ) -> None:
     """Import one file into raw.KIND: bad rows are quarantined, known rows skipped, a re-run changes nothing."""
     from ltvfeed.infra.stack import up
@@ -33,10 +68,13 @@ def import_cmd(
     stack = up(get_settings())
     report = import_file(stack.warehouse_dsn, kind, file, column_map=mapping, transaction_log=transaction_log)
     typer.echo("\n".join(summary_lines(report)))
+    if push:
+        push_purchases_online(stack, [report])
 
 
 def import_dir_cmd(
     root: Path = typer.Argument(..., help=f"Folder with one sub-folder per kind ({', '.join(RAW_ENTITIES)})."),
+    push: bool = typer.Option(True, "--push-online/--no-push-online", help=_PUSH_HELP),
 ) -> None:
     """Import every ROOT/<kind>/*.csv|*.parquet in dependency order; files imported before are skipped."""
     from ltvfeed.infra.stack import up
@@ -55,6 +93,8 @@ def import_dir_cmd(
     typer.echo(
         f"{len(reports)} file(s): {loaded:,} rows loaded, {quarantined:,} quarantined, {skipped} already imported"
     )
+    if push:
+        push_purchases_online(stack, reports)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,10 @@ def serve_cmd(
     ),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
 ) -> None:
-    """Serve GET /v1/users/{user_id}/feed, /healthz, /readyz, /metrics and the OpenAPI docs at /docs."""
+    """Serve GET /v1/users/{user_id}/feed, /healthz, /readyz, /metrics and the OpenAPI docs at /docs.
+
+    Feeds are filtered at request time for items bought since their generation when the feature store has the
+    'freshness' service (set LTVFEED_API_FRESHNESS=false to turn it off); each worker logs whether it is on."""
     import uvicorn
 
     from ltvfeed.infra.stack import up
@@ -31,9 +34,10 @@ def serve_cmd(
         f"feed API on http://{host}:{port} (docs /docs), Redis {stack.redis_url}, prefix {settings.redis_prefix}"
     )
     if workers == 1:
-        from ltvfeed.serving.api import create_app
+        from ltvfeed.serving.api import create_app_for_stack
 
-        app = create_app(settings.model_copy(update={"redis_url": stack.redis_url}))
+        app = create_app_for_stack(stack)
+        typer.echo(app.state.freshness_note)
         uvicorn.run(app, host=host, port=port, access_log=access_log)
         return
     # Worker processes build their own app from the environment: point them at the Redis found here.

@@ -18,8 +18,14 @@ from ltvfeed.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MARTS_FOR_RANKING = ("marts.user_features", "marts.item_performance", "marts.user_category_propensity")
-DBT_SELECT = "+user_features +item_performance +user_category_propensity"
+# What the model reads, plus user_recent_purchases: `feast apply` checks every view's source table exists.
+MARTS_FOR_RANKING = (
+    "marts.user_features",
+    "marts.item_performance",
+    "marts.user_category_propensity",
+    "marts.user_recent_purchases",
+)
+DBT_SELECT = " ".join(f"+{table.split('.')[1]}" for table in MARTS_FOR_RANKING)
 DEFAULT_HORIZON_DAYS = 30
 
 

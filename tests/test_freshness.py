@@ -1,0 +1,356 @@
+"""Request-time freshness: the feed API drops items bought since the served generation's cutoff.
+
+Without a database: the rule (one-off items bought at or after ``since``; repeat-purchase items stay), how the
+online row is read, which cutoff the API passes, and that definitions, constants and the dbt var agree.
+
+Against real PostgreSQL and Redis: a small shop goes through dbt (marts.user_recent_purchases for cutoff T =
+today), ``feast apply`` and materialisation; feed generations are published to Redis; then
+
+- the materialised snapshot drops an item bought after an older generation's cutoff, not one bought before;
+- the push computed from raw agrees with the mart;
+- a new order imported with ``ltvfeed import-dir`` is pushed through the real Feast store, and the API (built
+  as ``ltvfeed serve`` builds it) stops serving that item at once: the next item moves up;
+- without the Feast service applied, the API starts and says ``"freshness": "off"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from ltvfeed.errors import UserError
+from ltvfeed.features.recent_purchases import (
+    FEATURES,
+    ITEM_IDS,
+    PUSH_SOURCE,
+    RECENT_PURCHASE_DAYS,
+    REPEATABLE,
+    SERVICE,
+    TIMES,
+    VIEW,
+    FeatureStoreNotApplied,
+    push_recent_purchases,
+    recent_purchase_frame,
+)
+from ltvfeed.serving.api import ApiOptions, create_app, create_app_for_stack
+from ltvfeed.serving.config import FeedConfig
+from ltvfeed.serving.feed import Feed, FeedItem
+from ltvfeed.serving.feed_service import data_cutoff
+from ltvfeed.serving.feed_store import GenerationMeta
+from ltvfeed.serving.freshness import (
+    FeastFreshnessFilter,
+    FreshnessFilter,
+    RecentPurchases,
+    drop_bought,
+    open_freshness,
+)
+
+T = datetime.now(UTC).date()  # the snapshot's cutoff: pushes are stamped with the wall clock, so "today"
+OPTIONS = ApiOptions(freshness_timeout_s=2.0)  # generous: the shared test machine is slow, the rule is tested here
+
+
+def at(day: date, hours: float = 0.0) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(hours=hours)
+
+
+def epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def feed_items(ids: list[str]) -> tuple[FeedItem, ...]:
+    return tuple(FeedItem(i, score=1 - k / 100, commercial=0.5, purchase=0.1, diversity=1.0) for k, i in enumerate(ids))
+
+
+# ---------------------------------------------------------------------------------------------- no database
+
+
+def test_rule_drops_one_off_items_bought_since_the_cutoff() -> None:
+    since = at(date(2024, 3, 5))
+    bought = RecentPurchases(
+        item_ids=["new", "tea", "edge", "before", "old"],
+        times=[epoch(since) + 3600, epoch(since) + 60, epoch(since), epoch(since) - 1, epoch(since) - 86_400],
+        repeatable=[False, True, False, False, False],
+    )
+    assert bought.bought_since(since) == {"new", "edge"}  # at the cutoff counts as after it; tea is repeatable
+    assert bought.bought_since(since.replace(tzinfo=None)) == {"new", "edge"}  # naive = UTC
+    assert bought.bought_since(None) == {"new", "edge", "before", "old"}  # unknown cutoff: every recent purchase
+    # a purchase within the second before the cutoff is stored floored, so it stays "before"
+    assert RecentPurchases(["x"], [epoch(since) - 1], [False]).bought_since(since - timedelta(seconds=0.5)) == set()
+
+    items = feed_items(["a", "new", "b", "tea", "edge", "before"])
+    kept = drop_bought(items, bought.bought_since(since))
+    assert [it.item_id for it in kept] == ["a", "b", "tea", "before"]  # order kept, nothing re-ranked
+    assert drop_bought(items, frozenset()) is items
+
+
+def test_online_row_is_read_and_checked() -> None:
+    nobody = RecentPurchases.from_online({ITEM_IDS: [None], TIMES: [None], REPEATABLE: [None]})
+    assert nobody.bought_since(None) == set()
+    row = RecentPurchases.from_online({ITEM_IDS: [["i1"]], TIMES: [[5]], REPEATABLE: [[False]], "user_id": ["u"]})
+    assert row.bought_since(None) == {"i1"}
+    with pytest.raises(ValueError, match="not aligned"):
+        RecentPurchases(["i1", "i2"], [5], [False, False])
+
+
+def test_since_is_the_generations_cutoff() -> None:
+    def meta(**extra: Any) -> GenerationMeta:
+        return GenerationMeta("g", "committed", "2024-03-05T02:10:00+00:00", {}, None, None, extra, {}, True)
+
+    assert data_cutoff(meta(as_of="2024-03-05")) == at(date(2024, 3, 5))  # the generator reads data before it
+    assert data_cutoff(meta()) == datetime(2024, 3, 5, 2, 10, tzinfo=UTC)  # else: when it was generated
+    assert data_cutoff(meta(as_of="not a date")) == datetime(2024, 3, 5, 2, 10, tzinfo=UTC)
+    assert data_cutoff(None) is None
+
+
+def test_definitions_constants_and_dbt_window_agree() -> None:
+    from ltvfeed.dbt_runner import dbt_project_dir
+    from ltvfeed.features import load_definitions
+
+    project = yaml.safe_load((dbt_project_dir() / "dbt_project.yml").read_text())
+    assert project["vars"]["recent_purchase_days"] == RECENT_PURCHASE_DAYS
+    repo = load_definitions()
+    view = next(v for v in repo.feature_views if v.name == VIEW)
+    assert [f.name for f in view.features] == list(FEATURES)
+    assert (
+        view.stream_source.name == PUSH_SOURCE
+        and view.batch_source.get_table_query_string() == "marts.user_recent_purchases"
+    )
+    services = {s.name: {p.name for p in s.feature_view_projections} for s in repo.feature_services}
+    assert services[SERVICE] == {VIEW}
+    assert all(VIEW not in views for name, views in services.items() if name != SERVICE)  # training unchanged
+
+
+def test_filter_checks_its_references_and_can_be_turned_off() -> None:
+    with pytest.raises(UserError, match="recent_purchase_repeatable"):
+        FeastFreshnessFilter(None, [f"{VIEW}:{ITEM_IDS}", f"{VIEW}:{TIMES}"])
+    assert isinstance(FeastFreshnessFilter(None, [f"{VIEW}:{f}" for f in FEATURES]), FreshnessFilter)
+    freshness, note = open_freshness(None, enabled=False)
+    assert freshness is None and "off" in note
+    with pytest.raises(UserError, match="list of user ids"):
+        recent_purchase_frame(None, "u1", now=datetime.now(UTC))
+    with pytest.raises(UserError, match="timezone"):
+        recent_purchase_frame(None, ["u1"], now=datetime.now())
+
+
+# --------------------------------------------------------------------------------------------- the warehouse
+
+ITEMS = [f"i{k:02d}" for k in range(12)] + ["i_tea"]
+
+
+def _insert(conn: psycopg.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        cols = ", ".join(row)
+        conn.execute(f"insert into raw.{table} ({cols}) values ({', '.join(f'%({c})s' for c in row)})", row)
+
+
+def load_shop(conn: psycopg.Connection) -> None:
+    """u1 bought i01 two days before T, i02 the day before, i03 40 days before (outside the window); u2 nothing."""
+    _insert(conn, "users", [{"user_id": u, "signup_at": at(T - timedelta(days=100))} for u in ("u1", "u2")])
+    _insert(
+        conn,
+        "items",
+        [{"item_id": i, "category": "misc", "price": "10.00", "is_repeat_purchase": i == "i_tea"} for i in ITEMS],
+    )
+    orders = [("o1", "i01", at(T - timedelta(days=2), 9)), ("o2", "i02", at(T - timedelta(days=1), 10))]
+    orders.append(("o3", "i03", at(T - timedelta(days=40), 12)))
+    _insert(
+        conn, "orders", [{"order_id": o, "user_id": "u1", "ordered_at": t, "amount": "10.00"} for o, _, t in orders]
+    )
+    _insert(
+        conn,
+        "order_items",
+        [{"order_id": o, "item_id": i, "quantity": 1, "unit_price": "10.00"} for o, i, _ in orders],
+    )
+
+
+@pytest.fixture(scope="module")
+def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """This module's stack: its own warehouse (dbt snapshot T, Feast applied and materialised) and Redis prefix
+    (feed generations and the Feast project)."""
+    from ltvfeed.db import drop_database
+    from ltvfeed.dbt_runner import run_dbt
+    from ltvfeed.features import apply, clear_online, cutoff, materialize_incremental
+    from ltvfeed.serving.feed_store import FeedStore
+    from ltvfeed.warehouse import ensure_warehouse
+
+    suffix = uuid.uuid4().hex[:6]
+    name = f"ltvfeed_test_{run_id}_fresh_{suffix}"
+    dsn = ensure_warehouse(stack.pg_dsn, name)
+    settings = stack.settings.model_copy(
+        update={"warehouse_db": name, "redis_prefix": f"{stack.settings.redis_prefix}fresh_{suffix}:"}
+    )
+    s = dataclasses.replace(stack, settings=settings)
+    try:
+        with psycopg.connect(dsn) as conn:
+            load_shop(conn)
+        marts = ["+user_features", "+item_performance", "+user_category_propensity", "+user_recent_purchases"]
+        run_dbt(s.env(), ["run", "--select", *marts, "--vars", json.dumps({"as_of": T.isoformat()})],
+                target_path=tmp_path_factory.mktemp("dbt_target"))  # fmt: skip
+        apply(s)
+        materialize_incremental(s, cutoff(T), views=[VIEW])
+        yield s
+    finally:
+        try:
+            clear_online(s)
+            feeds = FeedStore(s.redis_url, settings.redis_prefix)
+            keys = list(feeds.client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
+            if keys:
+                feeds.client.delete(*keys)
+        finally:
+            drop_database(stack.pg_dsn, name)
+
+
+def publish(stack: Any, as_of: date, feeds: dict[str, list[str]]) -> str:
+    """A committed generation for cutoff ``as_of`` with these feeds (and a classic feed of every item)."""
+    from ltvfeed.serving.feed_store import FeedStore
+
+    store = FeedStore(stack.redis_url, stack.settings.redis_prefix)
+    gen = store.begin_generation(model_versions={"ltv": "test"}, config=FeedConfig(), extra={"as_of": as_of})
+    store.write_shard(gen, 0, [Feed(user, feed_items(ids)) for user, ids in feeds.items()])
+    store.write_classic(gen, Feed("any", feed_items(ITEMS)))
+    store.commit_generation(gen, expected_shards=1)
+    store.client.close()
+    return gen
+
+
+def get_feed(client: TestClient, user: str, n: int) -> tuple[list[str], str]:
+    response = client.get(f"/v1/users/{user}/feed", params={"n": n})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return [it["item_id"] for it in body["items"]], body["freshness"]
+
+
+def online_row(stack: Any, user: str) -> dict[str, Any]:
+    from ltvfeed.features import feature_store
+
+    values = feature_store(stack).get_online_features([f"{VIEW}:{f}" for f in FEATURES], [{"user_id": user}])
+    return {k: v[0] for k, v in values.to_dict().items()}
+
+
+@pytest.mark.integration
+def test_snapshot_drops_items_bought_after_an_older_generation(shop) -> None:
+    """Yesterday's generation (cutoff T-1 00:00) could not know i02, bought on T-1 10:00; i01 (T-2) it knew."""
+    publish(shop, T - timedelta(days=1), {"u1": ["i01", "i02", "i04", "i05", "i06"], "u2": ["i02", "i04"]})
+    with TestClient(create_app(shop.settings, freshness=FeastFreshnessFilter.open(shop), options=OPTIONS)) as client:
+        assert get_feed(client, "u1", 3) == (["i01", "i04", "i05"], "applied")
+        assert get_feed(client, "u2", 2) == (["i02", "i04"], "applied")  # u2 bought nothing
+        assert get_feed(client, "nobody", 2) == (["i00", "i01"], "applied")  # classic feed, no online row
+
+
+@pytest.mark.integration
+def test_push_lists_agree_with_the_mart(shop) -> None:
+    from ltvfeed.features import cutoff
+
+    with psycopg.connect(shop.warehouse_dsn) as conn:
+        mart = conn.execute(
+            "select user_id, recent_purchase_item_ids, recent_purchase_times, recent_purchase_repeatable "
+            "from marts.user_recent_purchases where as_of = %s order by user_id",
+            (T,),
+        ).fetchall()
+        pushed = recent_purchase_frame(conn, ["u1", "u2"], now=cutoff(T))  # the push anchored at the cutoff
+    assert [tuple(r) for r in pushed[["user_id", *FEATURES]].itertuples(index=False)] == mart
+    assert mart[0][1] == ["i02", "i01"]  # newest first; i03 (40 days old) is outside the window
+
+
+def write_csv(path: Path, header: str, rows: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *rows]) + "\n")
+
+
+@pytest.mark.integration
+def test_imported_order_is_pushed_and_dropped_at_request_time(shop, tmp_path: Path, monkeypatch) -> None:
+    """Today's generation (cutoff T 00:00) serves i02 (bought before the cutoff: kept). A new order of i05 and of
+    the repeat-purchase i_tea is imported through the CLI, which pushes u1's whole recent list to Redis; the API
+    built like ``ltvfeed serve`` builds it then drops i05 and moves the next item up, keeping i_tea."""
+    from typer.testing import CliRunner
+
+    from ltvfeed.cli import app
+    from ltvfeed.settings import get_settings
+
+    publish(shop, T, {"u1": ["i02", "i05", "i06", "i_tea", "i07", "i08"]})
+    api = create_app_for_stack(shop, options=OPTIONS)
+    assert "freshness filter on" in api.state.freshness_note
+    with TestClient(api) as client:
+        assert get_feed(client, "u1", 3) == (["i02", "i05", "i06"], "applied")
+
+        now = datetime.now(UTC)
+        write_csv(tmp_path / "orders" / "o.csv", "order_id,user_id,ordered_at,amount", [f"o10,u1,{now},15.00"])
+        write_csv(
+            tmp_path / "order_items" / "l.csv",
+            "order_id,item_id,quantity,unit_price",
+            ["o10,i05,1,10.00", "o10,i_tea,1,5.00"],
+        )
+        for key, value in shop.env().items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        try:
+            run = CliRunner().invoke(app, ["import-dir", str(tmp_path)])
+        finally:
+            get_settings.cache_clear()
+        assert run.exit_code == 0, run.output
+        assert "recent purchases pushed online for 1 user(s)" in run.output
+
+        assert get_feed(client, "u1", 3) == (["i02", "i06", "i_tea"], "applied")  # i05 gone, i_tea kept
+        assert get_feed(client, "u1", 10)[0] == ["i02", "i06", "i_tea", "i07", "i08"]
+
+    row = online_row(shop, "u1")  # the push carried the whole list, not only the new order
+    assert row[ITEM_IDS] == ["i05", "i_tea", "i02", "i01"] and row[REPEATABLE] == [False, True, False, False]
+    assert row[TIMES][0] == int(now.timestamp())
+
+
+@pytest.mark.integration
+def test_without_feast_applied_the_api_serves_unfiltered(
+    stack, warehouse_dsn: str, tmp_path: Path, monkeypatch
+) -> None:
+    """A warehouse where `ltvfeed features apply` never ran: the API starts, says why, and flags "off"; a push
+    fails clearly; an import of recent orders still loads its rows and succeeds, saying what was not pushed."""
+    from typer.testing import CliRunner
+
+    from ltvfeed.cli import app
+    from ltvfeed.db import dsn_parts
+    from ltvfeed.settings import get_settings
+
+    name = dsn_parts(warehouse_dsn)["dbname"]
+    prefix = f"{stack.settings.redis_prefix}nofeast_{uuid.uuid4().hex[:6]}:"
+    settings = stack.settings.model_copy(update={"warehouse_db": name, "redis_prefix": prefix})
+    s = dataclasses.replace(stack, settings=settings)
+    publish(s, T, {"u1": ["i01", "i02"]})
+    try:
+        api = create_app_for_stack(s)
+        assert "not registered" in api.state.freshness_note and "ltvfeed features apply" in api.state.freshness_note
+        with TestClient(api) as client:
+            assert get_feed(client, "u1", 2) == (["i01", "i02"], "off")
+        off = dataclasses.replace(s, settings=settings.model_copy(update={"api_freshness": False}))
+        assert "api_freshness" in create_app_for_stack(off).state.freshness_note
+
+        write_csv(tmp_path / "o.csv", "order_id,user_id,ordered_at,amount", [f"o1,u1,{datetime.now(UTC)},1.00"])
+        for key, value in s.env().items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        try:
+            run = CliRunner().invoke(app, ["import", "orders", str(tmp_path / "o.csv")])
+        finally:
+            get_settings.cache_clear()
+        assert run.exit_code == 0, run.output
+        assert "loaded 1" in run.output and "not pushed online" in run.output and "features apply" in run.output
+        with psycopg.connect(warehouse_dsn) as conn:
+            assert conn.execute("select user_id from raw.orders").fetchall() == [("u1",)]
+        with pytest.raises(FeatureStoreNotApplied, match="features apply"):
+            push_recent_purchases(s, ["u1"])
+    finally:
+        from ltvfeed.serving.feed_store import FeedStore
+
+        feeds = FeedStore(stack.redis_url, prefix)
+        keys = list(feeds.client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            feeds.client.delete(*keys)
