@@ -77,13 +77,14 @@ def test_definitions_and_services() -> None:
         "user_category_affinity",
         "item_performance",
         "user_ltv",  # LTV predictions (marts.user_ltv_predictions, written by batch scoring)
+        "user_recent_purchases",  # the feed API's freshness filter (snapshots + pushes)
     }
     assert all(v.batch_source.timestamp_field == "feature_timestamp" for v in views.values())
     assert all(v.ttl == TTL for name, v in views.items() if name != "user_ltv")  # snapshots of the marts
     assert views["user_ltv"].ttl == timedelta(days=10)  # refreshed weekly by ltv_retrain
     assert views["user_category_propensity"].entities == ["user", "category"]
     services = {s.name: s for s in repo.feature_services}
-    assert set(services) == {"ltv_model", "ranking", "ltv_scores"}
+    assert set(services) == {"ltv_model", "ranking", "ltv_scores", "freshness"}
     for service in services.values():  # plain feature names must not clash inside a service
         names = [f.name for p in service.feature_view_projections for f in p.features]
         assert len(names) == len(set(names)), service.name
@@ -203,15 +204,15 @@ def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         target = tmp_path_factory.mktemp("dbt_target")
         for as_of in (T1, T2):
             start = time.perf_counter()
-            run_dbt(env, ["run", "--select", "+user_features", "+item_performance", "--vars", json.dumps(
-                {"as_of": as_of.isoformat()})], target_path=target)  # fmt: skip
+            run_dbt(env, ["run", "--select", "+user_features", "+item_performance", "+user_recent_purchases",
+                "--vars", json.dumps({"as_of": as_of.isoformat()})], target_path=target)  # fmt: skip
             s.timings[f"dbt {as_of}"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
         # exactly what the DAG runs: the tasks take Settings and bring the stack up themselves
         applied = apply_features(settings)
         assert applied["project"] == feast_project(settings.redis_prefix) and not applied["deleted"]
         loaded = materialize_features(settings, T2)
-        assert not loaded["skipped"] and len(loaded["materialized"]) == 9
+        assert not loaded["skipped"] and len(loaded["materialized"]) == 10
         s.timings["apply + materialize"] = round(time.perf_counter() - start, 1)
         yield s
     finally:
@@ -382,6 +383,39 @@ def test_training_frame_is_point_in_time_correct(shop: Shop) -> None:
         training_frame(shop.stack, entity_df, service="ranking")
     with pytest.raises(UserError, match="unknown feature service"):
         training_frame(shop.stack, entity_df, service="nope")
+
+
+@pytest.mark.integration
+def test_training_frame_many_rows_on_analysed_marts(shop: Shop) -> None:
+    """Marts with statistics (what autovacuum leaves after a dbt build) are where Feast's own plan turned
+    quadratic. Repeated (user, time) rows each get their row, the caller's columns keep their types, and the
+    uploaded entity rows are dropped afterwards (the speed itself is bench/bench_retrieval.py's job)."""
+    with psycopg.connect(shop.dsn, autocommit=True) as conn:
+        conn.execute("analyze marts.user_features")
+    t1, t2 = cutoff(T1), cutoff(T2)
+    probes = [("u1", t1, T1), ("u2", t1 + timedelta(hours=36), T1), ("u3", t2, T2), ("nobody", t2, None)]
+    n = 2000
+    picks = [probes[i % len(probes)] for i in range(n)]
+    entity_df = pd.DataFrame(
+        {
+            "user_id": [p[0] for p in picks],
+            "event_timestamp": [p[1] for p in picks],
+            "label": [float(n - i) for i in range(n)],
+            "day": pd.Series([p[1].date() for p in picks], dtype=object),
+        }
+    )
+    frame = training_frame(shop.stack, entity_df)
+    assert len(frame) == n and list(frame["label"]) == list(entity_df["label"])
+    assert list(frame["day"]) == list(entity_df["day"]) and frame["label"].dtype == "float64"
+    marts = {T1: shop.mart("user_features", T1, "user_id"), T2: shop.mart("user_features", T2, "user_id")}
+    for i in (0, 1, 2, 3, n - 1):
+        user, _, snapshot = picks[i]
+        expected = None if snapshot is None else marts[snapshot][user]
+        _assert_matches(frame.iloc[i].to_dict(), expected, ["frequency", "country", "recency_days"], f"row {i}")
+    by_probe = frame.groupby("user_id")["frequency"].nunique(dropna=False)
+    assert (by_probe == 1).all()  # every repeat of a probe got the same snapshot
+    uploads = "select tablename from pg_tables where schemaname = 'feast' and tablename ~ '^(ltvfeed|feast)_entit'"
+    assert fetch(shop.dsn, uploads) == []
 
 
 @pytest.mark.integration

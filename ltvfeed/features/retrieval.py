@@ -16,6 +16,7 @@ import pandas as pd
 
 from ltvfeed.errors import UserError
 from ltvfeed.features.config import feature_store
+from ltvfeed.features.point_in_time import historical_features
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -87,11 +88,10 @@ def training_frame(
         raise UserError(f"entity_df.{EVENT_TIMESTAMP} must hold timestamps or dates: {exc}") from exc
     if rows[EVENT_TIMESTAMP].isna().any():
         raise UserError(f"entity_df.{EVENT_TIMESTAMP} has missing values")
-    rows[_ROW] = range(len(rows))
-    frame = store.get_historical_features(entity_df=rows, features=fs).to_df()
-    frame = frame.sort_values(_ROW, kind="stable").drop(columns=_ROW).reset_index(drop=True)
-    first = [c for c in entity_df.columns if c in frame.columns]
-    return frame[first + [c for c in frame.columns if c not in first]]
+    keys = rows[[*needed, EVENT_TIMESTAMP]].assign(**{_ROW: range(len(rows))})
+    found = historical_features(store, fs, keys).sort_values(_ROW, kind="stable")
+    features = found.drop(columns=list(keys.columns)).reset_index(drop=True)
+    return pd.concat([rows.iloc[found[_ROW].to_numpy()].reset_index(drop=True), features], axis=1)
 
 
 class OnlineFeatures:

@@ -43,7 +43,6 @@ AFFINITY_PREFIX = "affinity__"
 POPULARITY = "popularity"
 LTV_COLUMNS = {"prob_return": "ltv_prob_return", "expected_ltv": "ltv_expected"}
 USER_SERVICE = "ltv_model"  # the Feast service with every per-customer feature
-FEAST_BLOCK_ROWS = 1000  # entity rows per Feast training_frame call (see _user_base)
 
 # marts.item_performance columns the model reads. in_stock is left out on purpose: it is current state (not as
 # of the cutoff) and serving filters on it anyway.
@@ -165,19 +164,11 @@ def _user_base(stack: Stack, as_of: date, source: str) -> pd.DataFrame:
     if source == "marts":
         cols = ", ".join(names)
         return _frame(dsn, f"select user_id, {cols} from marts.user_features where as_of = %s order by 1", (as_of,))
-    from ltvfeed.features import feature_store, training_frame
+    from ltvfeed.features import training_frame
 
     ids = _frame(dsn, "select user_id from marts.user_features where as_of = %s order by 1", (as_of,))
     entity_df = pd.DataFrame({USER_KEY: ids[USER_KEY].astype(str), "event_timestamp": midnight(as_of)})
-    # Feast's PostgreSQL point-in-time query grows quadratically with the entity rows (PostgreSQL plans nested
-    # loops over its unanalysed CTEs: 2k users 4 s, 8k users 60 s, 16k users 6 min measured), so it is asked in
-    # blocks, which keeps the whole read linear.
-    store = feature_store(stack)
-    blocks = [
-        training_frame(stack, entity_df.iloc[start : start + FEAST_BLOCK_ROWS], service=USER_SERVICE, store=store)
-        for start in range(0, len(entity_df), FEAST_BLOCK_ROWS)
-    ]
-    return pd.concat(blocks, ignore_index=True)[[USER_KEY, *names]]
+    return training_frame(stack, entity_df, service=USER_SERVICE)[[USER_KEY, *names]]
 
 
 def category_affinity(dsn: str, as_of: date, categories: tuple[str, ...]) -> pd.DataFrame:
