@@ -210,8 +210,10 @@ def _log(weights: dict[str, float]) -> str:
     return info.model_uri
 
 
-def _train(mlflow_stack, weights, holdout, holdout_id="h1"):
-    return register_and_promote(mlflow_stack, _log(weights), MODEL, holdout_id, _evaluator(holdout))
+def _train(mlflow_stack, weights, holdout, holdout_id="h1", data_through=None):
+    return register_and_promote(
+        mlflow_stack, _log(weights), MODEL, holdout_id, _evaluator(holdout), data_through=data_through
+    )
 
 
 def _version_tags(mlflow_stack, version: str) -> dict[str, str]:
@@ -271,6 +273,21 @@ def test_worse_challenger_is_refused_with_reason(mlflow_stack, holdout):
     run_tags = _run_tags(mlflow_stack, worse.version)
     assert run_tags[f"{MODEL}.{REASON_TAG}"] == worse.decision.reason
     assert run_tags[f"{MODEL}.{DECISION_TAG}"] == "refused"
+
+
+@pytest.mark.integration
+def test_backfilled_older_cutoff_never_displaces_a_newer_champion(mlflow_stack, holdout):
+    """A backfill re-trains a past cutoff: even scoring better, it stays challenger; a newer one is promoted."""
+    from datetime import date
+
+    first = _train(mlflow_stack, WEAK, holdout, data_through=date(2026, 3, 2))
+    old = _train(mlflow_stack, BETTER, holdout, data_through=date(2026, 2, 23))
+    assert old.challenger_metrics["normalized_gini"] > old.champion_metrics["normalized_gini"] + 0.05
+    assert not old.decision.promoted and current_champion(mlflow_stack, MODEL) == first.version
+    assert "data through 2026-02-23" in old.decision.reason and "2026-03-02" in old.decision.reason
+    assert _version_tags(mlflow_stack, old.version)[DECISION_TAG] == "refused"
+    same_day = _train(mlflow_stack, BETTER, holdout, data_through=date(2026, 3, 2))
+    assert same_day.decision.promoted and current_champion(mlflow_stack, MODEL) == same_day.version
 
 
 @pytest.mark.integration

@@ -270,6 +270,7 @@ def _record_run(
             hid,
             pyfunc_evaluator(holdout, full_schema),
             config.promotion,
+            data_through=plan.holdout_cutoff + timedelta(days=plan.horizon_days),
         )
         decision = outcome.decision
         mlflow.set_tags({"ltv.version": outcome.version, "ltv.promoted": str(decision.promoted)})

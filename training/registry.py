@@ -8,6 +8,11 @@ tags on the model version and on its run, and returned.
 Whatever holds ``champion`` is the champion: everything loads ``models:/NAME@champion``, so moving the alias by
 hand in the MLflow UI is honoured. The model tag ``champion_history`` keeps the versions that were champion, in
 order, so that ``rollback`` can go back; a hand move not yet in it is taken into account when rolling back.
+
+A version may carry the last day of data it was trained and judged on (tag ``data_through``). A version whose
+data ends before the champion's is never promoted automatically, whatever it scores: backfilling a past cutoff
+re-creates an old model, which must not replace one that knows more recent customers (a person can still
+promote it by hand).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -34,6 +39,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
 HOLDOUT_TAG = "holdout_id"
+DATA_THROUGH_TAG = "data_through"
 METRIC_TAG_PREFIX = "holdout."
 DECISION_TAG = "promotion.decision"
 REASON_TAG = "promotion.reason"
@@ -253,13 +259,19 @@ def list_versions(stack: Stack, model_name: str) -> list[VersionSummary]:
 
 
 def register_version(
-    stack: Stack, model_uri: str, model_name: str, holdout_id: str, metrics: Mapping[str, float]
+    stack: Stack,
+    model_uri: str,
+    model_name: str,
+    holdout_id: str,
+    metrics: Mapping[str, float],
+    data_through: date | None = None,
 ) -> str:
     """Register a logged model as a new version with alias ``challenger``; returns the version.
 
     ``model_uri`` is what ``log_model`` returned (``ModelInfo.model_uri``, ``models:/m-...``) or
     ``runs:/RUN_ID/NAME``. The holdout id and its metrics are kept as version tags, so that the list and the
-    UI show what each version scored and on which holdout.
+    UI show what each version scored and on which holdout; ``data_through`` (the run's cutoff: nothing on or
+    after it was read) is what keeps a backfilled version from displacing a newer champion.
     """
     check_name("model", model_name)
     if not holdout_id:
@@ -268,6 +280,8 @@ def register_version(
     import mlflow
 
     tags = {HOLDOUT_TAG: holdout_id, **{f"{METRIC_TAG_PREFIX}{k}": repr(float(v)) for k, v in metrics.items()}}
+    if data_through is not None:
+        tags[DATA_THROUGH_TAG] = data_through.isoformat()
     mv = mlflow.register_model(model_uri, model_name, tags=tags)
     version = str(mv.version)
     client.set_registered_model_alias(model_name, CHALLENGER, version)
@@ -329,7 +343,10 @@ def decide_promotion(
         )
     if champion is None and champion_metrics is not None:
         raise UserError(f"champion_metrics given, but model {model_name!r} has no champion")
+    older = _older_data(client, model_name, challenger_version, champion)
     decision = compare_to_champion(challenger_metrics, champion_metrics, cfg)
+    if older is not None and decision.promoted:
+        decision = PromotionDecision(False, f"refused: {older}; it scored: {decision.reason}")
     decision = PromotionDecision(decision.promoted, decision.reason, champion)
     _record(
         client,
@@ -344,6 +361,20 @@ def decide_promotion(
     return decision
 
 
+def _older_data(client: MlflowClient, model_name: str, challenger: str, champion: str | None) -> str | None:
+    """Why the challenger is from an older cutoff than the champion (a backfill), or None."""
+    if champion is None:
+        return None
+    theirs = client.get_model_version(model_name, champion).tags.get(DATA_THROUGH_TAG)
+    ours = client.get_model_version(model_name, challenger).tags.get(DATA_THROUGH_TAG)
+    if not theirs or not ours or ours >= theirs:  # ISO dates compare as text
+        return None
+    return (
+        f"trained on data through {ours}, older than champion v{champion}'s {theirs} (a backfilled cutoff never "
+        "replaces a newer champion automatically; `ltvfeed models promote` can)"
+    )
+
+
 def register_and_promote(
     stack: Stack,
     model_uri: str,
@@ -351,6 +382,7 @@ def register_and_promote(
     holdout_id: str,
     evaluate: Callable[[PyFuncModel], Mapping[str, float]],
     cfg: PromotionConfig | None = None,
+    data_through: date | None = None,
 ) -> PromotionOutcome:
     """The whole step for a training run: evaluate challenger and champion with the same ``evaluate``.
 
@@ -361,7 +393,7 @@ def register_and_promote(
 
     configure_mlflow(stack)
     challenger_metrics = {k: float(v) for k, v in evaluate(mlflow.pyfunc.load_model(model_uri)).items()}
-    version = register_version(stack, model_uri, model_name, holdout_id, challenger_metrics)
+    version = register_version(stack, model_uri, model_name, holdout_id, challenger_metrics, data_through)
     champion_metrics = None
     if current_champion(stack, model_name) is not None:
         champion_metrics = {k: float(v) for k, v in evaluate(load_champion(stack, model_name)).items()}

@@ -176,6 +176,7 @@ def train_propensity(
             holdout.holdout_id,
             lambda model: evaluate_pyfunc(model, eval_tables, holdout),
             promotion,
+            data_through=eval_cutoff + timedelta(days=horizon_days),
         )
     return TrainResult(
         run_id=run.info.run_id,
