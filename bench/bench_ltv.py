@@ -41,7 +41,8 @@ class Frames:
     train: pd.DataFrame
     train_y: np.ndarray
     holdout: pd.DataFrame
-    holdout_y: np.ndarray
+    holdout_y: np.ndarray  # realised: ground_truth.future_spend
+    holdout_expected: np.ndarray  # E[spend | hidden traits] (ltvfeed.simulator.truth)
 
 
 def _pandas(table) -> pd.DataFrame:
@@ -57,6 +58,7 @@ def build_frames(users: int, days: int, horizon: int, seed: int, progress: bool)
 
     from ltvfeed.simulator import SimulationConfig
     from ltvfeed.simulator.shop import iter_chunks
+    from ltvfeed.simulator.truth import expected_future_spend
     from ltvfeed.training.benchmark import user_features_from_shop
 
     config = SimulationConfig(n_users=users, n_items=2000, days=days, seed=seed, end_date=END, horizons=(horizon,))
@@ -65,7 +67,7 @@ def build_frames(users: int, days: int, horizon: int, seed: int, progress: bool)
     started = time.perf_counter()
     items_table, chunks = iter_chunks(config)
     items = _pandas(items_table)
-    train_parts, train_labels, holdout_parts, holdout_labels = [], [], [], []
+    train_parts, train_labels, holdout_parts, holdout_labels, holdout_expected = [], [], [], [], []
     total = (users + config.chunk_users - 1) // config.chunk_users
     for chunk in tqdm(chunks, total=total, desc="simulate + features", disable=not progress):
         raw = {kind: _pandas(table) for kind, table in chunk.raw().items()}
@@ -82,11 +84,14 @@ def build_frames(users: int, days: int, horizon: int, seed: int, progress: bool)
         future = future[future["horizon_days"] == horizon].set_index("user_id")["spend"].astype("float64")
         holdout_parts.append(holdout)
         holdout_labels.append(future.reindex(holdout["user_id"]).fillna(0.0).to_numpy())
+        traits = _pandas(chunk.user_traits).set_index("user_id").reindex(holdout["user_id"])
+        holdout_expected.append(expected_future_spend(traits, days, horizon).to_numpy())
     frames = Frames(
         pd.concat(train_parts, ignore_index=True),
         np.concatenate(train_labels),
         pd.concat(holdout_parts, ignore_index=True),
         np.concatenate(holdout_labels),
+        np.concatenate(holdout_expected),
     )
     return frames, {"simulate_and_features_s": time.perf_counter() - started}
 
@@ -127,8 +132,12 @@ def run(users: int, days: int, horizon: int, seed: int, progress: bool) -> tuple
 
     predictions = predict_all(models, frames.holdout)
     metrics = evaluate_all(frames.holdout_y, predictions)
+    figures["metrics_vs_expected"] = evaluate_all(frames.holdout_expected, predictions)
+    figures["expected_over_realised"] = float(frames.holdout_expected.sum() / frames.holdout_y.sum())
     table = value_deciles(frames.holdout_y, predictions["ziln"]["expected_ltv"].to_numpy())
     figures["ziln_decile_table"] = table
+    expected_table = value_deciles(frames.holdout_expected, predictions["ziln"]["expected_ltv"].to_numpy())
+    figures["ziln_decile_table_vs_expected"] = expected_table
     figures["ziln_decile_mape_value_deciles"] = float(table.loc[table["value_share"] >= 0.01, "ape"].mean())
 
     inputs = as_model_input(frames.holdout, schema)
@@ -217,6 +226,12 @@ def main() -> int:
     with pd.option_context("display.width", 160, "display.precision", 4):
         print("\nZILN holdout deciles (0 = lowest prediction; ape NaN where nobody bought):")
         print(figures["ziln_decile_table"].to_string(float_format=lambda v: f"{v:.4f}"))
+        print("\nthe same deciles against E[spend | hidden traits]:")
+        print(figures["ziln_decile_table_vs_expected"].to_string(float_format=lambda v: f"{v:.4f}"))
+        print(
+            f"\nmetrics against E[spend | hidden traits] (expected / realised total {figures['expected_over_realised']:.3f}):"
+        )
+        print(figures["metrics_vs_expected"].to_string(float_format=lambda v: f"{v:.4f}"))
     value_mape = figures["ziln_decile_mape_value_deciles"]
     print(f"  decile MAPE over the deciles holding >= 1% of the value (diagnostic, not the bar): {value_mape:.4f}")
     print("\n| bar | value | met |\n|---|---|---|")

@@ -183,6 +183,29 @@ def test_ground_truth_is_the_hidden_future(shop):
     assert spearmanr(traits["purchase_rate"], orders_365.reindex(traits.index))[0] > 0.2
 
 
+def test_expected_future_spend_is_what_the_simulated_future_averages():
+    """The closed form the LTV bench scores calibration against: zero for the churned, proportional to the
+    alive days left in the horizon, and on a larger shop its total is the realised total (orders at the purchase
+    rate, each worth spend_level on average)."""
+    from ltvfeed.simulator.truth import expected_future_spend
+
+    config = small_config(n_users=6000, n_items=200, days=200, horizons=(90, 365), chunk_users=3000)
+    big = simulate_shop(config)
+    traits = big.user_traits.set_index("user_id")
+    for horizon in config.horizons:
+        expected = expected_future_spend(traits, config.days, horizon)
+        realised = big.future_spend[big.future_spend["horizon_days"] == horizon].set_index("user_id")["spend"]
+        realised = realised.astype(float).reindex(traits.index)
+        assert (expected[traits["churn_day"] <= config.days] == 0).all()
+        assert expected.sum() == pytest.approx(realised.sum(), rel=0.08), horizon
+        top = expected >= expected.quantile(0.9)  # the users it expects most from spend the most
+        assert realised[top].mean() > 5 * realised[~top].mean()
+    short, long = expected_future_spend(traits, config.days, 90), expected_future_spend(traits, config.days, 365)
+    assert (short <= long + 1e-9).all()
+    with pytest.raises(ValueError, match="churn_day"):
+        expected_future_spend(traits.drop(columns="churn_day"), config.days, 90)
+
+
 def test_past_behaviour_predicts_future_spend(shop):
     users = shop.users["user_id"]
     past_orders = shop.orders.groupby("user_id").size().reindex(users, fill_value=0)
