@@ -397,3 +397,51 @@ def test_degraded_answers_skip_the_freshness_filter(stack, prefix, writer, gate)
         body = client.get("/v1/users/nobody/feed?n=2").json()
     assert (body["degraded"], body["freshness"]) == (True, "unavailable")
     assert item_ids(body) == make_feed("any", "a-classic", classic=True).item_ids[:2] and len(fresh.calls) == 1
+
+
+@pytest.mark.integration
+def test_ltvfeed_serve_command_serves_the_committed_generation(stack, prefix, writer, tmp_path):
+    """The command people run: `ltvfeed serve` as its own process, configured only through the environment."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import httpx
+
+    gen = publish(writer, "s")
+    port = closed_port()
+    env = {
+        **os.environ,
+        **stack.env(),
+        "LTVFEED_REDIS_PREFIX": prefix,
+        "LTVFEED_STATE_DIR": str(tmp_path / "state"),
+        "LTVFEED_API_FRESHNESS": "false",
+    }
+    exe = shutil.which("ltvfeed", path=os.path.dirname(sys.executable)) or "ltvfeed"
+    cmd = [exe, "serve", "--port", str(port), "--no-access-log"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "exited"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "ltvfeed serve did not become ready within 60 s"
+            time.sleep(0.3)
+        body = httpx.get(f"{base}/v1/users/u2/feed?n=3", timeout=5).json()
+        assert (body["generation"], body["personalised"], body["n"]) == (gen, True, 3)
+        assert item_ids(body) == make_feed("u2", "s-u2").item_ids[:3]
+        unknown = httpx.get(f"{base}/v1/users/nobody/feed", timeout=5).json()
+        assert unknown["personalised"] is False and unknown["fallback"] and item_ids(unknown)[0] == "s-classic-i0"
+        assert "ltvfeed_" in httpx.get(f"{base}/metrics", timeout=5).text
+    finally:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert f"http://127.0.0.1:{port}" in out  # it said where it listens
