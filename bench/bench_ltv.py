@@ -229,7 +229,8 @@ def main() -> int:
         print("\nthe same deciles against E[spend | hidden traits]:")
         print(figures["ziln_decile_table_vs_expected"].to_string(float_format=lambda v: f"{v:.4f}"))
         print(
-            f"\nmetrics against E[spend | hidden traits] (expected / realised total {figures['expected_over_realised']:.3f}):"
+            "\nmetrics against E[spend | hidden traits] "
+            f"(expected / realised total {figures['expected_over_realised']:.3f}):"
         )
         print(figures["metrics_vs_expected"].to_string(float_format=lambda v: f"{v:.4f}"))
     value_mape = figures["ziln_decile_mape_value_deciles"]
