@@ -630,13 +630,25 @@ def test_generation_with_the_trained_champion(champion) -> None:
     users = [r[0] for r in rows(stack.warehouse_dsn, "select user_id from marts.user_features where as_of = %s", AS_OF)]
     feeds = store.read_feeds(users)
     assert all(f is not None and len(f.items) == 5 for f in feeds.values())
-    # every P(purchase) in a feed is the champion's own score of that (user, item), over the as_of snapshot
+    # every P(purchase) component is the champion's own score of that (user, item) over the as_of snapshot,
+    # divided by the user's largest one among the candidates (purchase_scale "user_max", the default): one
+    # factor per user, and no component above 1
     scorer = load_propensity(stack, alias="champion", as_of=AS_OF)
     for user in users[:15]:
         feed = feeds[user]
-        got = [it.purchase for it in feed.items]
+        got = np.array([it.purchase for it in feed.items])
         want = scorer.score_pairs([user] * len(feed.items), feed.item_ids)
-        assert got == pytest.approx(want.tolist(), abs=2e-6)  # the stored JSON keeps 6 digits
+        assert (got <= 1.0).all() and (want <= 1.0).all()
+        factor = float(np.max(want) / np.max(got))
+        assert factor <= 1.0 + 1e-6
+        assert got * factor == pytest.approx(want, rel=2e-5, abs=2e-6)  # the stored JSON keeps 6 digits
+    # unscaled, the component is the probability itself
+    raw = run_generation(stack.settings, dataclasses.replace(p, purchase_scale="probability"), progress=False)
+    assert store.current_generation() == raw["generation"]
+    raw_feeds = store.read_feeds(users[:15])
+    for user, feed in raw_feeds.items():
+        want = scorer.score_pairs([user] * len(feed.items), feed.item_ids)
+        assert [it.purchase for it in feed.items] == pytest.approx(want.tolist(), abs=2e-6)
     assert len({tuple(f.item_ids) for f in feeds.values()}) > 5
 
 

@@ -265,6 +265,21 @@ T2 = date(2026, 5, 2)  # evaluation cutoff: purchases in [T2, END)
 HORIZON = 30
 
 
+def insert_standin_ltv(dsn: str, snapshots: tuple[date, ...]) -> None:
+    """What LTV batch scoring writes (model ltv, version 1), with simple stand-in predictions."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            """
+            insert into marts.user_ltv_predictions (user_id, as_of, horizon_days, model_name, model_version,
+                prob_return, expected_ltv, p10, p50, p90, feature_timestamp)
+            select user_id, as_of, 90, 'ltv', '1', least(frequency / 3.0, 1.0), monetary_avg * frequency,
+                0, 0, 0, feature_timestamp
+            from marts.user_features where as_of = any(%s)
+            """,
+            (list(snapshots),),
+        )
+
+
 @pytest.fixture(scope="module")
 def shop_stack(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """A tiny simulated shop in this module's own warehouse (dbt snapshots T1 and T2, Feast definitions
@@ -307,17 +322,7 @@ def shop_stack(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> 
         start = time.perf_counter()
         apply(s)
         timings["feast apply"] = round(time.perf_counter() - start, 1)
-        with psycopg.connect(dsn) as conn:  # what LTV batch scoring writes, with simple stand-in predictions
-            conn.execute(
-                """
-                insert into marts.user_ltv_predictions (user_id, as_of, horizon_days, model_name, model_version,
-                    prob_return, expected_ltv, p10, p50, p90, feature_timestamp)
-                select user_id, as_of, 90, 'ltv', '1', least(frequency / 3.0, 1.0), monetary_avg * frequency,
-                    0, 0, 0, feature_timestamp
-                from marts.user_features where as_of in (%s, %s)
-                """,
-                (T1, T2),
-            )
+        insert_standin_ltv(dsn, (T1, T2))
         yield s
     finally:
         print("\npropensity shop timings (s):", timings)
@@ -368,6 +373,29 @@ def test_training_run_registers_the_first_champion(shop_stack, trained_v1) -> No
     info = mlflow.models.get_model_info(result.model_uri)
     assert info.signature.inputs.input_names() == ["user_id", "item_id"]
     assert info.saved_input_example_info is not None
+
+
+@pytest.mark.integration
+def test_a_generation_records_the_ltv_version_its_propensity_model_reads(shop_stack, trained_v1) -> None:
+    """Feed metadata names every model behind a feed: the propensity champion and the LTV scoring it reads."""
+    from ltvfeed.orchestration.feed_tasks import begin_generation, discard_if_uncommitted
+    from ltvfeed.serving.generation import GenerationParams
+    from ltvfeed.training.propensity.registry import ltv_model_read_by
+
+    assert ltv_model_read_by(shop_stack, trained_v1.version) == "ltv"
+    plan = begin_generation(shop_stack.settings, GenerationParams(as_of=T2, shards=1), origin="test")
+    try:
+        assert plan["model_versions"] == {"purchase_propensity": trained_v1.version, "ltv": "1"}
+    finally:
+        discard_if_uncommitted(shop_stack.settings, plan)
+    with psycopg.connect(shop_stack.warehouse_dsn) as conn:  # a snapshot nobody scored: no LTV version to name
+        conn.execute("delete from marts.user_ltv_predictions where as_of = %s", (T2,))
+    try:
+        plan = begin_generation(shop_stack.settings, GenerationParams(as_of=T2, shards=1), origin="test")
+        assert plan["model_versions"] == {"purchase_propensity": trained_v1.version}
+        discard_if_uncommitted(shop_stack.settings, plan)
+    finally:
+        insert_standin_ltv(shop_stack.warehouse_dsn, (T2,))
 
 
 @pytest.mark.integration

@@ -209,6 +209,23 @@ def ltv_predictions(dsn: str, as_of: date, model_name: str) -> pd.DataFrame:
     return frame.rename(columns=LTV_COLUMNS)
 
 
+def ltv_scoring_version(dsn: str, as_of: date, model_name: str) -> str | None:
+    """The ``model_name`` version whose scoring of snapshot ``as_of`` :func:`ltv_predictions` reads (the newest),
+    or None when that snapshot was not scored."""
+    exists = _frame(dsn, "select to_regclass('marts.user_ltv_predictions') is not null as found")
+    if not bool(exists["found"].iloc[0]):
+        return None
+    newest = _frame(
+        dsn,
+        """
+        select model_version from marts.user_ltv_predictions where as_of = %s and model_name = %s
+        order by feature_timestamp desc, scored_at desc limit 1
+        """,
+        (as_of, model_name),
+    )
+    return None if newest.empty else str(newest["model_version"].iloc[0])
+
+
 def load_users(
     stack: Stack, as_of: date, categories: tuple[str, ...], source: str = "feast", ltv_model: str | None = None
 ) -> tuple[pd.DataFrame, str]:

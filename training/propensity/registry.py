@@ -62,6 +62,22 @@ def scorer_from_pyfunc(model: Any) -> PropensityScorer:
     return scorer
 
 
+LTV_FEATURES_PARAM = "ltv_feature_columns"  # run param: the LTV prediction columns the network reads, or "none"
+
+
+def ltv_model_read_by(stack: Stack, version: str) -> str | None:
+    """The LTV model whose predictions ``purchase_propensity`` ``version`` reads as user features (its run's
+    ``ltv_model`` param), or None when it reads none: what a feed generation records beside the version."""
+    from ltvfeed.training.tracking import configure_mlflow
+
+    client = configure_mlflow(stack)
+    run_id = client.get_model_version(MODEL_NAME, str(version)).run_id
+    params = client.get_run(run_id).data.params if run_id else {}
+    if params.get(LTV_FEATURES_PARAM, "none") == "none" or params.get("ltv_model") in (None, "", "None"):
+        return None
+    return params["ltv_model"]
+
+
 def load_propensity(stack: Stack, alias: str = "champion", as_of: date | None = None) -> PropensityScorer:
     """``models:/purchase_propensity@<alias>`` as a scorer, with ``scorer.version`` set.
 

@@ -108,7 +108,7 @@ def train_propensity(
     from ltvfeed.training.propensity.data import data_end, load_tables, window_pairs
     from ltvfeed.training.propensity.evaluate import ScorerRanker, baselines, compare, flat_metrics, make_holdout
     from ltvfeed.training.propensity.fit import fit_network
-    from ltvfeed.training.propensity.registry import log_scorer
+    from ltvfeed.training.propensity.registry import LTV_FEATURES_PARAM, log_scorer
     from ltvfeed.training.propensity.scorer import PropensityScorer
     from ltvfeed.training.registry import register_and_promote
     from ltvfeed.training.tracking import use_experiment
@@ -156,6 +156,7 @@ def train_propensity(
                 "n_eval_users_ranked": len(holdout.users),
                 "n_eval_items": len(eval_tables.items),
                 "user_feature_columns": len(network.user_encoder.columns),
+                LTV_FEATURES_PARAM: ",".join(metadata["ltv_features"]) or "none",
                 "item_feature_columns": len(network.item_encoder.columns),
                 **{f"train_dropped_{k}": v for k, v in train_pairs.dropped.items()},
                 **{f"eval_dropped_{k}": v for k, v in eval_pairs.dropped.items()},
