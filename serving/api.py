@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from ltvfeed.errors import UserError
 from ltvfeed.serving.api_models import ErrorResponse, FeedResponse, HealthResponse, ReadinessResponse
 from ltvfeed.serving.config import MAX_FEED_LENGTH
-from ltvfeed.serving.feed_service import FeedService, FeedUnavailable, open_serving_store
+from ltvfeed.serving.feed_service import FeedService, FeedUnavailable, classic_copy_path, open_serving_store
 from ltvfeed.serving.feed_store import FeedStore
 from ltvfeed.serving.freshness import FreshnessFilter, open_freshness
 from ltvfeed.serving.metrics import ApiMetrics, MetricsMiddleware
@@ -86,6 +86,7 @@ def create_app(
         freshness=freshness,
         freshness_timeout_s=options.freshness_timeout_s,
         cooldown_s=options.redis_cooldown_s,
+        classic_copy=classic_copy_path(settings.state_dir, settings.redis_prefix),
     )
     unavailable_headers = {"Retry-After": str(options.retry_after_s)}
 

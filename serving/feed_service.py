@@ -1,5 +1,7 @@
 """What the feed API serves, independent of HTTP: the user's feed from the served generation, the classic feed
-for users without one, and - when Redis fails - the last known classic feed held in memory.
+for users without one, and - when Redis fails - the last known classic feed held in memory. That feed is also
+kept in a file under the state dir (``api/classic-feed-<prefix>.json``), so an API (re)started while Redis is
+down still answers with it instead of 503.
 
 Why asyncio for the reads: a Redis GET costs ~0.1 ms of CPU, less than handing a request to a worker thread and
 back, and worker threads doing socket I/O under load queue for the GIL. So each request's reads run on the event
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio.to_thread
@@ -126,6 +130,35 @@ def data_cutoff(meta: GenerationMeta | None) -> datetime | None:
         return _parse_time(meta.generated_at)
 
 
+def classic_copy_path(state_dir: Path, redis_prefix: str) -> Path:
+    """Where an API keeps its last known classic feed: one file per key prefix (project)."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in redis_prefix) or "default"
+    return state_dir / "api" / f"classic-feed-{safe}.json"
+
+
+def write_classic_copy(path: Path, feed: Feed) -> None:
+    """Atomically (temporary file, then rename): a reader never sees half a feed. Failing to write only costs
+    the copy, never the request."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(feed.to_json(), encoding="utf-8")
+        os.replace(partial, path)
+    except OSError:
+        log.exception("could not keep the classic feed at %s", path)
+
+
+def read_classic_copy(path: Path) -> Feed | None:
+    """The kept classic feed, or None when there is none (or it cannot be read: it is only a fallback)."""
+    try:
+        return Feed.from_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UserError, ValueError, KeyError, TypeError):
+        log.exception("ignoring the unreadable classic feed copy %s", path)
+        return None
+
+
 class FeedService:
     """Reads feeds for the API. Runs on one event loop; shared state is only replaced by single assignments, so
     the metadata reads done in a worker thread are safe too."""
@@ -139,8 +172,10 @@ class FeedService:
         freshness_timeout_s: float = 0.05,
         cooldown_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        classic_copy: Path | None = None,
     ) -> None:
         self.store = store
+        self.classic_copy = classic_copy  # the last known classic feed on disk: survives an API restart
         self.client = async_client_for(store)
         self.metrics = metrics
         self.freshness = freshness
@@ -157,7 +192,10 @@ class FeedService:
 
     # ---- the public operations ------------------------------------------------------------------------------
     async def warm(self) -> bool:
-        """Load the served generation's classic feed into memory (at start-up); False if Redis is unavailable."""
+        """Load the served generation's classic feed into memory (at start-up); False if Redis is unavailable.
+        The copy on disk comes first: an API restarted while Redis is down still has a valid feed to serve."""
+        if self._classic is None and self.classic_copy is not None:
+            self._classic = await anyio.to_thread.run_sync(read_classic_copy, self.classic_copy)
         try:
             generation = await self.client.get(self.store.pointer_key)
             if generation is not None:
@@ -233,6 +271,8 @@ class FeedService:
         classic = None if raw is None else self._decode(raw, CLASSIC_USER_ID)
         await self._generation_meta(generation)
         if classic is not None:
+            if self.classic_copy is not None and classic != self._classic:
+                await anyio.to_thread.run_sync(write_classic_copy, self.classic_copy, classic)
             self._classic = classic
         self._classic_read_for = generation
 

@@ -51,6 +51,11 @@ def stack(run_id: str):
         client.delete(*keys)
     for db in (settings.warehouse_db, settings.mlflow_db):
         drop_database(s.pg_dsn, db)
+    from ltvfeed.serving.feed_service import classic_copy_path
+
+    kept = classic_copy_path(settings.state_dir, settings.redis_prefix)  # classic feeds the test APIs kept
+    for path in kept.parent.glob(f"{kept.stem.removesuffix('_')}*.json"):
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from ltvfeed.serving.api import FEED_ROUTE, ApiOptions, create_app
 from ltvfeed.serving.api_models import FeedResponse
 from ltvfeed.serving.config import FeedConfig
 from ltvfeed.serving.feed import Feed, FeedItem
-from ltvfeed.serving.feed_service import open_serving_store, with_redis_timeouts
+from ltvfeed.serving.feed_service import classic_copy_path, open_serving_store, with_redis_timeouts
 from ltvfeed.serving.feed_store import FeedStore
 from ltvfeed.settings import Settings
 
@@ -131,9 +131,11 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_redis_down_from_the_start_is_503_not_500():
+def test_redis_down_from_the_start_is_503_not_500(tmp_path):
     """Nothing was ever cached: no valid feed exists, so 503 + Retry-After (never 500); the process is live."""
-    settings = Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_prefix="ltvfeed_test_nothing:")
+    settings = Settings(
+        redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_prefix="ltvfeed_test_nothing:", state_dir=tmp_path
+    )
     with TestClient(create_app(settings, options=OPTIONS), raise_server_exceptions=False) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         start = time.perf_counter()
@@ -175,6 +177,7 @@ def test_openapi_documents_the_feed_route():
 def prefix(stack) -> Iterator[str]:
     prefix = f"{stack.settings.redis_prefix}api{uuid.uuid4().hex[:6]}:"
     yield prefix
+    classic_copy_path(stack.settings.state_dir, prefix).unlink(missing_ok=True)  # what an API kept on disk
     cleaner = FeedStore(stack.redis_url, prefix)
     keys = list(cleaner.client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
@@ -293,6 +296,31 @@ def test_redis_refused_gives_degraded_classic_fast(stack, prefix, writer, gate):
     assert samples[("ltvfeed_api_degraded_responses_total", frozenset())] == 20
     assert samples[("ltvfeed_api_redis_up", frozenset())] == 0
     assert samples[("ltvfeed_api_redis_errors_total", frozenset())] >= 1
+
+
+@pytest.mark.integration
+def test_api_restarted_while_redis_is_down_serves_the_kept_classic_feed(stack, prefix, writer, gate):
+    """The last known classic feed outlives the process: a restart during a Redis outage still answers 200."""
+    gen = publish(writer, "k")
+    copy = classic_copy_path(stack.settings.state_dir, prefix)
+    with api(stack, prefix, gate.url) as client:
+        assert client.get("/v1/users/u1/feed").json()["personalised"] is True
+    assert copy.exists()
+    gate.refuse()
+    with api(stack, prefix, gate.url) as restarted:  # a new process: nothing in memory, Redis refused
+        response = restarted.get("/v1/users/u1/feed?n=3")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["personalised"], body["fallback"], body["degraded"], body["generation"]) == (
+        False,
+        "classic",
+        True,
+        gen,
+    )
+    assert item_ids(body) == make_feed("any", "k-classic", classic=True).item_ids[:3]
+    copy.write_text("not a feed")  # a damaged copy is ignored: back to 503, never 500
+    with api(stack, prefix, gate.url) as damaged:
+        assert damaged.get("/v1/users/u1/feed").status_code == 503
 
 
 @pytest.mark.integration
