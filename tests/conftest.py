@@ -5,7 +5,10 @@ uses its own databases and Redis key prefix and removes them afterwards."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +71,48 @@ def warehouse_dsn(stack, run_id: str) -> Iterator[str]:
     dsn = ensure_warehouse(stack.pg_dsn, name)
     yield dsn
     drop_database(stack.pg_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def simulated_shop(stack, run_id: str) -> Callable[..., AbstractContextManager]:
+    """Factory of small simulated shops, each in its own warehouse (every mart built for ``end``), MLflow
+    database, state dir and Redis project; all removed on exit. Use inside a module-scoped fixture."""
+
+    @contextmanager
+    def make(state_dir: Path, tag: str, *, n_users: int, end: date, horizon: int) -> Iterator:
+        import json
+
+        from ltvfeed.db import drop_database
+        from ltvfeed.dbt_runner import run_dbt
+        from ltvfeed.features import clear_online
+        from ltvfeed.infra.stack import up
+        from ltvfeed.simulator import SimulationConfig, simulate_to_directory
+        from ltvfeed.simulator.load import load_into_warehouse
+
+        suffix = uuid.uuid4().hex[:6]
+        settings = Settings(
+            pg_dsn=stack.pg_dsn,
+            redis_url=stack.redis_url,
+            state_dir=state_dir,
+            warehouse_db=f"ltvfeed_test_{run_id}_{tag}_{suffix}",
+            mlflow_db=f"ltvfeed_test_{run_id}_{tag}ml_{suffix}",
+            redis_prefix=f"ltvfeed_test_{run_id}_{tag}_{suffix}:",
+        )
+        s = up(settings)
+        try:
+            landing = state_dir / "shop"
+            config = SimulationConfig(n_users=n_users, n_items=60, days=240, seed=5, end_date=end, horizons=(horizon,))
+            simulate_to_directory(config, landing, progress=False)
+            load_into_warehouse(s.warehouse_dsn, landing)
+            # every mart for the scoring snapshot (Feast apply checks every view's source)
+            dbt_vars = json.dumps({"as_of": end.isoformat(), "horizon_days": horizon})
+            run_dbt(s.env(), ["run", "--vars", dbt_vars], target_path=state_dir / "dbt_target")
+            yield s
+        finally:
+            try:
+                clear_online(s)
+            finally:
+                drop_database(stack.pg_dsn, settings.warehouse_db)
+                drop_database(stack.pg_dsn, settings.mlflow_db)
+
+    return make

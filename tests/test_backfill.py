@@ -8,8 +8,6 @@ holdout - H) and scoring its own snapshot; re-running one cutoff (reprocess 'com
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import date, timedelta
 
 import psycopg
@@ -35,39 +33,10 @@ def test_run_backfill_rejects_bad_arguments(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def shop(stack, run_id, tmp_path_factory):
+def shop(simulated_shop, tmp_path_factory):
     """A simulated shop in its own warehouse (every mart built for E), MLflow database, state dir, Redis project."""
-    from ltvfeed.db import drop_database
-    from ltvfeed.dbt_runner import run_dbt
-    from ltvfeed.features import clear_online
-    from ltvfeed.infra.stack import up
-    from ltvfeed.simulator import SimulationConfig, simulate_to_directory
-    from ltvfeed.simulator.load import load_into_warehouse
-
-    suffix = uuid.uuid4().hex[:6]
-    settings = Settings(
-        pg_dsn=stack.pg_dsn,
-        redis_url=stack.redis_url,
-        state_dir=tmp_path_factory.mktemp("backfill_state"),
-        warehouse_db=f"ltvfeed_test_{run_id}_bf_{suffix}",
-        mlflow_db=f"ltvfeed_test_{run_id}_bfml_{suffix}",
-        redis_prefix=f"ltvfeed_test_{run_id}_bf_{suffix}:",
-    )
-    s = up(settings)
-    try:
-        landing = settings.state_dir / "shop"
-        config = SimulationConfig(n_users=800, n_items=60, days=240, seed=5, end_date=E, horizons=(H,))
-        simulate_to_directory(config, landing, progress=False)
-        load_into_warehouse(s.warehouse_dsn, landing)
-        dbt_vars = json.dumps({"as_of": E.isoformat(), "horizon_days": H})
-        run_dbt(s.env(), ["run", "--vars", dbt_vars], target_path=settings.state_dir / "dbt_target")
+    with simulated_shop(tmp_path_factory.mktemp("backfill_state"), "bf", n_users=800, end=E, horizon=H) as s:
         yield s
-    finally:
-        try:
-            clear_online(s)
-        finally:
-            drop_database(stack.pg_dsn, settings.warehouse_db)
-            drop_database(stack.pg_dsn, settings.mlflow_db)
 
 
 def _mlflow_runs(shop) -> list:

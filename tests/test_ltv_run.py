@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import psycopg
 import pytest
 
 from ltvfeed.errors import UserError
-from ltvfeed.settings import Settings, project_root
+from ltvfeed.settings import project_root
 from ltvfeed.training.ltv_data import (
     FeatureSchema,
     as_model_input,
@@ -234,41 +233,10 @@ def test_retrain_as_of_rule():
 
 
 @pytest.fixture(scope="module")
-def shop(stack, run_id, tmp_path_factory):
+def shop(simulated_shop, tmp_path_factory):
     """A simulated shop in its own warehouse (marts built for E), MLflow database, state dir, Redis project."""
-    from ltvfeed.db import drop_database
-    from ltvfeed.dbt_runner import run_dbt
-    from ltvfeed.features import clear_online
-    from ltvfeed.infra.stack import up
-    from ltvfeed.simulator import SimulationConfig, simulate_to_directory
-    from ltvfeed.simulator.load import load_into_warehouse
-
-    suffix = uuid.uuid4().hex[:6]
-    settings = Settings(
-        pg_dsn=stack.pg_dsn,
-        redis_url=stack.redis_url,
-        state_dir=tmp_path_factory.mktemp("ltv_state"),
-        warehouse_db=f"ltvfeed_test_{run_id}_ltv_{suffix}",
-        mlflow_db=f"ltvfeed_test_{run_id}_ltvml_{suffix}",
-        redis_prefix=f"ltvfeed_test_{run_id}_ltv_{suffix}:",
-    )
-    s = up(settings)
-    try:
-        landing = settings.state_dir / "shop"
-        config = SimulationConfig(n_users=N_USERS, n_items=60, days=240, seed=5, end_date=E, horizons=(H,))
-        simulate_to_directory(config, landing, progress=False)
-        load_into_warehouse(s.warehouse_dsn, landing)
-        # every mart for the scoring snapshot (Feast apply checks every view's source); the training
-        # cutoffs' snapshots are left for the first run to build
-        dbt_vars = json.dumps({"as_of": E.isoformat(), "horizon_days": H})
-        run_dbt(s.env(), ["run", "--vars", dbt_vars], target_path=settings.state_dir / "dbt_target")
+    with simulated_shop(tmp_path_factory.mktemp("ltv_state"), "ltv", n_users=N_USERS, end=E, horizon=H) as s:
         yield s
-    finally:
-        try:
-            clear_online(s)
-        finally:
-            drop_database(stack.pg_dsn, settings.warehouse_db)
-            drop_database(stack.pg_dsn, settings.mlflow_db)
 
 
 PLAN = plan_for_as_of(E, horizon_days=H, n_cutoffs=2, step_days=30)
