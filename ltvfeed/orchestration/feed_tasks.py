@@ -96,13 +96,13 @@ def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationP
     )
 
 
-def _ltv_read(stack: Stack, as_of: date) -> dict[str, str]:
-    """{LTV model: version} whose predictions of snapshot ``as_of`` the propensity champion reads as user
+def _ltv_read(stack: Stack, champion: str, as_of: date) -> dict[str, str]:
+    """{LTV model: version} whose predictions of snapshot ``as_of`` the propensity ``champion`` reads as user
     features (empty when it reads none, or the snapshot was not scored)."""
     from ltvfeed.training.propensity.data import ltv_scoring_version
     from ltvfeed.training.propensity.registry import ltv_model_read_by
 
-    model = ltv_model_read_by(stack, champion_version(stack))
+    model = ltv_model_read_by(stack, champion)
     version = ltv_scoring_version(stack.warehouse_dsn, as_of, model) if model else None
     return {model: version} if model and version else {}
 
@@ -116,7 +116,8 @@ def begin_generation(settings: Settings, params: GenerationParams, origin: str =
     if params.propensity_source == CATEGORY_AFFINITY:
         versions = CategoryAffinitySource().model_versions()
     else:
-        versions = {PROPENSITY_MODEL: champion_version(stack), **_ltv_read(stack, params.as_of)}
+        champion = champion_version(stack)
+        versions = {PROPENSITY_MODEL: champion, **_ltv_read(stack, champion, params.as_of)}
     generation = feed_store(stack).begin_generation(
         model_versions=versions,
         config=params.feed_config(),

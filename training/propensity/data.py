@@ -189,12 +189,17 @@ def affinity_columns(categories: tuple[str, ...]) -> list[str]:
     return [f"{AFFINITY_PREFIX}{c}" for c in categories]
 
 
+def _has_predictions(dsn: str) -> bool:
+    """Whether the warehouse has the predictions table yet (LTV batch scoring creates it)."""
+    exists = _frame(dsn, "select to_regclass('marts.user_ltv_predictions') is not null as found")
+    return bool(exists["found"].iloc[0])
+
+
 def ltv_predictions(dsn: str, as_of: date, model_name: str) -> pd.DataFrame:
     """user_id, ltv_prob_return, ltv_expected: the newest scoring of snapshot ``as_of`` by ``model_name`` in
     marts.user_ltv_predictions (written by LTV batch scoring from features as of that cutoff, so point-in-time
     correct); empty when that snapshot was not scored."""
-    exists = _frame(dsn, "select to_regclass('marts.user_ltv_predictions') is not null as found")
-    if not bool(exists["found"].iloc[0]):
+    if not _has_predictions(dsn):
         return pd.DataFrame(columns=[USER_KEY, *LTV_COLUMNS.values()])
     frame = _frame(
         dsn,
@@ -212,8 +217,7 @@ def ltv_predictions(dsn: str, as_of: date, model_name: str) -> pd.DataFrame:
 def ltv_scoring_version(dsn: str, as_of: date, model_name: str) -> str | None:
     """The ``model_name`` version whose scoring of snapshot ``as_of`` :func:`ltv_predictions` reads (the newest),
     or None when that snapshot was not scored."""
-    exists = _frame(dsn, "select to_regclass('marts.user_ltv_predictions') is not null as found")
-    if not bool(exists["found"].iloc[0]):
+    if not _has_predictions(dsn):
         return None
     newest = _frame(
         dsn,
