@@ -52,6 +52,24 @@ def test_predictions_are_a_coherent_distribution(fitted, shop) -> None:
     assert (out.loc[out["prob_return"] > 0.5, "p50"] > 0).all()
 
 
+def test_predictive_distribution_is_the_one_the_predictions_summarise(fitted, shop) -> None:
+    df, _ = shop
+    out = fitted.predict(df)
+    dist = fitted.module.predictive_distribution(df)
+    assert dist.index.equals(df.index)
+    assert not fitted.module.calibration.is_identity  # so the calibrated mu is what is checked
+    mean = dist["prob_return"] * np.exp(dist["mu"] + dist["sigma"] ** 2 / 2)
+    np.testing.assert_allclose(dist["prob_return"], out["prob_return"], rtol=1e-12)
+    np.testing.assert_allclose(mean, out["expected_ltv"], rtol=1e-6)
+    buys = dist["prob_return"] > 0.5  # there the median is the lognormal's at (0.5 - (1 - p)) / p
+    assert 0 < buys.sum() < len(df)
+    u = (0.5 - (1 - dist.loc[buys, "prob_return"])) / dist.loc[buys, "prob_return"]
+    from scipy.special import ndtri
+
+    median = np.exp(dist.loc[buys, "mu"] + dist.loc[buys, "sigma"] * ndtri(u))
+    np.testing.assert_allclose(median, out.loc[buys, "p50"], rtol=1e-6)
+
+
 def test_learns_who_is_valuable(shop) -> None:
     df, y = shop
     holdout, y_holdout = make_shop(1500, seed=12)

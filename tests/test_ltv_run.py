@@ -286,6 +286,9 @@ def test_first_run_registers_champion_with_metrics(shop, first_run):
         assert metric in metrics
         assert f"baseline.naive.{metric}" in metrics and f"baseline.bgnbd_gamma_gamma.{metric}" in metrics
     assert metrics["normalized_gini"] == pytest.approx(first_run.metrics.loc["ziln", "normalized_gini"])
+    # The scale decile_mape is read on: what the noise of one future alone gives a perfectly specified model.
+    noise = [metrics[f"decile_mape_noise_{k}"] for k in ("p05", "median", "p95")]
+    assert 0 < noise[0] <= noise[1] <= noise[2]
     assert 0 < metrics["normalized_gini"] <= 1
     charts = {a.path for a in client.list_artifacts(first_run.run_id, "evaluation")}
     assert {f"evaluation/{n}" for n in ("gain_chart.png", "decile_chart.png", "calibration.png")} <= charts

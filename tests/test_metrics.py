@@ -12,6 +12,7 @@ from ltvfeed.training.metrics import (
     METRIC_COLUMNS,
     auc,
     decile_mape,
+    decile_mape_noise,
     decile_table,
     evaluate,
     gain_curve,
@@ -79,6 +80,48 @@ def test_decile_mape_leaves_out_deciles_without_value() -> None:
     table = decile_table(y, pred)
     assert table["ape"].isna().sum() == 5
     assert decile_mape(y, pred) == pytest.approx(0.2)
+
+
+def test_decile_mape_noise_is_small_where_every_decile_holds_many_buyers() -> None:
+    n = 100_000
+    mu = np.linspace(1.0, 4.0, n)
+    noise = decile_mape_noise(np.full(n, 0.5), mu, np.full(n, 0.5), draws=50)
+    # 5,000 buyers per decile, sigma 0.5: each decile's mean is within about 1 % of its expectation.
+    assert noise.draws == 50
+    assert noise.low <= noise.median <= noise.high < 0.03
+    assert noise.share_below == 1.0
+
+
+def test_decile_mape_noise_is_large_where_deciles_hold_a_buyer_or_two() -> None:
+    n = 10_000
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.0, 4e-3, n)  # about 2 expected buyers per 1,000-user decile
+    noise = decile_mape_noise(p, np.full(n, 3.0), np.full(n, 1.0), draws=100)
+    # Poisson counts with a mean of 2: a perfectly right model is off by about 60 % per decile.
+    assert noise.median > 0.4
+    assert noise.share_below < 0.05
+
+
+def test_decile_mape_noise_matches_the_metric_on_the_same_draw() -> None:
+    """The noise is the ordinary decile MAPE of the exact expectation against each drawn future."""
+    n = 2_000
+    rng = np.random.default_rng(5)
+    p, mu, sigma = rng.uniform(0.05, 0.9, n), rng.normal(2.0, 0.5, n), rng.uniform(0.2, 1.0, n)
+    one = decile_mape_noise(p, mu, sigma, draws=1, seed=9)
+    draw = np.random.default_rng(9)
+    future = np.where(draw.random(n) < p, np.exp(mu + sigma * draw.standard_normal(n)), 0.0)
+    assert one.median == pytest.approx(decile_mape(future, p * np.exp(mu + sigma**2 / 2)))
+    assert decile_mape_noise(p, mu, sigma, draws=20, seed=4) == decile_mape_noise(p, mu, sigma, draws=20, seed=4)
+
+
+def test_decile_mape_noise_rejects_bad_parameters() -> None:
+    ones = np.ones(20)
+    with pytest.raises(ValueError, match="one value per user"):
+        decile_mape_noise(ones, ones[:10], ones)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        decile_mape_noise(ones * 2, ones, ones)
+    with pytest.raises(ValueError, match="no draw had any revenue"):
+        decile_mape_noise(ones * 0, ones, ones, draws=3)
 
 
 def test_auc_by_hand() -> None:

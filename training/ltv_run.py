@@ -7,9 +7,11 @@ baselines are deterministic, so the same plan on the same data gives the same mo
 parameters hold the plan (cutoffs, horizon, window) and the training configuration.
 
 Recorded per run: parameters; holdout metrics of the network (``normalized_gini``, ``spearman``, ...) and of each
-baseline (``baseline.<name>.<metric>``); the loss curve; gain, decile and calibration charts; the metrics and
-decile tables; the model as a pyfunc (signature + input example). The promotion decision and its reason are
-tags on the run and the model version (see :mod:`ltvfeed.training.registry`).
+baseline (``baseline.<name>.<metric>``); ``decile_mape_noise_{p05,median,p95}``, the decile MAPE a perfectly
+specified model would score on the same holdout from the noise of one future alone; the loss curve; gain, decile
+and calibration charts; the metrics and decile tables; the model as a pyfunc (signature + input example). The
+promotion decision and its reason are tags on the run and the model version (see
+:mod:`ltvfeed.training.registry`).
 """
 
 from __future__ import annotations
@@ -259,7 +261,7 @@ def _record_run(
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.set_tags({"ltv.holdout_id": hid, "ltv.plan": plan.describe(), "ltv.model_name": config.model_name})
         mlflow.log_params(_params(plan, config, train, holdout, models))
-        _log_metrics(metrics, models)
+        _log_metrics(metrics, models, holdout)
         _log_artifacts(holdout, predictions, metrics, models, train)
         _say(echo, "logging the model and judging it against the champion ...")
         info = log_ltv_model(models.network, models.schema, train.frame)
@@ -311,10 +313,28 @@ def _params(
     return params
 
 
-def _log_metrics(metrics: pd.DataFrame, models: FittedModels) -> None:
+def _decile_mape_noise(models: FittedModels, holdout: LabelledFrame) -> dict[str, float]:
+    """The decile MAPE a perfectly specified model would score on this holdout from the noise of one realised
+    future alone (:func:`ltvfeed.training.metrics.decile_mape_noise`): the scale to read ``decile_mape`` on."""
+    from ltvfeed.training.metrics import decile_mape_noise
+
+    dist = models.network.module.predictive_distribution(as_model_input(holdout.frame, models.schema))
+    try:
+        noise = decile_mape_noise(dist["prob_return"], dist["mu"], dist["sigma"], draws=100)
+    except ValueError as exc:  # fewer users than deciles, or no revenue in any draw
+        log.info("decile MAPE noise not computed: %s", exc)
+        return {}
+    return {
+        "decile_mape_noise_median": noise.median,
+        "decile_mape_noise_p05": noise.low,
+        "decile_mape_noise_p95": noise.high,
+    }
+
+
+def _log_metrics(metrics: pd.DataFrame, models: FittedModels, holdout: LabelledFrame) -> None:
     import mlflow
 
-    values: dict[str, float] = {}
+    values: dict[str, float] = _decile_mape_noise(models, holdout)
     for name, row in metrics.iterrows():
         prefix = "" if name == NETWORK else f"baseline.{name}."
         values.update({f"{prefix}{k}": float(v) for k, v in row.items() if v is not None and math.isfinite(v)})

@@ -63,26 +63,40 @@ class LtvNetwork(nn.Module):
             )
 
     @torch.inference_mode()
-    def predict_frame(self, df: pd.DataFrame, batch_size: int = 65536) -> pd.DataFrame:
-        """Score ``df``: P(buys again), expected LTV and P10/P50/P90 of the horizon revenue (same index),
-        calibrated."""
+    def _logits(self, df: pd.DataFrame, batch_size: int) -> torch.Tensor:
+        """ZILN logits ``[n, 3]`` (float64) for ``df``, in eval mode, the forward pass batched."""
         was_training = self.training
         self.eval()
         try:
             numeric, categorical = self.encoder.encode(df)
-            out = np.empty((len(df), len(PREDICTION_COLUMNS)), dtype=np.float64)
-            for start in range(0, len(df), batch_size):
-                stop = start + batch_size
-                logits = self(numeric[start:stop], categorical[start:stop]).double()
-                p, _, _ = ziln_params(logits)
-                out[start:stop, 0] = p.numpy()
-                out[start:stop, 1] = ziln_expected_value(logits).numpy()
-                out[start:stop, 2:] = ziln_quantiles(logits, QUANTILES).numpy()
+            parts = [
+                self(numeric[start : start + batch_size], categorical[start : start + batch_size]).double()
+                for start in range(0, len(df), batch_size)
+            ]
         finally:
             self.train(was_training)
+        return torch.cat(parts) if parts else torch.empty((0, 3), dtype=torch.float64)
+
+    def predict_frame(self, df: pd.DataFrame, batch_size: int = 65536) -> pd.DataFrame:
+        """Score ``df``: P(buys again), expected LTV and P10/P50/P90 of the horizon revenue (same index),
+        calibrated."""
+        logits = self._logits(df, batch_size)
+        out = np.empty((len(df), len(PREDICTION_COLUMNS)), dtype=np.float64)
+        out[:, 0] = ziln_params(logits)[0].numpy()
+        out[:, 1] = ziln_expected_value(logits).numpy()
+        out[:, 2:] = ziln_quantiles(logits, QUANTILES).numpy()
         if not self.calibration.is_identity:
             out[:, 1:] *= self.calibration.factor(out[:, 1])[:, None]
         return pd.DataFrame(out, index=df.index, columns=list(PREDICTION_COLUMNS))
+
+    def predictive_distribution(self, df: pd.DataFrame, batch_size: int = 65536) -> pd.DataFrame:
+        """The calibrated ZILN mixture behind :meth:`predict_frame` per row: ``prob_return``, ``mu``, ``sigma``
+        (revenue is 0 with probability 1 - prob_return, else LogNormal(mu, sigma)). For checks that need the
+        whole distribution, e.g. how noisy a metric is on a population."""
+        p, mu, sigma = (t.numpy() for t in ziln_params(self._logits(df, batch_size)))
+        if not self.calibration.is_identity:
+            mu = mu + np.log(self.calibration.factor(p * np.exp(mu + 0.5 * sigma**2)))
+        return pd.DataFrame({"prob_return": p, "mu": mu, "sigma": sigma}, index=df.index)
 
     def spec(self) -> dict[str, Any]:
         """JSON-able architecture + feature plan; with the state dict it rebuilds this module exactly."""
