@@ -1,6 +1,6 @@
 """Benchmark of the LTV model against its bars, on a simulated shop and the simulator's ground truth.
 
-    .venv/bin/python bench/bench_ltv.py                    # 170k users, 730 days, H = 365 (~100k training rows)
+    .venv/bin/python bench/bench_ltv.py                    # 170k users, 1,095 days, H = 365 (~125k training rows)
     .venv/bin/python bench/bench_ltv.py --users 30000      # scaled down
     .venv/bin/python bench/bench_ltv.py --seeds 8          # and the network retrained with 8 seeds
 
