@@ -93,9 +93,10 @@ class LtvNetwork(nn.Module):
         """The calibrated ZILN mixture behind :meth:`predict_frame` per row: ``prob_return``, ``mu``, ``sigma``
         (revenue is 0 with probability 1 - prob_return, else LogNormal(mu, sigma)). For checks that need the
         whole distribution, e.g. how noisy a metric is on a population."""
-        p, mu, sigma = (t.numpy() for t in ziln_params(self._logits(df, batch_size)))
+        logits = self._logits(df, batch_size)
+        p, mu, sigma = (t.numpy() for t in ziln_params(logits))
         if not self.calibration.is_identity:
-            mu = mu + np.log(self.calibration.factor(p * np.exp(mu + 0.5 * sigma**2)))
+            mu = mu + np.log(self.calibration.factor(ziln_expected_value(logits).numpy()))
         return pd.DataFrame({"prob_return": p, "mu": mu, "sigma": sigma}, index=df.index)
 
     def spec(self) -> dict[str, Any]:
