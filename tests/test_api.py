@@ -465,6 +465,9 @@ def test_ltvfeed_serve_command_serves_the_committed_generation(stack, prefix, wr
         unknown = httpx.get(f"{base}/v1/users/nobody/feed", timeout=5).json()
         assert unknown["personalised"] is False and unknown["fallback"] and item_ids(unknown)[0] == "s-classic-i0"
         assert "ltvfeed_" in httpx.get(f"{base}/metrics", timeout=5).text
+        with socket.create_connection(("127.0.0.1", port)) as hostile:  # the head limit is on in what ships
+            hostile.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
+            assert raw_status(hostile) == 431
     finally:
         proc.terminate()
         try:
@@ -473,3 +476,94 @@ def test_ltvfeed_serve_command_serves_the_committed_generation(stack, prefix, wr
             proc.kill()
             out, _ = proc.communicate()
     assert f"http://127.0.0.1:{port}" in out  # it said where it listens
+
+
+# ---- hostile clients: bounded request heads ------------------------------------------------------------------
+@contextlib.contextmanager
+def served(app, http) -> Iterator[int]:
+    """``app`` under uvicorn (httptools, as ``ltvfeed serve`` runs it) in a thread; yields the port."""
+    import uvicorn
+
+    port = closed_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=http, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def raw_status(sock: socket.socket) -> int | None:
+    """The status code of the answer on ``sock``, None if the server closed without one."""
+    sock.settimeout(5)
+    data = b""
+    with contextlib.suppress(OSError):
+        while b"\r\n" not in data and (chunk := sock.recv(4096)):
+            data += chunk
+    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None
+
+
+def probe_latencies(port: int, stop: threading.Event, out: list[float]) -> None:
+    """/healthz over and over on its own keep-alive connection while another client misbehaves."""
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        while not stop.is_set():
+            start = time.perf_counter()
+            assert client.get("/healthz").status_code == 200
+            out.append(time.perf_counter() - start)
+            time.sleep(0.01)
+
+
+class QuickHeadTimeout:
+    """The shipped protocol with a short head timeout, so that the test need not wait 10 s."""
+
+    @staticmethod
+    def make():
+        from ltvfeed.serving.http_limits import LimitedHttpToolsProtocol
+
+        return type("QuickProtocol", (LimitedHttpToolsProtocol,), {"head_timeout_s": 0.5})
+
+
+def test_huge_header_is_refused_fast_and_others_are_served_meanwhile():
+    """100 MB of header: 431 after the first 32 KiB (not buffered in full), while another client's requests are
+    answered throughout; a client trickling its head is cut off (408) without holding anybody else up."""
+    from ltvfeed.serving.http_limits import MAX_HEAD_BYTES
+
+    settings = Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    app = create_app(settings, options=OPTIONS)  # /healthz needs no Redis
+    with served(app, QuickHeadTimeout.make()) as port:
+        stop, latencies = threading.Event(), []
+        probe = threading.Thread(target=probe_latencies, args=(port, stop, latencies), daemon=True)
+        probe.start()
+        time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", port)) as hostile:
+            start = time.perf_counter()
+            hostile.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            chunk, sent = b"a" * 65536, 0
+            with contextlib.suppress(OSError):  # the server closes the connection mid-send
+                while sent < 100 * 2**20:
+                    hostile.sendall(chunk)
+                    sent += len(chunk)
+            status = raw_status(hostile)
+            elapsed = time.perf_counter() - start
+        assert status == 431 or status is None, status  # a reset can overtake the answer
+        assert sent < 512 * MAX_HEAD_BYTES and elapsed < 2.0, (sent, elapsed)  # kernel buffers hold some MB
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            start = time.perf_counter()
+            slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+            for _ in range(3):
+                time.sleep(0.1)
+                with contextlib.suppress(OSError):
+                    slow.sendall(b"X-Slow: 1\r\n")
+            assert raw_status(slow) == 408 and time.perf_counter() - start < 2.0
+        time.sleep(0.2)
+        stop.set()
+        probe.join(timeout=10)
+    assert len(latencies) > 20 and max(latencies) < 0.5, (len(latencies), max(latencies, default=None))

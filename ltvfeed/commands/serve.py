@@ -22,10 +22,12 @@ def serve_cmd(
     """Serve GET /v1/users/{user_id}/feed, /healthz, /readyz, /metrics and the OpenAPI docs at /docs.
 
     Feeds are filtered at request time for items bought since their generation when the feature store has the
-    'freshness' service (set LTVFEED_API_FRESHNESS=false to turn it off); each worker logs whether it is on."""
+    'freshness' service (set LTVFEED_API_FRESHNESS=false to turn it off); each worker logs whether it is on.
+    A request head over 32 KiB is answered 431, one not received within 10 s 408 (see serving/http_limits.py)."""
     import uvicorn
 
     from ltvfeed.infra.stack import up
+    from ltvfeed.serving.http_limits import LimitedHttpToolsProtocol
 
     settings = get_settings()
     stack = up(settings)
@@ -38,7 +40,7 @@ def serve_cmd(
 
         app = create_app_for_stack(stack)
         typer.echo(app.state.freshness_note)
-        uvicorn.run(app, host=host, port=port, access_log=access_log)
+        uvicorn.run(app, host=host, port=port, access_log=access_log, http=LimitedHttpToolsProtocol)
         return
     # Worker processes build their own app from the environment: point them at the Redis found here.
     os.environ.update(stack.env())
@@ -49,6 +51,7 @@ def serve_cmd(
         port=port,
         workers=workers,
         access_log=access_log,
+        http=LimitedHttpToolsProtocol,
     )
 
 
