@@ -268,13 +268,13 @@ def quality(n_users: int, n_items: int, days: int, seed: int) -> dict:
 
     import psycopg
 
+    from ltvfeed.cutoff import cutoff_instant as cutoff
     from ltvfeed.db import drop_database
     from ltvfeed.dbt_runner import run_dbt
     from ltvfeed.infra.stack import up
     from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
     from ltvfeed.serving.config import DiversityConfig, ScoringWeights
     from ltvfeed.serving.generation import GenerationParams
-    from ltvfeed.serving.generation_inputs import cutoff
     from ltvfeed.settings import Settings
     from ltvfeed.simulator import SimulationConfig, simulate_to_directory
     from ltvfeed.simulator.load import load_into_warehouse

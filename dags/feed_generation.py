@@ -42,6 +42,7 @@ from airflow.sdk import (
 )
 
 from ltvfeed.orchestration.assets import MARTS_ASSET_URI, PROPENSITY_MODEL_ASSET_URI
+from ltvfeed.orchestration.dag_defaults import DAG_DEFAULTS
 
 
 @dag(
@@ -50,9 +51,7 @@ from ltvfeed.orchestration.assets import MARTS_ASSET_URI, PROPENSITY_MODEL_ASSET
         timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"),
         assets=Asset(MARTS_ASSET_URI) | Asset(PROPENSITY_MODEL_ASSET_URI),
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
+    **DAG_DEFAULTS,
     tags=["ltvfeed", "serving", "redis"],
     doc_md=__doc__,
     params={
@@ -88,10 +87,9 @@ from ltvfeed.orchestration.assets import MARTS_ASSET_URI, PROPENSITY_MODEL_ASSET
 def feed_generation():
     @task
     def resolve_as_of() -> str:
-        from ltvfeed.orchestration.feed_tasks import resolve_generation_as_of
+        from ltvfeed.orchestration.tasks import run_as_of
 
-        ctx = get_current_context()
-        return resolve_generation_as_of(ctx).isoformat()
+        return run_as_of(get_current_context()).isoformat()
 
     @task(retries=0)
     def begin(as_of: str) -> dict:

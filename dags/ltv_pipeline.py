@@ -19,33 +19,31 @@ Features for `as_of` use only data strictly before it. Data Docs: `$LTVFEED_STAT
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
+from ltvfeed.cutoff import DEFAULT_HORIZON_DAYS
+from ltvfeed.orchestration.dag_defaults import DAG_DEFAULTS
 from ltvfeed.orchestration.dbt_group import MARTS_ASSET_URI, warehouse_task_group
 
 
 @dag(
     dag_id="ltv_pipeline",
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
+    **DAG_DEFAULTS,
     tags=["ltvfeed", "warehouse", "dbt", "great-expectations", "feast"],
     doc_md=__doc__,
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Cutoff date; default: logical date"),
-        "horizon_days": Param(365, type="integer", minimum=1, description="LTV label horizon in days"),
+        "horizon_days": Param(DEFAULT_HORIZON_DAYS, type="integer", minimum=1, description="LTV label horizon in days"),
     },
     default_args={"retries": 0},
 )
 def ltv_pipeline():
     @task
     def resolve_as_of() -> str:
-        from ltvfeed.orchestration.as_of import resolve_as_of as resolve
+        from ltvfeed.orchestration.tasks import run_as_of
 
-        ctx = get_current_context()
-        return resolve(ctx["params"], ctx.get("logical_date"), ctx["dag_run"].run_after).isoformat()
+        return run_as_of(get_current_context()).isoformat()
 
     @task
     def ingest() -> dict[str, int]:

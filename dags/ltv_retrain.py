@@ -5,7 +5,9 @@ Retrains the LTV model and refreshes every customer's predicted long-term value.
 **and** whenever `ltv_pipeline` has refreshed and validated the marts (asset `ltvfeed://warehouse/marts`).
 
 For a run with cutoff `as_of` D (param `as_of`, else the logical date; an asset-triggered run takes the `as_of`
-the marts update names, i.e. the snapshot `ltv_pipeline` just validated) and horizon H (`horizon_days`):
+the marts update names, i.e. the snapshot `ltv_pipeline` just validated) and horizon H (`horizon_days`; unset:
+365 days when the shop's history before D allows, else the longest that fits it, holdout at the data's end − H;
+a history too short for any is refused in seconds, naming the params to set):
 
 1. **prepare_training_data**: holdout cutoff D − H (the latest whose labels are complete on D; param
    `holdout_cutoff`), training cutoffs ending at holdout − H (param `train_cutoff`), `train_cutoffs` of them
@@ -27,10 +29,10 @@ Backfill past cutoffs: `airflow backfill create --dag-id ltv_retrain --from-date
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from ltvfeed.orchestration.assets import LTV_PREDICTIONS_ASSET_URI, MARTS_ASSET_URI
+from ltvfeed.orchestration.dag_defaults import DAG_DEFAULTS
 
 
 @dag(
@@ -38,14 +40,17 @@ from ltvfeed.orchestration.assets import LTV_PREDICTIONS_ASSET_URI, MARTS_ASSET_
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 4 * * 1", timezone="UTC"), assets=[Asset(MARTS_ASSET_URI)]
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
+    **DAG_DEFAULTS,
     tags=["ltvfeed", "ltv", "training", "mlflow", "feast"],
     doc_md=__doc__,
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Cutoff; default: logical date"),
-        "horizon_days": Param(365, type="integer", minimum=1, description="LTV horizon H in days"),
+        "horizon_days": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="LTV horizon H in days; default: 365 when the history allows, else the longest that fits",
+        ),
         "train_cutoffs": Param(1, type="integer", minimum=1, description="Training cutoffs (training window)"),
         "cutoff_step_days": Param(30, type="integer", minimum=1, description="Days between training cutoffs"),
         "holdout_cutoff": Param(
@@ -60,14 +65,10 @@ from ltvfeed.orchestration.assets import LTV_PREDICTIONS_ASSET_URI, MARTS_ASSET_
 def ltv_retrain():
     @task
     def resolve_as_of() -> str:
-        from ltvfeed.orchestration.ltv_tasks import resolve_retrain_as_of
+        from ltvfeed.orchestration.ltv_tasks import retrain_as_of
         from ltvfeed.settings import Settings
 
-        ctx = get_current_context()
-        events = ctx.get("triggering_asset_events")  # asset-triggered runs: the snapshot the marts update names
-        run_after = ctx["dag_run"].run_after
-        as_of = resolve_retrain_as_of(ctx["params"], ctx.get("logical_date"), run_after, events, Settings())
-        return as_of.isoformat()
+        return retrain_as_of(Settings(), get_current_context()).isoformat()
 
     @task
     def prepare_training_data(as_of: str) -> dict:

@@ -23,10 +23,10 @@ Backfill past cutoffs: `airflow backfill create --dag-id propensity_retrain --fr
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from ltvfeed.orchestration.assets import LTV_PREDICTIONS_ASSET_URI, PROPENSITY_MODEL_ASSET_URI
+from ltvfeed.orchestration.dag_defaults import DAG_DEFAULTS
 
 
 @dag(
@@ -34,9 +34,7 @@ from ltvfeed.orchestration.assets import LTV_PREDICTIONS_ASSET_URI, PROPENSITY_M
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 6 * * 1", timezone="UTC"), assets=[Asset(LTV_PREDICTIONS_ASSET_URI)]
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
+    **DAG_DEFAULTS,
     tags=["ltvfeed", "propensity", "training", "mlflow", "feast"],
     doc_md=__doc__,
     params={
@@ -50,14 +48,10 @@ from ltvfeed.orchestration.assets import LTV_PREDICTIONS_ASSET_URI, PROPENSITY_M
 def propensity_retrain():
     @task
     def resolve_as_of() -> str:
-        from ltvfeed.orchestration.ltv_tasks import resolve_retrain_as_of
+        from ltvfeed.orchestration.ltv_tasks import retrain_as_of
         from ltvfeed.settings import Settings
 
-        ctx = get_current_context()
-        events = ctx.get("triggering_asset_events")  # asset-triggered runs: the as_of the LTV refresh names
-        run_after = ctx["dag_run"].run_after
-        as_of = resolve_retrain_as_of(ctx["params"], ctx.get("logical_date"), run_after, events, Settings())
-        return as_of.isoformat()
+        return retrain_as_of(Settings(), get_current_context()).isoformat()
 
     @task
     def prepare(as_of: str) -> dict:

@@ -17,22 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
 
+from ltvfeed.cutoff import cutoff_instant
 from ltvfeed.errors import UserError
 from ltvfeed.serving.shards import check_shard, shard_sql
 
 CATALOGUE_COLUMNS = ["item_id", "category", "commercial_score", "in_stock", "is_repeat_purchase"]
-
-
-def cutoff(as_of: date) -> datetime:
-    """as_of 00:00 UTC: raw rows before it are history, rows at or after it are the future."""
-    return datetime.combine(as_of, time(0), tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -75,7 +71,7 @@ class WarehouseInputs:
         if isinstance(max_recent_views, bool) or not isinstance(max_recent_views, int) or max_recent_views < 0:
             raise UserError(f"max_recent_views must be an integer >= 0, got {max_recent_views!r}")
         self.as_of = as_of
-        self.cutoff = cutoff(as_of)
+        self.cutoff = cutoff_instant(as_of)
         self.max_recent_views = max_recent_views
         # autocommit: read-only queries, never an open transaction (and its snapshot) held between chunks
         self._conn = psycopg.connect(dsn, autocommit=True)

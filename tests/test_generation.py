@@ -86,7 +86,7 @@ def test_params_validate_and_round_trip() -> None:
 
 
 def test_as_of_comes_from_param_then_asset_event_then_logical_date() -> None:
-    from ltvfeed.orchestration.feed_tasks import resolve_generation_as_of
+    from ltvfeed.orchestration.tasks import run_as_of as resolve_generation_as_of
 
     run = SimpleNamespace(run_after=datetime(2026, 6, 3, 3, tzinfo=UTC))
     event = SimpleNamespace(extra={"as_of": "2026-06-02"})

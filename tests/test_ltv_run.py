@@ -189,7 +189,7 @@ def test_retrain_dag_shape(tmp_path_factory):
     assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
     assert [a.uri for a in dag.timetable.asset_condition.objects] == ["ltvfeed://warehouse/marts"]
     assert (dag.timetable.timetable.expression, str(dag.timetable.timetable.timezone)) == ("0 4 * * 1", "UTC")
-    assert dag.params["horizon_days"] == 365 and dag.params["train_cutoffs"] == 1
+    assert dag.params["horizon_days"] is None and dag.params["train_cutoffs"] == 1  # None: fits the history
     assert {"ltvfeed", "ltv"} <= set(dag.tags) and "ltv_retrain" in dag.doc_md
     assert dag.max_active_runs == 1
 
@@ -197,7 +197,7 @@ def test_retrain_dag_shape(tmp_path_factory):
 def test_retrain_as_of_rule():
     from types import SimpleNamespace
 
-    from ltvfeed.orchestration.ltv_tasks import resolve_retrain_as_of
+    from ltvfeed.cutoff import resolve_as_of as resolve_retrain_as_of
 
     def at(day: int, hour: int = 0) -> datetime:
         return datetime(2026, 3, day, hour, tzinfo=UTC)

@@ -22,13 +22,14 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from ltvfeed.cutoff import DEFAULT_HORIZON_DAYS, cutoff_instant
 from ltvfeed.errors import UserError
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ LTV_SERVICE = "ltv_model"  # the Feast feature service holding the model's input
 BASELINE_COLUMNS = ("first_order_at", "last_order_at")
 LABEL = "label"
 CUTOFF = "cutoff"
-DEFAULT_HORIZON_DAYS = 365
 DEFAULT_STEP_DAYS = 30
 
 
@@ -387,10 +387,6 @@ def as_model_input(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index, columns=schema.columns)
 
 
-def _cutoff_instant(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
 def _baseline_columns(dsn: str, cutoffs: Sequence[date]) -> pd.DataFrame:
     with _connect(dsn) as conn:
         rows = conn.execute(
@@ -443,7 +439,7 @@ def labelled_frame(
     entity = pd.DataFrame(
         {
             "user_id": labels["user_id"].astype(str),
-            "event_timestamp": [_cutoff_instant(c) for c in labels[CUTOFF]],
+            "event_timestamp": [cutoff_instant(c) for c in labels[CUTOFF]],
             LABEL: labels["revenue"].astype("float64"),
         }
     )

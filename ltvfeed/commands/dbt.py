@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from ltvfeed.commands.options import date_option
+from ltvfeed.cutoff import DEFAULT_HORIZON_DAYS
 from ltvfeed.settings import get_settings
 
 dbt_app = typer.Typer(help="Build the dbt models (staging -> intermediate -> marts) with their tests.")
@@ -19,7 +20,9 @@ def build_cmd(
     as_of: str | None = typer.Option(
         None, "--as-of", help="Feature cutoff YYYY-MM-DD (uses data before it). Default: day after the latest data."
     ),
-    horizon_days: int | None = typer.Option(None, "--horizon-days", help="LTV label window in days (default 365)."),
+    horizon_days: int | None = typer.Option(
+        None, "--horizon-days", help=f"LTV label window in days (default {DEFAULT_HORIZON_DAYS})."
+    ),
     select: str | None = typer.Option(None, "--select", "-s", help="dbt selection, e.g. 'user_features+'."),
     full_refresh: bool = typer.Option(
         False, "--full-refresh", help="Rebuild incremental models from scratch (drops snapshot history)."

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ltvfeed.commands.options import date_option
+from ltvfeed.cutoff import DEFAULT_HORIZON_DAYS
 from ltvfeed.errors import UserError
 from ltvfeed.settings import get_settings
 
@@ -23,7 +24,9 @@ def _stack():
 @ltv_app.command("train")
 def train_cmd(
     cutoff: str = typer.Option(..., "--cutoff", help="Latest training cutoff YYYY-MM-DD (features before it)."),
-    horizon_days: int = typer.Option(365, "--horizon-days", min=1, help="Predict revenue over this many days."),
+    horizon_days: int = typer.Option(
+        DEFAULT_HORIZON_DAYS, "--horizon-days", min=1, help="Predict revenue over this many days."
+    ),
     holdout_cutoff: str | None = typer.Option(
         None, "--holdout-cutoff", help="Later cutoff to evaluate on (labels must be complete). Default: cutoff + H."
     ),
@@ -80,7 +83,9 @@ def predict_cmd(
     as_of: str | None = typer.Option(
         None, "--as-of", help="Predict from this date YYYY-MM-DD, using only data before it. Default: data end."
     ),
-    horizon_days: int = typer.Option(365, "--horizon-days", min=1, help="Predict revenue over this many days."),
+    horizon_days: int = typer.Option(
+        DEFAULT_HORIZON_DAYS, "--horizon-days", min=1, help="Predict revenue over this many days."
+    ),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
 ) -> None:
     """Learn from the imported transaction log alone and predict every customer's value (no Airflow/MLflow)."""

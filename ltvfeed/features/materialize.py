@@ -10,7 +10,7 @@ overwrites newer values.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ltvfeed.errors import UserError
@@ -27,11 +27,6 @@ class Window:
     view: str
     start: datetime | None  # None: skipped, the view is already materialised past ``end``
     end: datetime
-
-
-def cutoff(as_of: date) -> datetime:
-    """as_of 00:00 UTC: the feature_timestamp of that day's snapshot."""
-    return datetime.combine(as_of, time(0), tzinfo=UTC)
 
 
 def aware(moment: datetime, name: str) -> datetime:

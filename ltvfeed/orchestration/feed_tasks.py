@@ -9,13 +9,12 @@ can run on any worker, in any order, and be retried alone (a shard rewrite is id
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
 from ltvfeed.errors import UserError
 from ltvfeed.infra.stack import Stack, up
-from ltvfeed.orchestration.as_of import resolve_as_of
 from ltvfeed.serving.feed_store import OPEN, FeedStore
 from ltvfeed.serving.generation import (
     GenerationParams,
@@ -51,32 +50,6 @@ def propensity_source(stack: Stack, plan: Plan) -> PropensitySource:
     if params.propensity_source == CATEGORY_AFFINITY:
         return CategoryAffinitySource()
     return registry_source(stack, params.as_of, expected_version=plan["model_versions"][PROPENSITY_MODEL])
-
-
-def as_of_from_asset_events(events: Iterable[Any]) -> date | None:
-    """The newest ``as_of`` found in the ``extra`` of triggering asset events (a marts update may say which
-    snapshot it published); None when none says."""
-    found = []
-    for event in events:
-        extra = getattr(event, "extra", None) or {}
-        if extra.get("as_of"):
-            try:
-                found.append(date.fromisoformat(str(extra["as_of"])))
-            except ValueError as exc:
-                raise UserError(f"a triggering asset event carries an invalid as_of {extra['as_of']!r}") from exc
-    return max(found) if found else None
-
-
-def resolve_generation_as_of(ctx: Mapping[str, Any]) -> date:
-    """The as_of param, else the as_of of the triggering marts update, else the project rule (logical date,
-    or the day the run was triggered)."""
-    params = ctx["params"]
-    if not params.get("as_of"):
-        events = [e for evs in (ctx.get("triggering_asset_events") or {}).values() for e in evs]
-        from_events = as_of_from_asset_events(events)
-        if from_events is not None:
-            return from_events
-    return resolve_as_of(params, ctx.get("logical_date"), ctx["dag_run"].run_after)
 
 
 def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationParams:

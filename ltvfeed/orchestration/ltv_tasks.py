@@ -1,18 +1,22 @@
 """What the ``ltv_retrain`` tasks do, as plain functions of Settings (the CLI and tests call the same ones).
 
-Which cutoff a run works on: an explicit ``as_of`` param, else the scheduled/backfilled run's logical date
-(:func:`ltvfeed.orchestration.as_of.resolve_as_of`); a run triggered by the marts asset takes the ``as_of`` its
-newest event carries (ltv_pipeline's marts gate sets it), else the as_of of the run that sent the event, else
-the newest snapshot.
+Which cutoff a run works on is the one rule of :mod:`ltvfeed.cutoff` (a run with nothing else to go by takes
+the newest snapshot: :func:`retrain_as_of`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
+from ltvfeed.cutoff import (
+    MIN_FEATURE_HISTORY_DAYS,
+    cutoff_instant,
+    default_ltv_horizon,
+    parse_as_of,
+)
 from ltvfeed.errors import UserError
 from ltvfeed.infra.stack import up
 from ltvfeed.settings import Settings
@@ -20,68 +24,73 @@ from ltvfeed.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def _events(triggering_events: Mapping[Any, Iterable[Any]] | None) -> list[Any]:
-    """Every asset event of the context's ``triggering_asset_events`` (asset -> events), newest first."""
-    try:
-        events = [e for batch in (triggering_events or {}).values() for e in batch]
-        return sorted(events, key=lambda e: e.timestamp, reverse=True)
-    except Exception as exc:  # an accessor that cannot be read must not stop the run: fall back below
-        log.info("cannot read the triggering asset events: %s", exc)
-        return []
+def retrain_as_of(settings: Settings, context: Mapping[str, Any]) -> date:
+    """The run's cutoff by the one rule; a run with nothing to go by (no param, logical date or event) takes the
+    newest snapshot in the warehouse."""
+    from ltvfeed.orchestration.tasks import run_as_of
+    from ltvfeed.training.ltv_data import latest_snapshot
+
+    return run_as_of(context, fallback=lambda: latest_snapshot(up(settings).warehouse_dsn))
 
 
-def resolve_retrain_as_of(
-    params: Mapping[str, Any],
-    logical_date: datetime | None,
-    run_after: datetime | None,
-    triggering_events: Mapping[Any, Iterable[Any]] | None = None,
-    settings: Settings | None = None,
-) -> date:
-    """The run's as_of (see the module doc). Asset-triggered runs have no logical date in Airflow 3."""
-    from ltvfeed.orchestration.as_of import resolve_as_of
+def retrain_history(dsn: str, as_of: date) -> tuple[date, date] | None:
+    """(first day with an order before ``as_of``, first day not observed by ``as_of``); None without orders.
+    The end is dbt's ``data_end_date`` (the day after the latest event or order) capped at ``as_of``."""
+    from ltvfeed.db import connect
 
-    if params.get("as_of") or logical_date is not None:
-        return resolve_as_of(dict(params), logical_date, run_after)
-    for event in _events(triggering_events):
-        extra = getattr(event, "extra", None) or {}
-        if extra.get("as_of"):  # ltv_pipeline's marts gate names the snapshot it published
-            try:
-                return date.fromisoformat(str(extra["as_of"]))
-            except ValueError as exc:
-                raise UserError(f"a triggering asset event carries an invalid as_of {extra['as_of']!r}") from exc
-        try:
-            source = event.source_dag_run
-        except Exception as exc:  # the source run may be gone (deleted, or an event posted through the API)
-            log.info("cannot read the run behind asset event %s: %s", event, exc)
-            continue
-        if source is not None:
-            return resolve_as_of(dict(source.conf or {}), source.logical_date, source.run_after)
-    if settings is not None:
-        from ltvfeed.training.ltv_data import latest_snapshot
-
-        return latest_snapshot(up(settings).warehouse_dsn)
-    return resolve_as_of(dict(params), logical_date, run_after)
+    with connect(dsn) as conn:
+        row = conn.execute(
+            """
+            select
+                (min(ordered_at) filter (where ordered_at < %(cut)s) at time zone 'UTC')::date,
+                (greatest(max(ordered_at), (select max(occurred_at) from raw.events)) at time zone 'UTC')::date + 1
+            from raw.orders
+            """,
+            {"cut": cutoff_instant(as_of)},
+        ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return row[0], min(as_of, row[1])
 
 
-def plan_from_params(as_of: date, params: Mapping[str, Any]):
-    """The run's TrainingPlan from the DAG params (see ``ltvfeed.training.ltv_data.plan_for_as_of``)."""
+def plan_from_params(as_of: date, params: Mapping[str, Any], history: tuple[date, date] | None = None):
+    """The run's TrainingPlan from the DAG params (see ``ltvfeed.training.ltv_data.plan_for_as_of``). Without a
+    ``horizon_days`` param the horizon and holdout fit ``history`` (:func:`ltvfeed.cutoff.default_ltv_horizon`):
+    365 days when the shop has the history for it, else the longest that has complete labels. A plan whose
+    earliest training cutoff precedes the history is refused here, in seconds, naming the param to set."""
     from ltvfeed.training.ltv_data import plan_for_as_of
 
-    def day(name: str) -> date | None:
-        value = params.get(name)
-        try:
-            return date.fromisoformat(str(value)) if value else None
-        except ValueError as exc:
-            raise UserError(f"param {name} must be a date YYYY-MM-DD, got {value!r}") from exc
-
-    return plan_for_as_of(
+    n_cutoffs = int(params.get("train_cutoffs") or 1)
+    step_days = int(params.get("cutoff_step_days") or 30)
+    holdout = parse_as_of(params.get("holdout_cutoff"), "param holdout_cutoff")
+    horizon = params.get("horizon_days")
+    if history is None:
+        if not horizon:
+            raise UserError(f"no orders before {as_of}: nothing to train on (import orders, or use a later as_of)")
+    elif not horizon:
+        horizon, fitted_holdout = default_ltv_horizon(*history, n_cutoffs, step_days)
+        holdout = holdout or fitted_holdout
+        log.info("horizon_days not set: %s days fit the history %s .. %s", horizon, *history)
+    plan = plan_for_as_of(
         as_of,
-        int(params.get("horizon_days") or 365),
-        int(params.get("train_cutoffs") or 1),
-        int(params.get("cutoff_step_days") or 30),
-        holdout_cutoff=day("holdout_cutoff"),
-        train_cutoff=day("train_cutoff"),
+        int(horizon),
+        n_cutoffs,
+        step_days,
+        holdout_cutoff=holdout,
+        train_cutoff=parse_as_of(params.get("train_cutoff"), "param train_cutoff"),
     )
+    earliest = plan.train_cutoffs[0]
+    if history is not None and (earliest - history[0]).days < MIN_FEATURE_HISTORY_DAYS:
+        try:
+            fits = f"horizon_days={default_ltv_horizon(*history, n_cutoffs, step_days)[0]} fits it (or leave it unset)"
+        except UserError as exc:
+            fits = str(exc)
+        raise UserError(
+            f"horizon_days={plan.horizon_days}, train_cutoffs={n_cutoffs} put the earliest training cutoff at "
+            f"{earliest}, but the shop's orders start on {history[0]} (at least {MIN_FEATURE_HISTORY_DAYS} days of "
+            f"history needed before it): {fits}"
+        )
+    return plan
 
 
 def prepare_training_data(settings: Settings, as_of: date, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,8 +98,9 @@ def prepare_training_data(settings: Settings, as_of: date, params: Mapping[str, 
     register the Feast definitions; fails early when a cutoff has no complete labels."""
     from ltvfeed.training.ltv_run import prepare_training_data as prepare
 
-    plan = plan_from_params(as_of, params)
-    return {"as_of": as_of.isoformat(), **prepare(up(settings), plan, also_snapshots=(as_of,))}
+    stack = up(settings)
+    plan = plan_from_params(as_of, params, retrain_history(stack.warehouse_dsn, as_of))
+    return {"as_of": as_of.isoformat(), **prepare(stack, plan, also_snapshots=(as_of,))}
 
 
 def train_and_register(settings: Settings, prepared: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import Any
 
+from ltvfeed.cutoff import DEFAULT_PROPENSITY_HORIZON_DAYS
 from ltvfeed.errors import UserError
 from ltvfeed.infra.stack import Stack, up
 from ltvfeed.settings import Settings
@@ -26,7 +27,6 @@ MARTS_FOR_RANKING = (
     "marts.user_recent_purchases",
 )
 DBT_SELECT = " ".join(f"+{table.split('.')[1]}" for table in MARTS_FOR_RANKING)
-DEFAULT_HORIZON_DAYS = 30
 
 
 def propensity_cutoffs(as_of: date, horizon_days: int) -> tuple[date, date]:
@@ -74,7 +74,7 @@ def prepare_propensity_data(settings: Settings, as_of: date, params: Mapping[str
     from ltvfeed.training.propensity.data import data_end
     from ltvfeed.training.propensity.train import check_dates
 
-    horizon = int(params.get("propensity_horizon_days") or DEFAULT_HORIZON_DAYS)
+    horizon = int(params.get("propensity_horizon_days") or DEFAULT_PROPENSITY_HORIZON_DAYS)
     cutoff, eval_cutoff = propensity_cutoffs(as_of, horizon)
     stack = up(settings)
     end = data_end(stack.warehouse_dsn)

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import date
+from typing import Any
 
+from ltvfeed.cutoff import resolve_as_of
 from ltvfeed.infra.stack import up
 from ltvfeed.settings import Settings
+
+
+def run_as_of(context: Mapping[str, Any], fallback: Callable[[], date] | None = None) -> date:
+    """The cutoff of the DAG run whose task context this is (:func:`ltvfeed.cutoff.resolve_as_of`)."""
+    return resolve_as_of(
+        context["params"],
+        context.get("logical_date"),
+        context["dag_run"].run_after,
+        context.get("triggering_asset_events"),
+        fallback,
+    )
 
 
 def ingest_landing(settings: Settings) -> dict[str, int]:

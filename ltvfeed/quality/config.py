@@ -7,9 +7,10 @@ checkpoint as expectation parameters; the suites themselves stay fixed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ltvfeed.cutoff import cutoff_instant
 from ltvfeed.errors import UserError
 from ltvfeed.warehouse import RAW_ENTITIES
 
@@ -38,21 +39,16 @@ class GateConfig:
             raise UserError("quality gate config: max_rows must be >= 1 and stale_after_days >= 0")
 
 
-def cutoff(as_of: date) -> datetime:
-    """as_of 00:00 UTC: features for as_of use only rows strictly before this instant."""
-    return datetime.combine(as_of, time(0), tzinfo=UTC)
-
-
 def future_bound(as_of: date, today: date) -> datetime:
     """Latest acceptable timestamp in raw data: one day past as_of, or past today when as_of lies in the past.
     A backfill of an old as_of runs over raw tables that already hold later (real) data, so the "not in the
     future" bound follows the wall clock then; for the daily run both are the same day."""
-    return cutoff(max(as_of, today)) + timedelta(days=1)
+    return cutoff_instant(max(as_of, today)) + timedelta(days=1)
 
 
 def stale_bound(as_of: date, days: int) -> datetime:
     """Oldest acceptable "newest row" of a stream: ``days`` days before as_of 00:00 UTC."""
-    return cutoff(as_of) - timedelta(days=days)
+    return cutoff_instant(as_of) - timedelta(days=days)
 
 
 def iso(value: date | datetime) -> str:
@@ -73,7 +69,7 @@ def raw_parameters(as_of: date, today: date, config: GateConfig) -> dict[str, An
 def marts_parameters(as_of: date, customers: int, items: int) -> dict[str, Any]:
     return {
         "as_of": iso(as_of),
-        "cutoff": iso(cutoff(as_of)),
+        "cutoff": iso(cutoff_instant(as_of)),
         "customers": customers,
         "items_known": items,
         "items_min": 1 if items else 0,  # a transaction-log-only shop knows no items: no item snapshot either

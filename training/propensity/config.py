@@ -9,12 +9,13 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from ltvfeed.cutoff import DEFAULT_PROPENSITY_HORIZON_DAYS
 from ltvfeed.errors import UserError
 from ltvfeed.training.registry import PromotionConfig
 
 MODEL_NAME = "purchase_propensity"  # registered model: models:/purchase_propensity@champion
 EXPERIMENT_NAME = "purchase_propensity"
-DEFAULT_HORIZON_DAYS = 30
+DEFAULT_HORIZON_DAYS = DEFAULT_PROPENSITY_HORIZON_DAYS
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from ltvfeed.cutoff import cutoff_instant
 from ltvfeed.errors import UserError
 
 if TYPE_CHECKING:
@@ -68,11 +69,6 @@ ITEM_COLUMNS = (
 )
 
 
-def midnight(day: date) -> datetime:
-    """day 00:00 UTC: where a cutoff's windows start and end."""
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
 def _frame(dsn: str, query: str, params: tuple = ()) -> pd.DataFrame:
     """Rows of a query as a DataFrame; PostgreSQL numerics (Decimal) become floats."""
     import psycopg
@@ -107,7 +103,7 @@ def purchases(dsn: str, start: date, end: date) -> pd.DataFrame:
         where o.ordered_at >= %s and o.ordered_at < %s
         order by 1, 2
         """,
-        (midnight(start), midnight(end)),
+        (cutoff_instant(start), cutoff_instant(end)),
     )
 
 
@@ -141,7 +137,7 @@ def load_items(dsn: str, as_of: date, popularity_days: int) -> pd.DataFrame:
         where p.as_of = %s
         order by p.item_id
         """,
-        (midnight(as_of - timedelta(days=popularity_days)), midnight(as_of), as_of),
+        (cutoff_instant(as_of - timedelta(days=popularity_days)), cutoff_instant(as_of), as_of),
     )
     items["category"] = items["category"].astype(str)
     return items.reset_index(drop=True)
@@ -167,7 +163,7 @@ def _user_base(stack: Stack, as_of: date, source: str) -> pd.DataFrame:
     from ltvfeed.features import training_frame
 
     ids = _frame(dsn, "select user_id from marts.user_features where as_of = %s order by 1", (as_of,))
-    entity_df = pd.DataFrame({USER_KEY: ids[USER_KEY].astype(str), "event_timestamp": midnight(as_of)})
+    entity_df = pd.DataFrame({USER_KEY: ids[USER_KEY].astype(str), "event_timestamp": cutoff_instant(as_of)})
     return training_frame(stack, entity_df, service=USER_SERVICE)[[USER_KEY, *names]]
 
 
