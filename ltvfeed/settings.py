@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,19 @@ class Settings(BaseSettings):
         default=True,
         description="Feed API: drop items the user bought since the served generation's cutoff (Feast service "
         "'freshness', read per request). Without that service applied, feeds are served unfiltered either way.",
+    )
+
+    collector_port: int = 8001
+    collector_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key (urlsafe base64, 32 bytes) that encrypts partners' secrets at rest. Unset: a key "
+        "is generated once into <state_dir>/secrets/collector.key (mode 0600).",
+    )
+    collector_replay_window_s: int = Field(default=300, description="Signed requests older/newer than this: 401.")
+    collector_rotation_grace_s: int = Field(default=86_400, description="Old secret still accepted after rotate.")
+    collector_rate_limit_per_s: int = Field(default=50_000, description="Events per second per partner (Redis).")
+    collector_rate_limit_fail_open: bool = Field(
+        default=True, description="Redis down: accept events unthrottled (true) or answer 503 (false)."
     )
 
     @property
