@@ -3,9 +3,12 @@ warehouse (integration): every kind in CSV and Parquet, idempotency, overlaps, q
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -576,3 +579,160 @@ def test_cli_import_prints_summary(stack, warehouse_dsn, tmp_path):
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert missing.returncode == 2 and "missing required column(s) user_id, signup_at" in missing.stderr
+
+
+# --- hostile and unusual input (issue 10) ---------------------------------------------------------------------------
+
+
+def test_money_with_more_than_two_decimals_is_rejected_not_rounded():
+    frame = frame_of(
+        [
+            {"order_id": f"o{i}", "user_id": "u1", "ordered_at": "2024-01-01", "amount": amount}
+            for i, amount in enumerate(["12.345", "12.3400", "1.2345e1", "1.5e1", "7", "0.001", "-0.005"], start=1)
+        ]
+    )
+    checked = validate_chunk(frame, SPECS["orders"])
+    assert checked.good["amount"].tolist() == [12.34, 15.0, 7.0]
+    assert reasons_by_row(checked.rejected) == {
+        1: "amount: more than two decimals '12.345'",
+        3: "amount: more than two decimals '1.2345e1'",
+        6: "amount: more than two decimals '0.001'",
+        7: "amount: negative value -0.005; amount: more than two decimals '-0.005'",
+    }
+    assert checked.reasons["amount: more than two decimals"] == 4
+
+
+def test_dates_outside_the_nanosecond_range_are_valid_timestamps():
+    frame = frame_of(
+        [
+            {"user_id": "u1", "signup_at": "0001-01-01"},
+            {"user_id": "u2", "signup_at": "9999-12-31T23:59:59Z"},
+            {"user_id": "u3", "signup_at": "2024-03-01T12:00:00+02:00"},
+            {"user_id": "u4", "signup_at": "0001-01-01T00:00:00+01:00"},  # before year 1 in UTC
+            {"user_id": "u5", "signup_at": "10000-01-01"},
+        ]
+    )
+    checked = validate_chunk(frame, SPECS["users"])
+    stamps = dict(zip(checked.good["user_id"], checked.good["signup_at"], strict=True))
+    assert stamps["u1"] == datetime(1, 1, 1, tzinfo=UTC)
+    assert stamps["u2"] == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert stamps["u3"] == datetime(2024, 3, 1, 10, tzinfo=UTC)
+    assert set(reasons_by_row(checked.rejected)) == {4, 5}
+
+
+def test_parquet_float_nan_in_a_text_column_is_missing(tmp_path):
+    countries = pa.array([float("nan"), 1.0], pa.float64())  # a real NaN (pandas would have written null)
+    table = pa.table({"user_id": ["u1", "u2"], "signup_at": ["2024-01-01"] * 2, "country": countries})
+    pq.write_table(table, tmp_path / "users.parquet")
+    (chunk,) = iter_chunks(tmp_path / "users.parquet", ("user_id", "signup_at", "country"))
+    assert chunk.frame["country"].isna().tolist() == [True, False]
+    good = validate_chunk(chunk.frame, SPECS["users"]).good
+    assert pd.isna(good["country"].iloc[0]) and good["country"].iloc[1] == "1"
+
+
+def test_header_over_the_limit_is_rejected_in_one_line_not_cut(tmp_path):
+    path = tmp_path / "wide.csv"
+    columns = ["user_id", "signup_at", *(f"extra_column_{i:06d}" for i in range(100_000))]
+    path.write_text(",".join(columns) + "\n" + ",".join(["u1", "2024-01-01", *[""] * 100_000]) + "\n")
+    assert path.stat().st_size > 1 << 20
+    with pytest.raises(UserError, match=r"wide\.csv: the header line is longer than 1 MiB") as info:
+        read_header(path)
+    assert "\n" not in str(info.value)
+    just_under = tmp_path / "under.csv"
+    just_under.write_text("user_id,signup_at," + ",".join(["y" * 99] * 10_000) + "\nu1,2024-01-01\n")
+    assert len(read_header(just_under)) == 10_002
+    huge_name = tmp_path / "huge.csv"
+    huge_name.write_text("user_id,signup_at," + "x" * 200_000 + "\nu1,2024-01-01,\n")
+    with pytest.raises(UserError, match=r"huge\.csv: cannot read the header line as CSV"):
+        read_header(huge_name)
+
+
+@pytest.mark.integration
+def test_nul_characters_in_bad_rows_are_quarantined_exactly_and_good_rows_load(warehouse_dsn, tmp_path):
+    path = tmp_path / "users.csv"
+    path.write_bytes(
+        b"user_id,signup_at,country\n"
+        b"u1,2024-01-01,DE\n"
+        b"u\x002,2024-01-01,DE\n"  # NUL in a text column
+        b"u3,2024-01-\x0003,FR\n"  # NUL in a timestamp
+        b"u4,2024-01-04,\x00,extra\n"  # NUL in a malformed row
+        b"u5,2024-01-05,\n"
+    )
+    report = import_file(warehouse_dsn, "users", path)
+    assert (report.rows_total, report.rows_loaded, report.rows_quarantined) == (5, 2, 3)
+    assert [u for (u,) in query(warehouse_dsn, "select user_id from raw.users order by 1")] == ["u1", "u5"]
+    rows = query(
+        warehouse_dsn,
+        "select row_number, reason, row_data, convert_from(row_bytes, 'UTF8')::json::text from ops.quarantine "
+        "order by row_number",
+    )
+    assert [r[0] for r in rows] == [2, 3, 4]
+    assert rows[0][1] == "user_id: contains a NUL character" and rows[0][2]["user_id"] == "u\u24002"
+    assert rows[1][1] == "signup_at: not a valid timestamp '2024-01-\u240003'"
+    exact = [json.loads(r[3]) for r in rows]
+    assert exact[0]["user_id"] == "u\x002" and exact[1]["signup_at"] == "2024-01-\x0003"
+    assert exact[2]["country"] == "\x00" and exact[2]["_extra_fields"] == ["extra"]
+    assert query(warehouse_dsn, "select count(*) from ops.quarantine where row_bytes is null") == [(0,)]
+
+
+@pytest.mark.integration
+def test_wide_dates_and_cents_round_trip_through_postgres(warehouse_dsn, tmp_path):
+    users = "user_id,signup_at\nu1,0001-01-01\nu2,9999-12-31T23:59:59.5Z\nu3,2024-01-01\n"
+    report = import_file(warehouse_dsn, "users", write_csv(tmp_path / "users.csv", users))
+    assert (report.rows_loaded, report.rows_quarantined) == (3, 0)
+    stored = dict(query(warehouse_dsn, "select user_id, signup_at from raw.users"))
+    assert stored["u1"] == datetime(1, 1, 1, tzinfo=UTC)
+    assert stored["u2"] == datetime(9999, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC)
+    orders = "order_id,user_id,ordered_at,amount\no1,u1,2024-01-01,12.345\no2,u1,2024-01-01,12.30\n"
+    report = import_file(warehouse_dsn, "orders", write_csv(tmp_path / "orders.csv", orders))
+    assert (report.rows_loaded, report.rows_quarantined) == (1, 1)
+    assert report.reasons == {"amount: more than two decimals": 1}
+    assert query(warehouse_dsn, "select order_id, amount from raw.orders") == [("o2", Decimal("12.30"))]
+
+
+@pytest.mark.integration
+def test_parquet_nan_text_is_stored_as_null(warehouse_dsn, tmp_path):
+    genders = pa.array([float("nan")], pa.float64())
+    table = pa.table({"user_id": ["u1"], "signup_at": ["2024-01-01"], "gender": genders})
+    pq.write_table(table, tmp_path / "users.parquet")
+    import_file(warehouse_dsn, "users", tmp_path / "users.parquet")
+    assert query(warehouse_dsn, "select gender from raw.users") == [(None,)]
+
+
+def _terminate_when_importing(dsn: str, stop: threading.Event, killed: list[int]) -> None:
+    """From another connection: terminate the warehouse's backend once it holds an open import transaction."""
+    dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not stop.is_set() and not killed:
+            pids = conn.execute(
+                "select pid from pg_stat_activity where datname = %s and pid <> pg_backend_pid() "
+                "and xact_start is not null and backend_type = 'client backend'",
+                (dbname,),
+            ).fetchall()
+            for (pid,) in pids:
+                if conn.execute("select pg_terminate_backend(%s)", (pid,)).fetchone()[0]:
+                    killed.append(pid)
+            time.sleep(0.02)
+
+
+@pytest.mark.integration
+def test_postgres_lost_mid_import_says_so_in_one_line_and_a_rerun_loads_everything(warehouse_dsn, tmp_path):
+    n = 60_000
+    rows = "".join(f"o{i},u{i % 97},2024-01-01,{i % 50}.25\n" for i in range(n))
+    path = write_csv(tmp_path / "orders.csv", "order_id,user_id,ordered_at,amount\n" + rows)
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_terminate_when_importing, args=(warehouse_dsn, stop, killed))
+    killer.start()
+    try:
+        with pytest.raises(UserError) as info:
+            import_file(warehouse_dsn, "orders", path, chunk_rows=1_000)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "the import finished before it could be interrupted"
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("orders.csv: PostgreSQL at ")
+    assert "rolled back, nothing from it was kept" in message and "re-running the same command is safe" in message
+    assert [count(warehouse_dsn, t) for t in ("raw.orders", "ops.import_batches", "ops.quarantine")] == [0, 0, 0]
+    report = import_file(warehouse_dsn, "orders", path)
+    assert (report.rows_loaded, report.rows_quarantined) == (n, 0)

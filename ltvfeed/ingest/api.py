@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ltvfeed.errors import UserError
 from ltvfeed.ingest.plan import ImportPlan, plan_import
 from ltvfeed.ingest.report import ImportReport, summary_lines
 from ltvfeed.warehouse import RAW_ENTITIES
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -58,40 +62,77 @@ def import_directory(dsn: str, root: Path) -> list[ImportReport]:
     return [import_file(dsn, kind, path) for kind, path in files]
 
 
+class ImportInterrupted(UserError):
+    """The connection to PostgreSQL broke during an import: one line saying what was kept and that re-running
+    the same command is safe (an import is one transaction, and a committed file is recognised and skipped)."""
+
+
 def _load(dsn: str, plan: ImportPlan, path: Path, sha256: str, chunk_rows: int) -> ImportReport:
+    import psycopg
+
     from ltvfeed.db import connect
+
+    committing = False
+    try:
+        with connect(dsn) as conn:
+            report = _load_in_transaction(conn, plan, path, sha256, chunk_rows)
+            committing = True  # the block's exit commits
+    except psycopg.OperationalError as exc:
+        raise ImportInterrupted(_interrupted_message(path, exc, dsn, committing)) from exc
+    log.info("%s", " ".join(line.strip() for line in summary_lines(report, top=0)))
+    return report
+
+
+def _interrupted_message(path: Path, exc: Exception, dsn: str, committing: bool) -> str:
+    from ltvfeed.db import dsn_parts
+
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    p = dsn_parts(dsn)
+    kept = (
+        "the connection broke while committing, so the file is either wholly imported or not at all"
+        if committing
+        else "its transaction was rolled back, nothing from it was kept"
+    )
+    return (
+        f"{path.name}: PostgreSQL at {p['host']}:{p['port']} failed during the import ({first}); "
+        f"{kept}; re-running the same command is safe (files already imported are recognised and skipped)"
+    )
+
+
+def _load_in_transaction(
+    conn: psycopg.Connection, plan: ImportPlan, path: Path, sha256: str, chunk_rows: int
+) -> ImportReport:
     from ltvfeed.ingest import load
     from ltvfeed.ingest.sources import iter_chunks
     from ltvfeed.ingest.validate import validate_chunk
 
     spec, kind, source = plan.spec, plan.kind, str(path.absolute())
-    with connect(dsn) as conn:
-        batch_id = load.open_batch(conn, kind, source, sha256)
-        if batch_id is None:
-            batch_id = load.existing_batch(conn, kind, sha256)
-            log.info("%s: already imported as batch %s", path.name, batch_id)
-            return ImportReport(batch_id=batch_id, kind=kind, source=source, already_imported=True)
-        load.create_stage(conn, spec)
-        total = 0
-        reasons: Counter[str] = Counter()
-        for chunk in iter_chunks(path, plan.columns, chunk_rows):
-            total += chunk.rows
-            checked = validate_chunk(chunk.frame, spec)
-            load.stage_rows(conn, spec, checked.good)
-            load.quarantine_rows(conn, batch_id, kind, checked.rejected)
-            reasons.update(checked.reasons)
-            if chunk.malformed:
-                load.quarantine_rows(conn, batch_id, kind, chunk.malformed_rejected())
-                reasons.update(m.category for m in chunk.malformed)
-        reasons.update(load.quarantine_invalid_json(conn, spec, batch_id))
-        if plan.derive_order_id:
-            load.derive_order_ids(conn)
-        reasons.update(load.quarantine_in_file_duplicates(conn, spec, batch_id))
-        staged = load.staged_count(conn)
-        loaded = load.insert_into_raw(conn, spec, batch_id)
-        quarantined = total - staged
-        load.close_batch(conn, batch_id, total, loaded, staged - loaded, quarantined)
-    report = ImportReport(
+    batch_id = load.open_batch(conn, kind, source, sha256)
+    if batch_id is None:
+        batch_id = load.existing_batch(conn, kind, sha256)
+        log.info("%s: already imported as batch %s", path.name, batch_id)
+        return ImportReport(batch_id=batch_id, kind=kind, source=source, already_imported=True)
+    load.create_stage(conn, spec)
+    total = 0
+    reasons: Counter[str] = Counter()
+    for chunk in iter_chunks(path, plan.columns, chunk_rows):
+        total += chunk.rows
+        checked = validate_chunk(chunk.frame, spec)
+        load.stage_rows(conn, spec, checked.good)
+        load.quarantine_rows(conn, batch_id, kind, checked.rejected)
+        reasons.update(checked.reasons)
+        if chunk.malformed:
+            load.quarantine_rows(conn, batch_id, kind, chunk.malformed_rejected())
+            reasons.update(m.category for m in chunk.malformed)
+    reasons.update(load.quarantine_invalid_json(conn, spec, batch_id))
+    if plan.derive_order_id:
+        load.derive_order_ids(conn)
+    reasons.update(load.quarantine_in_file_duplicates(conn, spec, batch_id))
+    staged = load.staged_count(conn)
+    loaded = load.insert_into_raw(conn, spec, batch_id)
+    quarantined = total - staged
+    load.close_batch(conn, batch_id, total, loaded, staged - loaded, quarantined)
+    return ImportReport(
         batch_id=batch_id,
         kind=kind,
         source=source,
@@ -102,5 +143,3 @@ def _load(dsn: str, plan: ImportPlan, path: Path, sha256: str, chunk_rows: int) 
         reasons=dict(reasons),
         ignored_columns=plan.ignored_columns,
     )
-    log.info("%s", " ".join(line.strip() for line in summary_lines(report, top=0)))
-    return report

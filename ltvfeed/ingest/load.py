@@ -5,6 +5,8 @@ documents, transaction-log order ids), and ``INSERT ... ON CONFLICT DO NOTHING``
 from __future__ import annotations
 
 import io
+import json
+from typing import Any
 
 import pandas as pd
 import psycopg
@@ -15,7 +17,8 @@ from psycopg import sql
 from ltvfeed.ingest.spec import ColumnType, EntitySpec
 
 STAGE = sql.Identifier("ingest_stage")
-_QUARANTINE_COLUMNS = ("batch_id", "kind", "row_number", "reason", "row_data")
+_QUARANTINE_COLUMNS = ("batch_id", "kind", "row_number", "reason", "row_data", "row_bytes")
+NUL_SHOWN = "\u2400"  # how a NUL character shows in ops.quarantine.row_data and reason (jsonb/text cannot hold it)
 
 
 def open_batch(conn: psycopg.Connection, kind: str, source: str, sha256: str) -> int | None:
@@ -74,9 +77,36 @@ def stage_rows(conn: psycopg.Connection, spec: EntitySpec, good: pd.DataFrame) -
 
 
 def quarantine_rows(conn: psycopg.Connection, batch_id: int, kind: str, rejected: pd.DataFrame) -> None:
-    """``rejected`` has ``_row``, ``reason`` and ``row_data`` (JSON text)."""
-    frame = rejected.rename(columns={"_row": "row_number"}).assign(batch_id=batch_id, kind=kind)
+    """``rejected`` has ``_row``, ``reason`` and ``row_data`` (JSON text). Any text a bad row holds is kept."""
+    frame = storable_rejected(rejected).rename(columns={"_row": "row_number"}).assign(batch_id=batch_id, kind=kind)
     copy_frame(conn, sql.Identifier("ops", "quarantine"), list(_QUARANTINE_COLUMNS), frame)
+
+
+def storable_rejected(rejected: pd.DataFrame) -> pd.DataFrame:
+    """PostgreSQL text and jsonb cannot hold NUL. For the (rare) rows with one, ``row_data`` and ``reason`` show
+    it as U+2400 and ``row_bytes`` keeps the row's exact JSON document as UTF-8 bytes (JSON escapes NUL as
+    \\u0000, so nothing is lost: ``convert_from(row_bytes, 'UTF8')::json``); other rows have row_bytes null."""
+    out = rejected.assign(row_bytes=pd.Series(None, index=rejected.index, dtype=object))
+    if out.empty:
+        return out
+    data, reason = out["row_data"].astype(str), out["reason"].astype(str)
+    nul = data.str.contains("\\u0000", regex=False) | reason.str.contains("\x00", regex=False)
+    for index in out.index[nul.to_numpy()]:
+        exact = data[index]
+        out.at[index, "row_data"] = json.dumps(_shown(json.loads(exact)), ensure_ascii=False)
+        out.at[index, "reason"] = reason[index].replace("\x00", NUL_SHOWN)
+        out.at[index, "row_bytes"] = "\\x" + exact.encode("utf-8").hex()  # bytea hex input
+    return out
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_SHOWN)
+    if isinstance(value, dict):
+        return {_shown(k): _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return value
 
 
 def quarantine_invalid_json(conn: psycopg.Connection, spec: EntitySpec, batch_id: int) -> dict[str, int]:

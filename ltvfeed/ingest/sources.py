@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -24,7 +25,7 @@ from ltvfeed.errors import UserError
 CHUNK_ROWS = 200_000
 FORMATS: dict[str, Literal["csv", "parquet"]] = {".csv": "csv", ".parquet": "parquet"}
 _DELIMITERS = (",", ";", "\t", "|")
-_HEADER_LIMIT = 1 << 20
+_HEADER_LIMIT = 1 << 20  # longest header line read; a longer one is rejected (the widest kind has 13 columns)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,10 @@ def read_header(path: Path) -> list[str]:
         except (pa.ArrowException, OSError) as exc:
             raise UserError(f"{path.name}: not a readable Parquet file ({exc})") from exc
     line = _first_line(path)
-    return next(csv.reader([line], delimiter=_sniff_delimiter(line)))
+    try:
+        return next(csv.reader([line], delimiter=_sniff_delimiter(line)))
+    except csv.Error as exc:  # e.g. one name over the csv module's 128 KiB field limit
+        raise UserError(f"{path.name}: cannot read the header line as CSV ({exc})") from exc
 
 
 def iter_chunks(path: Path, columns: tuple[str, ...], chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
@@ -112,7 +116,12 @@ def iter_chunks(path: Path, columns: tuple[str, ...], chunk_rows: int = CHUNK_RO
 
 def _first_line(path: Path) -> str:
     with path.open("rb") as f:
-        raw = f.readline(_HEADER_LIMIT)
+        raw = f.readline(_HEADER_LIMIT + 1)
+    if len(raw) > _HEADER_LIMIT:
+        raise UserError(
+            f"{path.name}: the header line is longer than {_HEADER_LIMIT >> 20} MiB ({_HEADER_LIMIT:,} bytes "
+            "without a line end); export only the columns needed (at most a few dozen are ever read)"
+        )
     try:
         line = raw.decode("utf-8-sig").rstrip("\r\n")
     except UnicodeDecodeError as exc:
@@ -162,6 +171,8 @@ def _as_text(path: Path, name: str, values: pa.Array) -> pd.Series:
     if pa.types.is_nested(values.type):
         documents = [None if v is None else json.dumps(v, default=str) for v in values.to_pylist()]
         return _text_series(pa.array(documents, pa.string()))
+    if pa.types.is_floating(values.type):  # NaN is pandas' missing value: null, never the text 'nan'
+        values = pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values)
     if pa.types.is_timestamp(values.type) and values.type.tz is not None:
         values = values.cast(pa.timestamp(values.type.unit, tz="UTC"))
     try:
@@ -235,8 +246,11 @@ class _MalformedRows:
         if row.number is None:
             return "error"  # cannot say which row it was: fail loudly rather than misnumber
         number = row.number - 1  # pyarrow counts the header as row 1
-        fields = next(csv.reader([row.text], delimiter=self.delimiter), [])
-        data: dict[str, Any] = dict(zip(self.columns, fields, strict=False))
+        try:
+            fields = next(csv.reader([row.text], delimiter=self.delimiter), [])
+        except csv.Error:  # a field over the csv module's limit: keep the line as it was read
+            fields = []
+        data: dict[str, Any] = dict(zip(self.columns, fields, strict=False)) if fields else {"_line": row.text}
         if len(fields) > len(self.columns):
             data["_extra_fields"] = fields[len(self.columns) :]
         category = "row: too few fields" if row.actual_columns < row.expected_columns else "row: too many fields"

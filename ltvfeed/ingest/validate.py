@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ltvfeed.ingest.spec import Column, ColumnType, EntitySpec
 
@@ -102,8 +105,7 @@ def _typed(column: Column, text: pd.Series, present: pd.Series, problems: _Probl
             problems.add(unknown, f"{name}: unknown value", text, quote=True, suffix=f" (allowed: {allowed})")
         return text
     if column.type is ColumnType.TIMESTAMP:
-        # date-only or ISO 8601; naive times are UTC
-        stamps = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+        stamps = _timestamps(text, present)
         problems.add(present & stamps.isna(), f"{name}: not a valid timestamp", text, quote=True)
         return stamps
     if column.type is ColumnType.BOOLEAN:
@@ -131,10 +133,49 @@ def _numbers(column: Column, text: pd.Series, present: pd.Series, problems: _Pro
         problems.add(present & (values < 0), f"{name}: negative value", text)
     elif column.sign == "positive":
         problems.add(present & (values <= 0), f"{name}: zero or negative value", text)
+    if column.type is ColumnType.MONEY:
+        problems.add(present & finite & _over_two_decimals(text), f"{name}: more than two decimals", text, quote=True)
     valid = present & finite & ~too_big
     if column.type is ColumnType.INTEGER:
         return values.where(valid).round().astype("Int64")
     return values.where(valid)
+
+
+def _timestamps(text: pd.Series, present: pd.Series) -> pd.Series:
+    """ISO 8601 dates or date-times, naive = UTC. pandas parses the bulk (vectorised, nanoseconds: years
+    1677-2262); values it cannot hold but PostgreSQL can (years 1-9999, e.g. 0001-01-01 or 9999-12-31 as
+    "unknown"/"open end") are parsed by Python, and then the column is microseconds (PostgreSQL's precision)."""
+    stamps = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    retry = present & stamps.isna()
+    if not retry.any():
+        return stamps
+    values: list[object] = [None if pd.isna(v) else v.to_pydatetime() for v in stamps]
+    for position in np.flatnonzero(retry.to_numpy()):
+        values[position] = _wide_timestamp(str(text.iloc[position]))
+    array = pa.array(values, pa.timestamp("us", tz="UTC"))
+    return pd.Series(pd.arrays.ArrowExtensionArray(array), index=text.index)
+
+
+def _wide_timestamp(value: str) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(value)
+        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _over_two_decimals(text: pd.Series) -> pd.Series:
+    """Money has cents: 12.345 is rejected rather than silently rounded to 12.35 by numeric(12, 2). Exact on the
+    text (12.3400 is fine, 1.2345e1 is not); a regex kernel picks the few candidates, Decimal decides."""
+    candidates = _flags(text.str.contains(r"\.\d{3}|[eE]", regex=True))
+    out = pd.Series(False, index=text.index)
+    for position in np.flatnonzero(candidates.to_numpy()):
+        try:
+            exponent = Decimal(str(text.iloc[position])).normalize().as_tuple().exponent
+        except InvalidOperation:
+            continue  # not a number: reported as such
+        out.iloc[position] = isinstance(exponent, int) and exponent < -2
+    return out
 
 
 def _rejected(frame: pd.DataFrame, problems: _Problems) -> pd.DataFrame:

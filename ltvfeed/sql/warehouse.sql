@@ -31,6 +31,9 @@ create table if not exists ops.quarantine (
     row_data        jsonb not null,
     quarantined_at  timestamptz not null default now()
 );
+-- jsonb/text cannot hold NUL: rows with one show it as U+2400 in row_data/reason, and row_bytes keeps the exact
+-- JSON document of the row (UTF-8; NUL escaped as \u0000): convert_from(row_bytes, 'UTF8')::json
+alter table ops.quarantine add column if not exists row_bytes bytea;
 create index if not exists quarantine_batch on ops.quarantine (batch_id, row_number);
 
 create table if not exists raw.users (
