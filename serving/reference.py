@@ -5,7 +5,9 @@ helpers), so that it serves as the benchmark baseline and as a correctness oracl
 It applies the same exclusions (out of stock; already bought unless repeat-purchase) and the same documented
 normalisation, but computes diversity against the user's recently viewed items only, as the pseudocode does;
 so it agrees with :func:`ltvfeed.serving.scoring.score_batch` whenever the diversity weight is 0 (or N = 1) and
-the candidates cover the catalogue. ``predictUserLTV`` has no separate step: the user's LTV is an input of the
+the candidates cover the catalogue. With ``diversify_picks=True`` it also runs the greedy loop the vectorised
+code runs (each pick lowers the diversity of the items similar to it), one item at a time, so that the two agree
+for any weights. ``predictUserLTV`` has no separate step: the user's LTV is an input of the
 propensity model, which is called here once per item, as the pseudocode does.
 
     function generatePersonalizedFeed(userId, items):
@@ -100,6 +102,7 @@ def generate_personalized_feed(
     category_weight: float = 0.5,
     purchase_scale: str = "user_max",
     view_weight: float = 0.5,
+    diversify_picks: bool = False,
 ) -> Feed:
     weights = weights or ScoringWeights()
     if weights.purchase > 0 and propensity is None:
@@ -124,9 +127,38 @@ def generate_personalized_feed(
         diversity = calculate_diversity_score(item, viewed, category_weight, view_weight)
         score = weights.commercial * commercial + weights.purchase * (purchase or 0.0) + weights.diversity * diversity
         item_scores.append((score, item, commercial, purchase, diversity))
-    sorted_items = sorted(item_scores, key=lambda entry: entry[0], reverse=True)
-    top = sorted_items[:n]
+    if diversify_picks:
+        top = pick_greedily(item_scores, weights, n, category_weight)
+    else:
+        top = sorted(item_scores, key=lambda entry: entry[0], reverse=True)[:n]
     return Feed(user.user_id, tuple(FeedItem(it.item_id, s, c, p, d) for s, it, c, p, d in top))
+
+
+def pick_greedily(
+    item_scores: list[tuple[float, ReferenceItem, float, float | None, float]],
+    weights: ScoringWeights,
+    n: int,
+    category_weight: float,
+) -> list[tuple[float, ReferenceItem, float, float | None, float]]:
+    """The whole greedy loop, one item at a time: an item's diversity is 1 - the largest of (its scaled
+    similarity to the recent views) and (its similarity to each item picked so far); first best item wins ties."""
+    remaining = list(item_scores)
+    picked: list[ReferenceItem] = []
+    top = []
+    while remaining and len(top) < n:
+        best = None
+        for score, item, commercial, purchase, view_diversity in remaining:
+            most_similar = 1.0 - view_diversity
+            for other in picked:
+                most_similar = max(most_similar, similarity(item, other, category_weight))
+            diversity = 1.0 - most_similar
+            total = score - weights.diversity * view_diversity + weights.diversity * diversity
+            if best is None or total > best[0]:
+                best = (total, item, commercial, purchase, diversity)
+        top.append(best)
+        picked.append(best[1])
+        remaining = [entry for entry in remaining if entry[1] is not best[1]]
+    return top
 
 
 def reference_items(

@@ -308,14 +308,14 @@ def test_classic_feed_is_the_commercial_ranking():
 
 
 # ---- the reference (literal pseudocode) as an oracle -----------------------------------------------------
-def reference_feeds(raw, views, bought, model, weights, n):
+def reference_feeds(raw, views, bought, model, weights, n, **kw):
     items = reference_items(
         raw["item_ids"], raw["categories"], raw["commercial"], raw["in_stock"], raw["repeat"], raw["emb"]
     )
     users = [
         ReferenceUser(f"user{u}", u, tuple(v), frozenset(b)) for u, (v, b) in enumerate(zip(views, bought, strict=True))
     ]
-    return [generate_personalized_feed(u, items, weights, n, model) for u in users]
+    return [generate_personalized_feed(u, items, weights, n, model, **kw) for u in users]
 
 
 @pytest.mark.parametrize("seed", [7, 8])
@@ -338,6 +338,40 @@ def test_reference_agrees_on_the_first_pick_with_diversity():
     for f, s in zip(fast, slow, strict=True):
         assert f.item_ids == s.item_ids
         assert f.items[0].diversity == pytest.approx(s.items[0].diversity)
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_reference_greedy_loop_agrees_with_vectorised_at_n_10(seed):
+    # mixed-sign embeddings: cosines below 0 (clipped to 0) and above; diversity weighs as much as the rest
+    catalogue, users, model, raw, views, bought = random_world(seed, n_items=60, n_users=8)
+    assert (raw["emb"] < 0).any() and (raw["emb"] > 0).any()
+    weights = ScoringWeights(0.3, 0.2, 0.5)
+    fast = score_batch(users, catalogue, FeedConfig(weights=weights, n=10, candidates=CandidateConfig(k=60)), model)
+    slow = reference_feeds(raw, views, bought, model, weights, 10, diversify_picks=True)
+    plain = reference_feeds(raw, views, bought, model, weights, 10)
+    assert any(s.item_ids != p.item_ids for s, p in zip(slow, plain, strict=True))  # the loop matters here
+    for f, s in zip(fast, slow, strict=True):
+        assert f.item_ids == s.item_ids
+        assert [it.diversity for it in f.items] == pytest.approx([it.diversity for it in s.items])
+        assert [it.score for it in f.items] == pytest.approx([it.score for it in s.items])
+
+
+def test_similarity_to_a_picked_candidate_is_the_references_pairwise_similarity():
+    # every pair of one user's candidates, mixed-sign embeddings: catches |cosine|, 2 x cosine, and the like
+    from ltvfeed.serving.diversity import CandidateSimilarity
+    from ltvfeed.serving.reference import similarity
+
+    catalogue, _, _, raw, _, _ = random_world(21, n_items=30)
+    items = reference_items(raw["item_ids"], raw["categories"], raw["commercial"], embeddings=raw["emb"])
+    candidates = np.arange(30)[None, :]
+    sim = CandidateSimilarity(candidates, catalogue, DiversityConfig(category_weight=0.3))
+    negative = 0
+    for j in range(30):
+        got = sim.to_candidate(np.array([j]))[0]
+        want = [similarity(items[i], items[j], 0.3) for i in range(30)]
+        assert got == pytest.approx(want, abs=1e-6)
+        negative += sum(float(np.dot(raw["emb"][i], raw["emb"][j])) < 0 for i in range(30))
+    assert negative > 100  # the clipped side of the cosine is exercised
 
 
 # ---- inputs and the stored form --------------------------------------------------------------------------
