@@ -18,7 +18,14 @@ from fastapi.responses import JSONResponse, Response
 from ltvfeed.errors import UserError
 from ltvfeed.serving.api_models import ErrorResponse, FeedResponse, HealthResponse, ReadinessResponse
 from ltvfeed.serving.config import MAX_FEED_LENGTH
-from ltvfeed.serving.feed_service import FeedService, FeedUnavailable, classic_copy_path, open_serving_store
+from ltvfeed.serving.feed_archive import feed_archive_dir, republish_if_lost
+from ltvfeed.serving.feed_service import (
+    FeedService,
+    FeedUnavailable,
+    classic_copy_path,
+    open_serving_store,
+    writer_store_for,
+)
 from ltvfeed.serving.feed_store import FeedStore
 from ltvfeed.serving.freshness import FreshnessFilter, open_freshness
 from ltvfeed.serving.metrics import ApiMetrics, MetricsMiddleware
@@ -42,6 +49,8 @@ class ApiOptions:
     redis_cooldown_s: float = 0.5
     freshness_timeout_s: float = 0.05
     retry_after_s: int = 1
+    self_heal: bool = True  # republish a generation Redis lost from its archive (see feed_archive)
+    heal_interval_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0 < self.redis_timeout_s <= 5:
@@ -80,6 +89,13 @@ def create_app(
     if store is None:
         store = open_serving_store(_redis_url(settings), settings.redis_prefix, timeout_s=options.redis_timeout_s)
     metrics = ApiMetrics()
+    heal, writer = None, writer_store_for(store) if options.self_heal else None
+    if writer is not None:
+        archive = feed_archive_dir(settings.state_dir, settings.redis_prefix)
+
+        def heal(generation: str | None) -> str | None:
+            return republish_if_lost(writer, archive, generation)
+
     service = FeedService(
         store,
         metrics,
@@ -87,6 +103,8 @@ def create_app(
         freshness_timeout_s=options.freshness_timeout_s,
         cooldown_s=options.redis_cooldown_s,
         classic_copy=classic_copy_path(settings.state_dir, settings.redis_prefix),
+        heal=heal,
+        heal_interval_s=options.heal_interval_s,
     )
     unavailable_headers = {"Retry-After": str(options.retry_after_s)}
 
@@ -95,6 +113,8 @@ def create_app(
         await service.warm()  # the classic feed in memory before the first request; Redis down is not fatal
         yield
         await service.aclose()
+        if writer is not None:
+            writer.client.close()
         if owns_store:
             store.client.close()
 
@@ -104,8 +124,9 @@ def create_app(
         summary="Personalised product feeds ranked for long-term revenue.",
         description=(
             "Feeds are precomputed per *generation* and served from Redis. Users without a personal feed get the "
-            'classic feed (`fallback: "classic"`); when Redis is unavailable the last known classic feed is '
-            "served from memory (`degraded: true`). Every item carries its score components."
+            'classic feed (`fallback: "classic"`); when Redis is unavailable, or has lost the served generation, '
+            "the last known classic feed is served from memory (`degraded: true`) while the generation is "
+            "republished from its archive. Every item carries its score components."
         ),
         lifespan=lifespan,
     )

@@ -92,7 +92,8 @@ class FeedResponse(BaseModel):
         "feed in the served generation, or Redis is unavailable."
     )
     degraded: bool = Field(
-        description="True when Redis was unavailable and the last known classic feed held in memory was served."
+        description="True when the last known classic feed held in memory was served: Redis was unavailable, or "
+        "it had lost the served generation (which is then republished from its archive)."
     )
     freshness: Literal["off", "applied", "unavailable"] = Field(
         description="Request-time freshness filter (drops items bought since the generation's data cutoff): "

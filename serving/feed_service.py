@@ -10,6 +10,11 @@ its key layout; the rare reads (generation metadata) go through the store itself
 
 Why a breaker: with Redis hanging, every call costs a full socket timeout. After a failure, requests skip Redis
 for ``cooldown_s`` and are answered from memory at once; the next request after that probes Redis again.
+
+Redis back but empty (restarted without its data): the pointer is gone, yet the API knows a generation. It keeps
+answering with that generation's classic feed from memory, flagged degraded, and - given a ``heal`` callable
+(:func:`ltvfeed.serving.feed_archive.republish_if_lost` in a worker thread, at most once per ``heal_interval_s``)
+- puts the generation back from its archive, after which personal feeds are served again.
 """
 
 from __future__ import annotations
@@ -98,6 +103,16 @@ def open_serving_store(redis_url: str, prefix: str, *, timeout_s: float) -> Feed
     return store
 
 
+def writer_store_for(store: FeedStore, archive_dir: Path | None = None) -> FeedStore:
+    """A :class:`FeedStore` on the same server as the fail-fast ``store`` with redis-py's usual timeouts and
+    retries: what the API's self-heal writes a whole generation back through."""
+    pool = store.client.connection_pool
+    skip = ("socket_timeout", "socket_connect_timeout", "retry")
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in skip}
+    client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    return FeedStore(client, store.prefix, archive_dir=archive_dir)
+
+
 def async_client_for(store: FeedStore) -> redis.asyncio.Redis:
     """An asyncio client to the same server, database, credentials and timeouts as ``store.client``; no retries."""
     pool = store.client.connection_pool
@@ -173,6 +188,8 @@ class FeedService:
         cooldown_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         classic_copy: Path | None = None,
+        heal: Callable[[str | None], str | None] | None = None,
+        heal_interval_s: float = 10.0,
     ) -> None:
         self.store = store
         self.classic_copy = classic_copy  # the last known classic feed on disk: survives an API restart
@@ -186,8 +203,14 @@ class FeedService:
         self._classic_read_for: str | None = None  # generation whose classic feed was last looked up
         self._meta: dict[str, GenerationMeta] = {}
         self._skip_redis_until = 0.0
+        self.heal = heal  # blocking: restores a lost generation (its argument: the last one served)
+        self.heal_interval_s = heal_interval_s
+        self._next_heal = 0.0
+        self._heal_task: asyncio.Task | None = None
 
     async def aclose(self) -> None:
+        if self._heal_task is not None:
+            await asyncio.wait([self._heal_task], timeout=30)
         await self.client.aclose()
 
     # ---- the public operations ------------------------------------------------------------------------------
@@ -216,6 +239,11 @@ class FeedService:
             self._redis_failed(exc)
             return await self._degraded(user_id, n)
         self._redis_answered()
+        if generation is None:  # Redis answers but serves nothing: lost (empty restart), or never committed
+            self._start_heal()
+            if self._classic is None:
+                raise FeedUnavailable("no committed feed generation yet")
+            return await self._degraded(user_id, n)
         if personal is not None:
             return await self._serve(user_id, personal, n, personalised=True, degraded=False)
         classic = self._classic
@@ -234,6 +262,14 @@ class FeedService:
             self._redis_failed(exc)
             return Readiness(False, None, f"Redis unavailable: {exc}")
         self._redis_answered()
+        if generation is None and self._classic is not None:
+            self._start_heal()
+            return Readiness(
+                False,
+                None,
+                f"Redis serves no feed generation (lost?); answering with generation {self._classic.generation}'s "
+                "classic feed from memory (degraded) until it is republished (`ltvfeed feeds republish`)",
+            )
         if generation is None:
             return Readiness(False, None, "no committed feed generation yet (publish one first)")
         if meta is None or meta.status != COMMITTED:
@@ -242,12 +278,13 @@ class FeedService:
         return Readiness(True, generation, None)
 
     # ---- reading --------------------------------------------------------------------------------------------
-    async def _read(self, user_id: str) -> tuple[Feed | None, str]:
+    async def _read(self, user_id: str) -> tuple[Feed | None, str | None]:
         """Like :meth:`FeedStore.read_feed`: resolve the generation pointer once, then read that generation's key
-        (old or new generation, never a mix). A new generation also refreshes the cached classic feed."""
+        (old or new generation, never a mix). A new generation also refreshes the cached classic feed. No
+        generation served: ``(None, None)``."""
         generation = await self.client.get(self.store.pointer_key)
         if generation is None:
-            raise FeedUnavailable("no committed feed generation yet")
+            return None, None
         personal = None
         if user_id != CLASSIC_USER_ID:
             raw = await self.client.get(self.store.feed_key(generation, user_id))
@@ -327,6 +364,27 @@ class FeedService:
             log.warning("freshness filter failed for user %s (%r); serving the feed unfiltered", user_id, exc)
             self.metrics.freshness_failures.inc()
             return items, FRESHNESS_UNAVAILABLE
+
+    # ---- self-heal ------------------------------------------------------------------------------------------
+    def _start_heal(self) -> None:
+        """Restore the lost generation in the background (never more than one attempt at a time, nor more often
+        than every ``heal_interval_s``); requests go on being answered from memory meanwhile."""
+        if self.heal is None or self.clock() < self._next_heal:
+            return
+        if self._heal_task is not None and not self._heal_task.done():
+            return
+        self._next_heal = self.clock() + self.heal_interval_s
+        known = None if self._classic is None else self._classic.generation
+        self._heal_task = asyncio.get_running_loop().create_task(self._run_heal(known))
+
+    async def _run_heal(self, generation: str | None) -> None:
+        try:
+            restored = await anyio.to_thread.run_sync(self.heal, generation)
+        except Exception:  # a failed attempt leaves the degraded answers; the next one comes after the interval
+            log.exception("could not republish the lost feed generation %s", generation)
+            return
+        if restored is not None:
+            self.metrics.republished.inc()
 
     # ---- Redis health ---------------------------------------------------------------------------------------
     def _redis_failed(self, exc: Exception) -> None:

@@ -18,6 +18,9 @@ the classic feed are there and, in one MULTI, marks it committed and points ``fe
 ``superseded_ttl_s`` on all their keys: long compared with a read, so a reader that resolved the pointer just
 before a swap still finds its keys. A reader resolves the pointer, then GETs the key: it sees the old or the
 new generation, never a mix, and never an uncommitted one.
+
+Given an ``archive_dir``, every committed generation is also copied there (:mod:`ltvfeed.serving.feed_archive`),
+so that one lost from Redis can be put back with :meth:`FeedStore.restore_generation` without regenerating it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis
 from tqdm import tqdm
@@ -37,6 +41,9 @@ from ltvfeed.errors import UserError
 from ltvfeed.serving.config import FeedConfig
 from ltvfeed.serving.feed import Feed
 from ltvfeed.serving.inputs import CLASSIC_USER_ID
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 _GENERATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 _RESERVED = {"current", "gen", "generations"}
@@ -86,21 +93,28 @@ class FeedStore:
 
     def __init__(
         self,
-        redis_url: str,
+        redis_url: str | redis.Redis,
         prefix: str,
         *,
         keep_generations: int = 2,
         superseded_ttl_s: int = 3600,
         write_batch_size: int = 2000,
+        archive_dir: Path | None = None,
     ) -> None:
+        """``redis_url``: a URL, or a client made with ``decode_responses=True`` (e.g. an in-process fakeredis).
+        ``archive_dir``: where committed generations are copied (none when None)."""
         if keep_generations < 1:
             raise UserError(f"keep_generations must be >= 1 (the current generation), got {keep_generations}")
         if superseded_ttl_s < 1:
             raise UserError(f"superseded_ttl_s must be >= 1 second, got {superseded_ttl_s}")
         if write_batch_size < 1:
             raise UserError(f"write_batch_size must be >= 1, got {write_batch_size}")
-        self.client = redis.Redis.from_url(redis_url, decode_responses=True)
+        if isinstance(redis_url, str):
+            self.client = redis.Redis.from_url(redis_url, decode_responses=True)
+        else:
+            self.client = redis_url
         self.prefix = prefix
+        self.archive_dir = archive_dir
         self.keep_generations = keep_generations
         self.superseded_ttl_s = superseded_ttl_s
         self.write_batch_size = write_batch_size
@@ -230,10 +244,46 @@ class FeedStore:
             pipe.lpush(self.history_key, generation)
 
         self.client.transaction(swap, self.pointer_key, meta_key, self.history_key)
+        if self.archive_dir is not None:  # before retiring: what is archived is what is served now
+            from ltvfeed.serving.feed_archive import write_archive
+
+            write_archive(self, generation, self.archive_dir, keep=self.keep_generations)
         self._retire(self.client.lrange(self.history_key, self.keep_generations, -1))
         meta = self.generation_meta(generation)
         assert meta is not None
         return meta
+
+    def restore_generation(self, generation: str, meta: Mapping[str, str], feeds: Iterable[tuple[str, str]]) -> int:
+        """Put a committed generation back (its metadata hash and ``(user_id, stored JSON)`` feeds, as archived)
+        and serve it: feeds first (pipelined, without expiry), then in one MULTI its metadata marked committed,
+        the pointer and the history; the generation served before, if another, is marked superseded. Idempotent.
+        Returns the number of feeds written (the classic feed included)."""
+        self._check_id(generation)
+        if meta.get("status") not in (COMMITTED, SUPERSEDED, ROLLED_BACK):
+            raise GenerationError(f"generation {generation} was never committed; only a committed one is restored")
+        written = 0
+        pipe = self.client.pipeline(transaction=False)
+        for user_id, raw in feeds:
+            pipe.set(self.feed_key(generation, user_id), raw)
+            written += 1
+            if written % self.write_batch_size == 0:
+                pipe.execute()
+        pipe.execute()
+        meta_key = self.meta_key(generation)
+
+        def serve(pipe: redis.client.Pipeline) -> None:
+            previous = pipe.get(self.pointer_key)
+            pipe.multi()
+            pipe.delete(meta_key)  # also drops an expiry left from when it was superseded
+            pipe.hset(meta_key, mapping={**meta, "status": COMMITTED, "restored_at": _now()})
+            if previous and previous != generation:
+                pipe.hset(self.meta_key(previous), "status", SUPERSEDED)
+            pipe.set(self.pointer_key, generation)
+            pipe.lrem(self.history_key, 0, generation)
+            pipe.lpush(self.history_key, generation)
+
+        self.client.transaction(serve, self.pointer_key, self.history_key)
+        return written
 
     def rollback(self) -> str:
         """Serve the previous kept generation again; the current one is marked rolled back and expires."""
@@ -260,11 +310,11 @@ class FeedStore:
         if generation == self.client.get(self.pointer_key) or generation in self.committed_generations():
             raise GenerationError(f"generation {generation} is served or kept for rollback; it cannot be discarded")
         deleted = 0
-        for chunk in self._generation_keys(generation):
+        for chunk in self.generation_keys(generation):
             deleted += self.client.delete(*chunk)
         return deleted + self.client.delete(self.meta_key(generation))
 
-    def _generation_keys(self, generation: str) -> Iterable[list[str]]:
+    def generation_keys(self, generation: str) -> Iterable[list[str]]:
         """The generation's feed keys, in chunks (SCAN: never blocks the server)."""
         pattern = _glob_escape(f"{self.prefix}feed:{generation}:") + "*"
         chunk: list[str] = []
@@ -277,7 +327,7 @@ class FeedStore:
             yield chunk
 
     def _expire_generation(self, generation: str) -> None:
-        for chunk in self._generation_keys(generation):
+        for chunk in self.generation_keys(generation):
             pipe = self.client.pipeline(transaction=False)
             for key in chunk:
                 pipe.expire(key, self.superseded_ttl_s)

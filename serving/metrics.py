@@ -50,7 +50,7 @@ class ApiMetrics:
         )
         self.degraded = Counter(
             "ltvfeed_api_degraded_responses",
-            "Feeds answered from the in-memory classic feed because Redis was unavailable.",
+            "Feeds answered from the in-memory classic feed: Redis unavailable, or serving no generation (lost).",
             registry=r,
         )
         self.redis_errors = Counter(
@@ -64,6 +64,11 @@ class ApiMetrics:
         self.freshness_failures = Counter(
             "ltvfeed_api_freshness_failures",
             "Freshness filter calls that raised; the feed was served unfiltered.",
+            registry=r,
+        )
+        self.republished = Counter(
+            "ltvfeed_api_generations_republished",
+            "Feed generations this process put back into Redis from their archive after Redis lost them.",
             registry=r,
         )
         self.redis_up = Gauge("ltvfeed_api_redis_up", "1 if the last Redis call succeeded, else 0.", registry=r)

@@ -116,3 +116,19 @@ def simulated_shop(stack, run_id: str) -> Callable[..., AbstractContextManager]:
                 drop_database(stack.pg_dsn, settings.mlflow_db)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def fake_redis_url() -> Iterator[str]:
+    """An in-process Redis (fakeredis speaking RESP over TCP on a free loopback port) for the unit suite: the
+    same clients, URLs and key layout as with the real server, no server needed. One per test process."""
+    import threading
+
+    from fakeredis import TcpFakeServer
+
+    server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+    thread = threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.server_address[1]}/0"
+    server.shutdown()
+    server.server_close()

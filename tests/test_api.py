@@ -172,13 +172,19 @@ def test_openapi_documents_the_feed_route():
     assert "swagger" in client.get("/docs").text.lower()
 
 
-# ---- against the real Redis ---------------------------------------------------------------------------------
+# ---- against a Redis: in-process fakeredis (unit suite) and the real server (integration) -------------------
+@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+def redis_url(request) -> str:
+    if request.param == "fakeredis":
+        return request.getfixturevalue("fake_redis_url")
+    return request.getfixturevalue("stack").redis_url
+
+
 @pytest.fixture
-def prefix(stack) -> Iterator[str]:
-    prefix = f"{stack.settings.redis_prefix}api{uuid.uuid4().hex[:6]}:"
+def prefix(redis_url, run_id) -> Iterator[str]:
+    prefix = f"ltvfeed_test_{run_id}:api{uuid.uuid4().hex[:6]}:"
     yield prefix
-    classic_copy_path(stack.settings.state_dir, prefix).unlink(missing_ok=True)  # what an API kept on disk
-    cleaner = FeedStore(stack.redis_url, prefix)
+    cleaner = FeedStore(redis_url, prefix)
     keys = list(cleaner.client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         cleaner.client.delete(*keys)
@@ -186,29 +192,37 @@ def prefix(stack) -> Iterator[str]:
 
 
 @pytest.fixture
-def writer(stack, prefix) -> FeedStore:
-    """Writes generations directly to Redis (never through the gate)."""
-    return FeedStore(stack.redis_url, prefix)
+def writer(redis_url, prefix, tmp_path) -> FeedStore:
+    """Writes generations directly to Redis (never through the gate), archiving them under the test's state dir."""
+    from ltvfeed.serving.feed_archive import feed_archive_dir
+
+    return FeedStore(redis_url, prefix, archive_dir=feed_archive_dir(tmp_path, prefix))
 
 
 @pytest.fixture
-def gate(stack) -> Iterator[RedisGate]:
-    g = RedisGate(stack.redis_url)
+def gate(redis_url) -> Iterator[RedisGate]:
+    g = RedisGate(redis_url)
     yield g
     g.close()
 
 
-def api(stack, prefix: str, redis_url: str | None = None, options: ApiOptions = OPTIONS, **kwargs) -> TestClient:
-    store = open_serving_store(redis_url or stack.redis_url, prefix, timeout_s=options.redis_timeout_s)
-    settings = stack.settings.model_copy(update={"redis_prefix": prefix})
-    return TestClient(create_app(settings, store, options=options, **kwargs), raise_server_exceptions=False)
+@pytest.fixture
+def api(redis_url, prefix, tmp_path):
+    """``api(redis_url=None, options=OPTIONS, **create_app kwargs)``: a TestClient of the app on this test's
+    Redis (or the given URL, e.g. a gate's), key prefix and state dir."""
+
+    def make(url: str | None = None, options: ApiOptions = OPTIONS, **kwargs) -> TestClient:
+        store = open_serving_store(url or redis_url, prefix, timeout_s=options.redis_timeout_s)
+        settings = Settings(redis_url=redis_url, redis_prefix=prefix, state_dir=tmp_path)
+        return TestClient(create_app(settings, store, options=options, **kwargs), raise_server_exceptions=False)
+
+    return make
 
 
-@pytest.mark.integration
-def test_personal_feed_with_components_and_generation(stack, prefix, writer):
+def test_personal_feed_with_components_and_generation(api, writer):
     gen = publish(writer, "a")
     stored = make_feed("u1", "a-u1")
-    with api(stack, prefix) as client:
+    with api() as client:
         body = client.get("/v1/users/u1/feed").json()
     FeedResponse.model_validate(body)  # the documented contract
     meta = writer.generation_meta(gen)
@@ -222,10 +236,9 @@ def test_personal_feed_with_components_and_generation(stack, prefix, writer):
         )
 
 
-@pytest.mark.integration
-def test_n_is_respected_and_validated(stack, prefix, writer):
+def test_n_is_respected_and_validated(api, writer):
     publish(writer, "a")
-    with api(stack, prefix) as client:
+    with api() as client:
         assert item_ids(client.get("/v1/users/u2/feed?n=3").json()) == make_feed("u2", "a-u2").item_ids[:3]
         assert client.get("/v1/users/u2/feed", params={"n": 1}).json()["n"] == 1
         assert client.get("/v1/users/u2/feed?n=100").json()["n"] == FEED_LEN  # fewer stored than asked
@@ -237,11 +250,10 @@ def test_n_is_respected_and_validated(stack, prefix, writer):
             assert (error["loc"], error["type"]) == (["query", "n"], kind)
 
 
-@pytest.mark.integration
-def test_unknown_user_gets_the_classic_feed_flagged(stack, prefix, writer):
+def test_unknown_user_gets_the_classic_feed_flagged(api, writer):
     gen = publish(writer, "a")
     classic = make_feed("any", "a-classic", classic=True)
-    with api(stack, prefix) as client:
+    with api() as client:
         for user in ("nobody", "__classic__"):  # the reserved classic id is not a user either
             body = FeedResponse.model_validate(client.get(f"/v1/users/{user}/feed?n=5").json()).model_dump()
             assert (body["user_id"], body["generation"]) == (user, gen)
@@ -253,9 +265,8 @@ def test_unknown_user_gets_the_classic_feed_flagged(stack, prefix, writer):
     assert samples[("ltvfeed_api_degraded_responses_total", frozenset())] == 0
 
 
-@pytest.mark.integration
-def test_readiness(stack, prefix, writer):
-    with api(stack, prefix) as client:
+def test_readiness(api, writer):
+    with api() as client:
         not_ready = client.get("/readyz")
         assert not_ready.status_code == 503
         assert not_ready.json() == {
@@ -271,10 +282,9 @@ def test_readiness(stack, prefix, writer):
         assert client.get("/healthz").status_code == 200
 
 
-@pytest.mark.integration
-def test_redis_refused_gives_degraded_classic_fast(stack, prefix, writer, gate):
+def test_redis_refused_gives_degraded_classic_fast(api, writer, gate):
     gen = publish(writer, "a")
-    with api(stack, prefix, gate.url) as client:  # start-up caches the classic feed
+    with api(gate.url) as client:  # start-up caches the classic feed
         assert client.get("/v1/users/u1/feed").json()["personalised"] is True
         gate.refuse()
         latencies, bodies = [], []
@@ -298,16 +308,15 @@ def test_redis_refused_gives_degraded_classic_fast(stack, prefix, writer, gate):
     assert samples[("ltvfeed_api_redis_errors_total", frozenset())] >= 1
 
 
-@pytest.mark.integration
-def test_api_restarted_while_redis_is_down_serves_the_kept_classic_feed(stack, prefix, writer, gate):
+def test_api_restarted_while_redis_is_down_serves_the_kept_classic_feed(api, writer, gate, prefix, tmp_path):
     """The last known classic feed outlives the process: a restart during a Redis outage still answers 200."""
     gen = publish(writer, "k")
-    copy = classic_copy_path(stack.settings.state_dir, prefix)
-    with api(stack, prefix, gate.url) as client:
+    copy = classic_copy_path(tmp_path, prefix)
+    with api(gate.url) as client:
         assert client.get("/v1/users/u1/feed").json()["personalised"] is True
     assert copy.exists()
     gate.refuse()
-    with api(stack, prefix, gate.url) as restarted:  # a new process: nothing in memory, Redis refused
+    with api(gate.url) as restarted:  # a new process: nothing in memory, Redis refused
         response = restarted.get("/v1/users/u1/feed?n=3")
     assert response.status_code == 200
     body = response.json()
@@ -319,18 +328,17 @@ def test_api_restarted_while_redis_is_down_serves_the_kept_classic_feed(stack, p
     )
     assert item_ids(body) == make_feed("any", "k-classic", classic=True).item_ids[:3]
     copy.write_text("not a feed")  # a damaged copy is ignored: back to 503, never 500
-    with api(stack, prefix, gate.url) as damaged:
+    with api(gate.url) as damaged:
         assert damaged.get("/v1/users/u1/feed").status_code == 503
 
 
-@pytest.mark.integration
 @pytest.mark.timeout(60, method="thread")
-def test_hanging_redis_costs_one_timeout_then_recovers(stack, prefix, writer, gate):
+def test_hanging_redis_costs_one_timeout_then_recovers(api, writer, gate):
     """A Redis that accepts but never answers: bounded by the socket timeout, then the breaker answers from
     memory at once; the cached classic feed is the one of the newest generation seen while Redis answered."""
     publish(writer, "a")
     options = ApiOptions(redis_timeout_s=0.075, redis_cooldown_s=1.0)
-    with api(stack, prefix, gate.url, options) as client:
+    with api(gate.url, options) as client:
         gen_b = publish(writer, "b")
         assert client.get("/v1/users/u0/feed").json()["generation"] == gen_b  # refreshes the cached classic
         gate.hang()
@@ -351,10 +359,9 @@ def test_hanging_redis_costs_one_timeout_then_recovers(stack, prefix, writer, ga
         assert item_ids(body) == make_feed("u0", "b-u0").item_ids[:3]
 
 
-@pytest.mark.integration
-def test_metrics_expose_requests_latency_fallbacks_and_generation(stack, prefix, writer):
+def test_metrics_expose_requests_latency_fallbacks_and_generation(api, writer):
     gen = publish(writer, "a")
-    with api(stack, prefix) as client:
+    with api() as client:
         for path in ("/v1/users/u1/feed", "/v1/users/u2/feed", "/v1/users/nobody/feed", "/v1/users/u1/feed?n=0"):
             client.get(path)
         samples = metric_samples(client)
@@ -389,37 +396,35 @@ class DropItems:
         return [it for it in items if it.item_id not in self.dropped]
 
 
-@pytest.mark.integration
-def test_freshness_filter_runs_before_truncation_and_its_failure_is_not_fatal(stack, prefix, writer):
+def test_freshness_filter_runs_before_truncation_and_its_failure_is_not_fatal(api, writer):
     gen = publish(writer, "a")
     ids = make_feed("u1", "a-u1").item_ids
     fresh = DropItems({ids[0], ids[2]})
-    with api(stack, prefix, freshness=fresh) as client:
+    with api(freshness=fresh) as client:
         body = client.get("/v1/users/u1/feed?n=3").json()
     assert body["freshness"] == "applied" and item_ids(body) == [ids[1], ids[3], ids[4]]
     since = datetime.fromisoformat(writer.generation_meta(gen).generated_at)
     assert fresh.calls == [("u1", FEED_LEN, since)]
     failing = DropItems(set(), fail=True)
-    with api(stack, prefix, freshness=failing) as client:
+    with api(freshness=failing) as client:
         body = client.get("/v1/users/u1/feed?n=3").json()
         samples = metric_samples(client)
     assert body["freshness"] == "unavailable" and item_ids(body) == ids[:3]
     assert samples[("ltvfeed_api_freshness_failures_total", frozenset())] == 1
     slow = DropItems({ids[0]}, delay_s=5.0)  # cancelled after ApiOptions.freshness_timeout_s
-    with api(stack, prefix, freshness=slow) as client:
+    with api(freshness=slow) as client:
         start = time.perf_counter()
         body = client.get("/v1/users/u1/feed?n=3").json()
         assert time.perf_counter() - start < 1.0
     assert body["freshness"] == "unavailable" and item_ids(body) == ids[:3]
 
 
-@pytest.mark.integration
-def test_degraded_answers_skip_the_freshness_filter(stack, prefix, writer, gate):
+def test_degraded_answers_skip_the_freshness_filter(api, writer, gate):
     """With Redis down the answer comes from memory at once: the filter (whose online store is that Redis) is
     not waited on, and the response says the feed is unfiltered."""
     publish(writer, "a")
     fresh = DropItems({"a-classic-i0"})
-    with api(stack, prefix, gate.url, freshness=fresh) as client:
+    with api(gate.url, freshness=fresh) as client:
         assert client.get("/v1/users/nobody/feed?n=2").json()["freshness"] == "applied"
         gate.refuse()
         body = client.get("/v1/users/nobody/feed?n=2").json()
@@ -428,7 +433,7 @@ def test_degraded_answers_skip_the_freshness_filter(stack, prefix, writer, gate)
 
 
 @pytest.mark.integration
-def test_ltvfeed_serve_command_serves_the_committed_generation(stack, prefix, writer, tmp_path):
+def test_ltvfeed_serve_command_serves_the_committed_generation(stack, run_id, tmp_path):
     """The command people run: `ltvfeed serve` as its own process, configured only through the environment."""
     import os
     import shutil
@@ -437,6 +442,8 @@ def test_ltvfeed_serve_command_serves_the_committed_generation(stack, prefix, wr
 
     import httpx
 
+    prefix = f"ltvfeed_test_{run_id}:serve{uuid.uuid4().hex[:6]}:"
+    writer = FeedStore(stack.redis_url, prefix)
     gen = publish(writer, "s")
     port = closed_port()
     env = {
@@ -475,6 +482,7 @@ def test_ltvfeed_serve_command_serves_the_committed_generation(stack, prefix, wr
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
+        lose_everything(writer)
     assert f"http://127.0.0.1:{port}" in out  # it said where it listens
 
 
@@ -567,3 +575,57 @@ def test_huge_header_is_refused_fast_and_others_are_served_meanwhile():
         stop.set()
         probe.join(timeout=10)
     assert len(latencies) > 20 and max(latencies) < 0.5, (len(latencies), max(latencies, default=None))
+
+
+# ---- Redis back, but empty: degraded answers, then the generation republished from its archive ---------------
+def lose_everything(client_store: FeedStore) -> int:
+    """What a Redis restarted without its data looks like to this prefix: no key left."""
+    keys = list(client_store.client.scan_iter(match=f"{client_store.prefix}*", count=1000))
+    return client_store.client.delete(*keys) if keys else 0
+
+
+@pytest.mark.parametrize("heal", ["by hand", "by itself"])
+def test_generation_lost_from_redis_is_served_degraded_then_republished(api, writer, heal):
+    from ltvfeed.serving.feed_archive import republish
+
+    archive = writer.archive_dir
+    gen = publish(writer, "r")
+    assert (archive / f"{gen}.parquet").exists()
+    options = ApiOptions(
+        redis_timeout_s=0.075, redis_cooldown_s=0.3, self_heal=heal == "by itself", heal_interval_s=0.2
+    )
+    with api(options=options) as client:
+        assert client.get("/v1/users/u1/feed").json()["personalised"] is True
+        assert lose_everything(writer) > len(USERS)
+        response = client.get("/v1/users/u1/feed?n=3")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["personalised"], body["fallback"], body["degraded"], body["generation"]) == (
+            False,
+            "classic",
+            True,
+            gen,
+        )
+        assert item_ids(body) == make_feed("any", "r-classic", classic=True).item_ids[:3]
+        if heal == "by hand":
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and "ltvfeed feeds republish" in ready.json()["reason"]
+            assert writer.current_generation() is None  # nothing republished behind the operator's back
+            restored = republish(writer, archive)
+            assert (restored.generation, restored.n_feeds) == (gen, len(USERS) + 1)
+        deadline = time.monotonic() + 10
+        while (body := client.get("/v1/users/u1/feed?n=3").json())["degraded"]:
+            assert time.monotonic() < deadline, "the generation was not republished within 10 s"
+            time.sleep(0.05)
+        assert (body["personalised"], body["generation"]) == (True, gen)
+        assert item_ids(body) == make_feed("u1", "r-u1").item_ids[:3]
+        assert client.get("/readyz").json() == {"status": "ready", "generation": gen, "reason": None}
+        republished = ("ltvfeed_api_generations_republished_total", frozenset())
+        while (samples := metric_samples(client))[republished] != (heal == "by itself"):  # counted after the swap
+            assert time.monotonic() < deadline, samples[republished]
+            time.sleep(0.05)
+    statuses = {dict(labels).get("status") for (name, labels) in samples if name == "ltvfeed_api_requests_total"}
+    assert "503" not in statuses or heal == "by hand"  # only /readyz may say not ready
+    meta = writer.generation_meta(gen)
+    assert (meta.status, meta.n_users, writer.committed_generations()) == ("committed", len(USERS), [gen])
+    assert writer.read_classic().item_ids == make_feed("any", "r-classic", classic=True).item_ids

@@ -1,5 +1,6 @@
-"""The Redis feed store against a real Redis: generations, atomic swaps, refusal of incomplete generations,
-consistent reads during swaps, expiry of old generations, rollback."""
+"""The Redis feed store: generations, atomic swaps, refusal of incomplete generations, consistent reads during
+swaps, expiry of old generations, rollback, archives and republishing. Each test runs against an in-process
+fakeredis (unit suite) and against the real Redis (integration)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ import pytest
 from ltvfeed.errors import UserError
 from ltvfeed.serving.config import FeedConfig
 from ltvfeed.serving.feed import Feed, FeedItem
+from ltvfeed.serving.feed_archive import archived_generations, feed_archive_dir, read_archive, republish
 from ltvfeed.serving.feed_store import FeedStore, GenerationError, IncompleteGeneration
 
-pytestmark = pytest.mark.integration
 
+@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+def store(request, run_id, tmp_path):
+    """A store with small batches (several round trips per shard) archiving under the test's state dir."""
+    if request.param == "fakeredis":
+        import fakeredis
 
-@pytest.fixture
-def store(stack):
-    prefix = f"{stack.settings.redis_prefix}{uuid.uuid4().hex[:6]}:"
-    s = FeedStore(stack.redis_url, prefix, superseded_ttl_s=120, write_batch_size=3)
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    else:
+        client = request.getfixturevalue("stack").redis_url
+    prefix = f"ltvfeed_test_{run_id}:{uuid.uuid4().hex[:6]}:"
+    archive = feed_archive_dir(tmp_path, prefix)
+    s = FeedStore(client, prefix, superseded_ttl_s=120, write_batch_size=3, archive_dir=archive)
     yield s
     keys = list(s.client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
@@ -157,3 +165,79 @@ def test_bad_generation_ids_and_reserved_users(store):
         store.begin_generation(generation="run-1")
     with pytest.raises(UserError, match="reserved"):
         store.write_shard(gen, 0, [make_feed("__classic__", "x")])
+
+
+def lose_everything(store: FeedStore) -> None:
+    keys = list(store.client.scan_iter(match=f"{store.prefix}*", count=1000))
+    store.client.delete(*keys)
+
+
+def test_committed_generations_are_archived_and_republished_after_redis_lost_them(store):
+    g1 = publish(store, "g1", USERS)
+    g2 = publish(store, "g2", USERS)
+    pending = store.begin_generation()  # never committed: never archived
+    store.write_shard(pending, 0, [make_feed("u0", "pending")])
+    g3 = publish(store, "g3", USERS)
+    assert archived_generations(store.archive_dir) == [g2, g3]  # keep_generations (2) newest
+    lose_everything(store)
+    assert store.current_generation() is None and store.read_feed("u0") is None
+    restored = republish(store, store.archive_dir)
+    assert (restored.generation, restored.n_feeds) == (g3, len(USERS) + 1)
+    assert store.current_generation() == g3 and store.committed_generations() == [g3]
+    for user in USERS:
+        assert store.read_feed(user).item_ids == make_feed(user, "g3").item_ids
+        assert store.client.ttl(store.feed_key(g3, user)) == -1
+    assert store.read_classic().item_ids == make_feed("x", "g3-classic").item_ids
+    meta = store.generation_meta(g3)
+    assert (meta.status, meta.n_users, meta.shards_done, meta.model_versions) == (
+        "committed",
+        len(USERS),
+        {0: 4, 1: 3},
+        {"ltv": "g3"},
+    )
+    assert "restored_at" in meta.other
+    republish(store, store.archive_dir, g3)  # idempotent
+    assert store.committed_generations() == [g3] and store.read_feed("u1").generation == g3
+    republish(store, store.archive_dir, g2)  # an older archived one: served, the current one superseded
+    assert store.current_generation() == g2 and store.generation_meta(g3).status == "superseded"
+    assert store.read_feed("u1").item_ids == make_feed("u1", "g2").item_ids
+    with pytest.raises(UserError, match=f"generation {g1} is not archived.*archived: {g2}, {g3}"):
+        read_archive(store.archive_dir, g1)
+    with pytest.raises(GenerationError, match="never committed"):
+        store.restore_generation(pending, {"status": "open"}, [])
+
+
+def test_republish_without_archives_says_so(store):
+    with pytest.raises(UserError, match="no archived feed generation under"):
+        republish(store, store.archive_dir)
+    store.archive_dir.mkdir(parents=True)
+    (store.archive_dir / "broken.parquet").write_text("not parquet")
+    with pytest.raises(UserError, match="cannot be read"):
+        republish(store, store.archive_dir)
+    assert store.current_generation() is None
+
+
+@pytest.mark.integration
+def test_feeds_republish_command(stack, run_id, tmp_path):
+    """`ltvfeed feeds republish` as people run it: the archive `feeds generate` left in the state dir."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    prefix = f"ltvfeed_test_{run_id}:cli{uuid.uuid4().hex[:6]}:"
+    store = FeedStore(stack.redis_url, prefix, archive_dir=feed_archive_dir(tmp_path, prefix))
+    gen = publish(store, "c", USERS)
+    lose_everything(store)
+    env = {**os.environ, **stack.env(), "LTVFEED_REDIS_PREFIX": prefix, "LTVFEED_STATE_DIR": str(tmp_path)}
+    exe = shutil.which("ltvfeed", path=os.path.dirname(sys.executable)) or "ltvfeed"
+    try:
+        done = subprocess.run([exe, "feeds", "republish"], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"republished {gen}: {len(USERS) + 1} feeds" in done.stdout
+        assert store.read_feed("u4").item_ids == make_feed("u4", "c").item_ids
+        bad = subprocess.run([exe, "feeds", "republish", "nope"], env=env, capture_output=True, text=True, timeout=120)
+        assert bad.returncode != 0 and "generation nope is not archived" in bad.stdout + bad.stderr
+        assert "Traceback" not in bad.stdout + bad.stderr
+    finally:
+        lose_everything(store)

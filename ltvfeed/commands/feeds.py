@@ -1,4 +1,5 @@
-"""``ltvfeed feeds generate|show|generations|rollback|discard``: batch feed generations in Redis, by hand.
+"""``ltvfeed feeds generate|show|generations|rollback|republish|discard``: batch feed generations in Redis, by
+hand.
 
 ``generate`` runs exactly the ``feed_generation`` DAG's task functions, all shards in this process in turn."""
 
@@ -143,6 +144,25 @@ def rollback_cmd() -> None:
     before = store.current_generation()
     now = store.rollback()
     typer.echo(f"rolled back: serving {now} (was {before})")
+
+
+@feeds_app.command("republish")
+def republish_cmd(
+    generation: str | None = typer.Argument(
+        None, help="An archived generation id. Default: the newest archived (the last committed)."
+    ),
+) -> None:
+    """Put a committed generation lost from Redis back from its archive (state dir) and serve it; no
+    regeneration. Safe to repeat."""
+    from ltvfeed.serving.feed_archive import republish
+
+    store = _store()
+    before = store.current_generation()
+    archive = republish(store, store.archive_dir, generation)
+    typer.echo(
+        f"republished {archive.generation}: {archive.n_feeds} feeds from {archive.path}; serving it"
+        + (f" (was {before})" if before and before != archive.generation else "")
+    )
 
 
 @feeds_app.command("discard")

@@ -40,8 +40,11 @@ Plan = dict[str, Any]
 
 
 def feed_store(stack: Stack) -> FeedStore:
-    """The store the API reads: the stack's Redis, the settings' key prefix."""
-    return FeedStore(stack.redis_url, stack.settings.redis_prefix)
+    """The store the API reads: the stack's Redis, the settings' key prefix; committed generations archived."""
+    from ltvfeed.serving.feed_archive import feed_archive_dir
+
+    archive = feed_archive_dir(stack.settings.state_dir, stack.settings.redis_prefix)
+    return FeedStore(stack.redis_url, stack.settings.redis_prefix, archive_dir=archive)
 
 
 def propensity_source(stack: Stack, plan: Plan) -> PropensitySource:
