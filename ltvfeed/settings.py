@@ -33,12 +33,22 @@ class Settings(BaseSettings):
     mlflow_db: str = "ltvfeed_mlflow"
     redis_prefix: str = "ltvfeed:"
     airflow_port: int = 8080
+    airflow_host: str = Field(
+        default="127.0.0.1", description="Interface `ltvfeed airflow standalone` binds the UI to (0.0.0.0: every one)"
+    )
     mlflow_port: int = 5000
     api_port: int = 8000
     api_freshness: bool = Field(
         default=True,
         description="Feed API: drop items the user bought since the served generation's cutoff (Feast service "
         "'freshness', read per request). Without that service applied, feeds are served unfiltered either way.",
+    )
+
+    non_merchandise_categories: list[str] = Field(
+        default_factory=list,
+        description="Categories never recommended (fees, coupons, gift cards...): names or shell patterns, case "
+        'insensitive, e.g. ["fees", "gift*"] (env: a JSON list). Items marked recommendable=false on import never '
+        "are either.",
     )
 
     collector_port: int = 8001

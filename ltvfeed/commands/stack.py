@@ -36,10 +36,13 @@ def status_cmd() -> None:
 
 @stack_app.command("down")
 def down_cmd() -> None:
-    """Stop embedded servers (data is kept)."""
+    """Stop this state dir's `ltvfeed airflow standalone` and embedded servers (data is kept)."""
     from ltvfeed.infra.stack import down
+    from ltvfeed.orchestration.standalone import stop_standalone
 
-    stopped = down(get_settings())
+    settings = get_settings()
+    airflow = ["airflow standalone"] if stop_standalone(settings) else []  # before the servers its tasks use
+    stopped = airflow + down(settings)
     typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 

@@ -32,17 +32,18 @@ def ensure_metadata_db(stack: Stack) -> None:
     want = version("apache-airflow")
     if stamp.exists() and stamp.read_text() == want:
         return
-    run_airflow(stack, ["db", "migrate"])
+    proc = subprocess.run(
+        [airflow_executable(), "db", "migrate"], env=airflow_env(stack), capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise UserError(f"`airflow db migrate` failed (exit {proc.returncode}):\n{tail}")
     stamp.write_text(want)
 
 
-def test_dag(stack: Stack, dag_id: str, as_of: date, conf: dict[str, object] | None = None) -> None:
-    """Run one DAG run in-process (``airflow dags test``); raises when any task fails."""
-    import json
+def test_dag(stack: Stack, dag_id: str, as_of: date, conf: dict[str, object] | None = None):
+    """Run one DAG run in-process (``airflow dags test``), Airflow's output on the terminal and in a log file;
+    raises when a task failed or no task ran (see :func:`ltvfeed.orchestration.dag_test.run_dag_test`)."""
+    from ltvfeed.orchestration.dag_test import run_dag_test
 
-    ensure_metadata_db(stack)
-    args = ["dags", "test", dag_id, as_of.isoformat()]
-    if conf:
-        args += ["--conf", json.dumps(conf)]
-    if run_airflow(stack, args, check=False) != 0:
-        raise UserError(f"DAG {dag_id} run for {as_of} failed; the failing task's log is above")
+    return run_dag_test(stack, dag_id, as_of, conf)

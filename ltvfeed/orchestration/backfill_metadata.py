@@ -1,4 +1,5 @@
-"""Read-only queries on Airflow's metadata database for :mod:`ltvfeed.orchestration.backfill`.
+"""Read-only queries on Airflow's metadata database for :mod:`ltvfeed.orchestration.backfill` and
+:mod:`ltvfeed.orchestration.dag_test`.
 
 Waiting on a backfill means polling run states every few seconds; an ``airflow`` CLI call costs seconds of CPU
 (it imports Airflow), a query costs nothing. Only reads, only long-stable tables (backfill, dag_run,
@@ -14,6 +15,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 FINISHED = frozenset({"success", "failed"})
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """One task instance of a DAG run (a mapped task has one per map index)."""
+
+    task_id: str
+    map_index: int
+    state: str | None
+    seconds: float | None
+
+    @property
+    def label(self) -> str:
+        return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+
+    @property
+    def ran(self) -> bool:
+        """Started at all: a run whose tasks never left 'no status' did nothing."""
+        return self.state not in (None, "removed", "scheduled", "queued") or self.seconds is not None
 
 
 @dataclass(frozen=True)
@@ -103,3 +123,25 @@ class Metadata:
             )
             found[run_id] = [f"{task} ({state})" for task, state in rows]
         return found
+
+    def last_run_id(self) -> int:
+        """The highest dag_run id so far (0 on an empty database): runs created later have higher ids."""
+        rows = self._rows("select max(id) from dag_run")
+        return int(rows[0][0] or 0) if rows else 0
+
+    def runs_after(self, dag_id: str, after_id: int) -> list[tuple[int, str, str]]:
+        """(id, run_id, state) of the DAG's runs created after ``after_id``, oldest first."""
+        rows = self._rows(
+            "select id, run_id, state from dag_run where dag_id = :d and id > :i order by id", d=dag_id, i=after_id
+        )
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def task_runs(self, dag_id: str, run_id: str) -> list[TaskRun]:
+        """The run's task instances in the order they started (never started ones last)."""
+        rows = self._rows(
+            "select task_id, map_index, state, duration, start_date from task_instance"
+            " where dag_id = :d and run_id = :r order by start_date is null, start_date, task_id, map_index",
+            d=dag_id,
+            r=run_id,
+        )
+        return [TaskRun(r[0], int(r[1]), r[2], None if r[3] is None else float(r[3])) for r in rows]

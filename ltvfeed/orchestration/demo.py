@@ -1,13 +1,20 @@
 """The main job end to end on a demo shop: what ``ltvfeed demo`` does.
 
 The four DAGs in the order their assets chain them (ltv_pipeline -> ltv_retrain -> propensity_retrain ->
-feed_generation), each as one ``airflow dags test`` run for the demo's cutoff. Horizons are short (30 days) so
-that a shop of a few months has complete labels for every training cutoff.
+feed_generation), each as one ``airflow dags test`` run for the demo's cutoff, printed as a line per task with its
+duration (Airflow's output goes to a log file per run under the state dir; ``verbose`` prints it too). Horizons
+are short (30 days) so that a shop of a few months has complete labels for every training cutoff.
+
+The demo shop ends the day before the first demo ran (the cutoff is that day, recorded in
+``<state_dir>/demo.json``): unpausing the DAGs right afterwards gives green scheduled runs (the freshness gate
+sees yesterday's data), and re-running the demo on a later day reuses the same shop, so it stays idempotent.
 """
 
 from __future__ import annotations
 
-from datetime import date
+import json
+import time
+from datetime import UTC, date, datetime
 
 import typer
 
@@ -40,10 +47,24 @@ def table_counts(dsn: str, tables: tuple[str, ...] = SUMMARY_TABLES) -> dict[str
     return counts
 
 
-def run_demo(settings: Settings, *, users: int, items: int, days: int, seed: int, end_date: date) -> None:
+def demo_end_date(settings: Settings) -> date:
+    """The demo's cutoff: recorded by the first demo of this state dir, else today (UTC; data ends yesterday)."""
+    record = settings.state_dir / "demo.json"
+    try:
+        return date.fromisoformat(json.loads(record.read_text())["end_date"])
+    except (FileNotFoundError, KeyError, ValueError):
+        today = datetime.now(UTC).date()
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"end_date": today.isoformat()}))
+        return today
+
+
+def run_demo(
+    settings: Settings, *, users: int, items: int, days: int, seed: int, end_date: date, verbose: bool = False
+) -> None:
     from ltvfeed.dbt_runner import parse as dbt_parse
     from ltvfeed.infra.stack import up
-    from ltvfeed.orchestration.airflow_cli import test_dag
+    from ltvfeed.orchestration.dag_test import run_dag_test
     from ltvfeed.simulator import SimulationConfig, simulate_to_directory
     from ltvfeed.simulator.load import load_ground_truth
 
@@ -52,7 +73,7 @@ def run_demo(settings: Settings, *, users: int, items: int, days: int, seed: int
 
     typer.echo(f"simulating {users} users x {items} items x {days} days (seed {seed}) ...")
     config = SimulationConfig(n_users=users, n_items=items, days=days, seed=seed, end_date=end_date)
-    simulate_to_directory(config, settings.landing_dir)
+    simulate_to_directory(config, settings.landing_dir, progress=verbose)
     load_ground_truth(stack.warehouse_dsn, settings.landing_dir)
 
     dbt_parse(stack.env())  # manifest for Cosmos, so the DAG renders one task per model without `dbt ls`
@@ -62,11 +83,15 @@ def run_demo(settings: Settings, *, users: int, items: int, days: int, seed: int
         ("propensity_retrain", {"propensity_horizon_days": DEMO_HORIZON_DAYS}),
         ("feed_generation", {"shards": 2}),
     )
+    logs = []
     for dag_id, conf in runs:
-        typer.echo(f"running {dag_id} for as_of={end_date} (airflow dags test) ...")
-        test_dag(stack, dag_id, end_date, conf=conf)
+        started = time.monotonic()
+        typer.echo(f"{dag_id} for as_of={end_date} (airflow dags test) ...")
+        result = run_dag_test(stack, dag_id, end_date, conf, quiet=not verbose, echo=typer.echo)
+        typer.echo(f"{dag_id} succeeded in {time.monotonic() - started:.0f} s")
+        logs.append(result.log)
 
-    typer.echo("\nAll four DAGs succeeded. Rows:")
+    typer.echo(f"\nAll four DAGs succeeded (Airflow's output: {logs[0].parent}). Rows:")
     for table, n in table_counts(stack.warehouse_dsn).items():
         typer.echo(f"  {table:34} {'-' if n is None else n}")
     _show_feed(settings, stack)

@@ -1,0 +1,142 @@
+"""Running Airflow by hand: the failure reason a CLI run prints, and `ltvfeed airflow standalone`'s supervisor
+(process groups stopped on SIGTERM within the grace period, even children that ignore SIGTERM; loopback and
+parallelism sized to the machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ltvfeed.errors import UserError
+from ltvfeed.settings import Settings
+
+
+def test_failure_reason_is_the_last_exception_in_one_line():
+    from ltvfeed.orchestration.dag_test import failure_reason
+
+    lines = [
+        "Traceback (most recent call last):\n",
+        '  File "x.py", line 3, in f\n',
+        "ValueError: an earlier problem\n",
+        '    raise UserError(f"no orders before {as_of}: nothing to train on")\n',
+        "ltvfeed.errors.UserError: no orders before 2017-03-01: nothing to train on\n",
+        "2026-12-04T17:59:40Z [info     ] Marking run <DagRun ltv_retrain> failed [airflow.models.dagrun]\n",
+    ]
+    assert failure_reason(lines) == "UserError: no orders before 2017-03-01: nothing to train on"
+    structured = "[error] Task failed [task] error_detail=[{'exc_type': 'DataQualityError', 'exc_value': 'gate raw "
+    structured += "failed: dwell_seconds', 'exc_notes': []}]"
+    assert failure_reason([structured]) == "DataQualityError: gate raw failed: dwell_seconds"
+    assert failure_reason(["all fine\n"]) is None
+
+
+def test_parse_conf_names_the_problem():
+    from ltvfeed.commands.pipeline import parse_conf
+
+    assert parse_conf('{"horizon_days": 30}') == {"horizon_days": 30}
+    assert parse_conf(None) is None
+    with pytest.raises(UserError, match="must be JSON"):
+        parse_conf("{horizon_days: 30}")
+    with pytest.raises(UserError, match="JSON object"):
+        parse_conf("[30]")
+
+
+def test_standalone_binds_loopback_and_sizes_parallelism(tmp_path, monkeypatch):
+    from ltvfeed.infra.stack import Stack
+    from ltvfeed.orchestration.standalone import component_commands, standalone_env
+
+    monkeypatch.delenv("AIRFLOW__CORE__PARALLELISM", raising=False)
+    monkeypatch.delenv("AIRFLOW__API__HOST", raising=False)
+    settings = Settings(state_dir=tmp_path, airflow_port=18123)
+    stack = Stack(settings, "postgresql://nowhere/postgres", "redis://nowhere", False, False)
+    env = standalone_env(stack)
+    assert env["AIRFLOW__CORE__PARALLELISM"] == str(os.cpu_count())
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    commands = component_commands(env)
+    assert commands["api-server"][-4:] == ["--host", "127.0.0.1", "--port", "18123"]
+    # no log server (it binds every interface): the UI reads task logs from the local log folder
+    assert "--skip-serve-logs" in commands["scheduler"] and "--skip-serve-logs" in commands["triggerer"]
+    monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "3")
+    assert standalone_env(stack)["AIRFLOW__CORE__PARALLELISM"] == "3"
+
+
+# A component that ignores SIGTERM and forks a grandchild that ignores it too: only SIGKILL of the group ends them.
+STUBBORN = """
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork() == 0:
+    open(sys.argv[1] + ".grandchild", "w").write(str(os.getpid()))
+    while True: time.sleep(1)
+open(sys.argv[1], "w").write(str(os.getpid()))
+while True: time.sleep(1)
+"""
+
+SUPERVISOR = """
+import sys
+from pathlib import Path
+from ltvfeed.orchestration.standalone import supervise
+base = Path(sys.argv[1])
+commands = {n: [sys.executable, "-c", sys.argv[2], str(base / n)] for n in ("a", "b")}
+sys.exit(supervise(commands, {"PATH": "/usr/bin:/bin"}, base / "logs", base / "run" / "x.pid", grace_s=2))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its parent) counts as gone
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ")[-1][0] != "Z"
+
+
+def _start_supervisor(base: Path) -> tuple[subprocess.Popen, list[int]]:
+    proc = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(base), STUBBORN])
+    files = [base / n for n in ("a", "b", "a.grandchild", "b.grandchild")]
+    deadline = time.monotonic() + 30
+    while not all(f.exists() and f.read_text() for f in files):
+        assert time.monotonic() < deadline and proc.poll() is None, "components did not start"
+        time.sleep(0.1)
+    return proc, [int(f.read_text()) for f in files]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_supervisor_stops_every_group_on_a_signal(tmp_path, signum):
+    proc, pids = _start_supervisor(tmp_path)
+    assert json.loads((tmp_path / "run" / "x.pid").read_text())["pid"] == proc.pid
+    started = time.monotonic()
+    os.kill(proc.pid, signum)
+    assert proc.wait(timeout=20) == 0
+    took = time.monotonic() - started
+    time.sleep(0.3)
+    assert [p for p in pids if _alive(p)] == []  # components and their forks, SIGTERM ignored: SIGKILLed
+    assert took < 10  # the 2 s grace, then SIGKILL
+    assert not (tmp_path / "run" / "x.pid").exists()
+
+
+def test_stop_supervisor_from_another_process(tmp_path):
+    from ltvfeed.orchestration.standalone import running_pid, stop_supervisor
+
+    proc, pids = _start_supervisor(tmp_path)
+    pid_path = tmp_path / "run" / "x.pid"
+    assert running_pid(pid_path) == proc.pid
+    with pytest.raises(UserError, match="already running"):  # a second supervisor on the same pidfile refuses
+        _second_supervisor(tmp_path)
+    assert stop_supervisor(pid_path) is True
+    proc.wait(timeout=20)
+    time.sleep(0.3)
+    assert [p for p in pids if _alive(p)] == []
+    assert stop_supervisor(pid_path) is False  # nothing left to stop
+
+
+def _second_supervisor(base: Path) -> None:
+    from ltvfeed.orchestration.standalone import supervise
+
+    supervise({"c": ["true"]}, {}, base / "logs2", base / "run" / "x.pid")
