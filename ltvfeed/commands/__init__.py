@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "ltv",
     "feeds",
     "propensity",
+    "collect",
 )
 
 
