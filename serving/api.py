@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import FastAPI, Path, Query
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 
 from ltvfeed.errors import UserError
 from ltvfeed.serving.api_models import ErrorResponse, FeedResponse, HealthResponse, ReadinessResponse
@@ -118,7 +119,9 @@ def create_app(
         if owns_store:
             store.client.close()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI with /docs (Swagger UI) and /redoc served from the package's own assets; FastAPI's
+    # default pages load them from a CDN, so they are blank without internet.
+    app = FastAPIOffline(
         title="ltvfeed feed API",
         version="1",
         summary="Personalised product feeds ranked for long-term revenue.",
@@ -150,7 +153,13 @@ def create_app(
     async def get_feed(
         user_id: Annotated[str, Path(min_length=1, max_length=128, description="The user's id.", examples=["u123"])],
         n: Annotated[
-            int, Query(ge=1, le=MAX_FEED_LENGTH, description=f"Number of items, 1..{MAX_FEED_LENGTH}.")
+            int,
+            Query(
+                ge=1,
+                le=MAX_FEED_LENGTH,
+                description=f"Number of items, 1..{MAX_FEED_LENGTH}. A generation stores a fixed number per feed "
+                "(10 by default): the answer's `n_available` says how many there are.",
+            ),
         ] = DEFAULT_N,
     ) -> Response:
         """The user's feed from the served generation, best first, at most `n` items, each with its score and

@@ -46,6 +46,7 @@ class FeedResponse(BaseModel):
                     "degraded": False,
                     "freshness": "off",
                     "n": 2,
+                    "n_available": 10,
                     "items": [
                         {
                             "rank": 1,
@@ -70,6 +71,7 @@ class FeedResponse(BaseModel):
                     "degraded": True,
                     "freshness": "off",
                     "n": 1,
+                    "n_available": 10,
                     "items": [
                         {
                             "rank": 1,
@@ -100,6 +102,10 @@ class FeedResponse(BaseModel):
         "'off' when none is configured, 'unavailable' when it failed (or Redis is down) and the feed is unfiltered."
     )
     n: int = Field(description="Number of items returned (at most the n asked for).")
+    n_available: int = Field(
+        description="Items this feed holds (after the freshness filter): a generation stores a fixed number per "
+        "feed (`ltvfeed feeds generate --n`, 10 by default), so asking for more returns these."
+    )
     items: list[FeedItemOut]
 
     @classmethod
@@ -113,6 +119,7 @@ class FeedResponse(BaseModel):
             degraded=served.degraded,
             freshness=served.freshness,
             n=len(served.items),
+            n_available=served.available,
             items=[
                 FeedItemOut(
                     rank=rank,

@@ -74,6 +74,7 @@ class ServedFeed:
     personalised: bool
     degraded: bool
     freshness: str
+    available: int  # items the feed held after filtering, before the cut to n
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,7 @@ class FeedService:
             personalised=personalised,
             degraded=degraded,
             freshness=freshness,
+            available=len(items),
         )
 
     async def _apply_freshness(

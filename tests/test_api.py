@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -241,7 +242,9 @@ def test_n_is_respected_and_validated(api, writer):
     with api() as client:
         assert item_ids(client.get("/v1/users/u2/feed?n=3").json()) == make_feed("u2", "a-u2").item_ids[:3]
         assert client.get("/v1/users/u2/feed", params={"n": 1}).json()["n"] == 1
-        assert client.get("/v1/users/u2/feed?n=100").json()["n"] == FEED_LEN  # fewer stored than asked
+        many = client.get("/v1/users/u2/feed?n=100").json()
+        assert (many["n"], many["n_available"]) == (FEED_LEN, FEED_LEN)  # fewer stored than asked: said so
+        assert client.get("/v1/users/u2/feed?n=3").json()["n_available"] == FEED_LEN
         assert client.get("/v1/users/nobody/feed?n=4").json()["n"] == 4
         for bad, kind in (("0", "greater_than_equal"), ("101", "less_than_equal"), ("ten", "int_parsing")):
             response = client.get(f"/v1/users/u2/feed?n={bad}")
@@ -629,3 +632,46 @@ def test_generation_lost_from_redis_is_served_degraded_then_republished(api, wri
     meta = writer.generation_meta(gen)
     assert (meta.status, meta.n_users, writer.committed_generations()) == ("committed", len(USERS), [gen])
     assert writer.read_classic().item_ids == make_feed("any", "r-classic", classic=True).item_ids
+
+
+# ---- /docs offline, in a real browser -------------------------------------------------------------------------
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason=f"headless browser test: needs Debian's chromium ({CHROMIUM}) and chromedriver ({CHROMEDRIVER})",
+)
+def test_docs_render_offline_in_a_browser(tmp_path):
+    """Swagger UI at /docs draws every operation with no network but the API's own port: every asset the page
+    loads comes from the API itself (the browser runs with background networking off)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settings = Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", state_dir=tmp_path)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    with served(create_app(settings, options=OPTIONS), "httptools") as port:
+        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        try:
+            browser.get(f"http://127.0.0.1:{port}/docs")
+            paths = WebDriverWait(browser, 30).until(
+                lambda b: [e.text for e in b.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")] or None
+            )
+            loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        finally:
+            browser.quit()
+    assert {FEED_ROUTE, "/healthz", "/readyz", "/metrics"} <= {p.replace("\u200b", "") for p in paths}, paths
+    assert loaded and all(url.startswith(f"http://127.0.0.1:{port}/") for url in loaded), loaded
