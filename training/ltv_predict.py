@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ltvfeed import csv_output
 from ltvfeed.errors import UserError
 from ltvfeed.training.fit import TrainConfig
 
@@ -180,12 +181,11 @@ def predict_customers(
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """The output file: customer_id,predicted_ltv,prob_return (6 decimals)."""
+    """The output file: customer_id,predicted_ltv,prob_return (6 decimals; ids that look like formulas quoted)."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise UserError(f"the folder of --out does not exist: {path.parent}")
-    frame[OUTPUT_COLUMNS].to_csv(path, index=False, float_format="%.6f")
-    return path
+    return csv_output.write_csv(frame[OUTPUT_COLUMNS], path, index=False, float_format="%.6f")
 
 
 def _say(echo: Callable[[str], None] | None, message: str) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ltvfeed import csv_output
 from ltvfeed.errors import UserError
 from ltvfeed.training.fit import TrainConfig
 from ltvfeed.training.ltv_data import (
@@ -371,9 +372,9 @@ def _log_artifacts(
         gain_chart(y, {name: p["expected_ltv"].to_numpy() for name, p in predictions.items()}, out / "gain_chart.png")
         decile_chart(y, net["expected_ltv"].to_numpy(), out / "decile_chart.png", title="ZILN: holdout deciles")
         calibration_plot(y, net["expected_ltv"].to_numpy(), out / "calibration.png", prob_return=net["prob_return"])
-        metrics.to_csv(out / "holdout_metrics.csv", index_label="model")
+        csv_output.write_csv(metrics, out / "holdout_metrics.csv", index_label="model")
         tables = [decile_table(y, p["expected_ltv"].to_numpy()).assign(model=name) for name, p in predictions.items()]
-        pd.concat(tables).to_csv(out / "holdout_deciles.csv", index_label="decile")
+        csv_output.write_csv(pd.concat(tables), out / "holdout_deciles.csv", index_label="decile")
         (out / "features.json").write_text(
             json.dumps(
                 {
