@@ -3,15 +3,18 @@ diversity loop) costs users x K instead of users x catalogue.
 
 Sources, each vectorised over the whole user batch:
 
+- ``history``: the user's own re-buyable purchases, likeliest to be bought again first (:mod:`.history`); it
+  takes up to ``history_share`` of the K slots before the other sources;
 - ``embedding``: top-K of user-embedding . item-embedding (a dense [batch, items] product here; for catalogues
   far beyond ~10^5 items an approximate-nearest-neighbour index would take its place behind the same output);
 - ``category``: the best commercial performers of each user's ``top_categories`` favourite categories
   (category affinity given by the caller, else counted from the user's recent views and purchases);
+- ``popular_now``: the items most ordered in the recent window (the same list for everyone);
 - ``popular``: the catalogue's best commercial performers (the same list for everyone).
 
-They are merged round-robin (1st of each source, then 2nd of each...), so every available source gets a fair
-share of the K slots, then deduplicated; out-of-stock items and items the user already bought (unless repeat
-purchase items) are removed before the cut to K.
+The other sources are merged round-robin (1st of each source, then 2nd of each...), so every available source
+gets a fair share of the remaining slots, then deduplicated; out-of-stock and non-merchandise items
+(``Catalogue.in_stock``) and items the user already bought (unless re-buyable) are removed before the cut to K.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ltvfeed.serving.config import CandidateConfig
+from ltvfeed.serving.history import history_source
 from ltvfeed.serving.inputs import Catalogue, UserBatch
 
 
@@ -95,11 +99,15 @@ def _pad(items: np.ndarray, width: int) -> np.ndarray:
     return np.pad(items, ((0, 0), (0, width - items.shape[1])), constant_values=-1)
 
 
-def merge_candidates(ranked_lists: list[np.ndarray], k: int) -> np.ndarray:
+def merge_candidates(ranked_lists: list[np.ndarray], k: int, first: np.ndarray | None = None) -> np.ndarray:
     """Round-robin merge of [B, *] ranked lists into [B, k] distinct items (-1 = padding), earlier lists
-    winning ties; the result is sorted by item index (scores are computed afterwards)."""
-    b = ranked_lists[0].shape[0]
-    stacked = np.stack([_pad(lst, k) for lst in ranked_lists], axis=2).reshape(b, -1)  # priority order
+    winning ties, after the items of ``first`` (a [B, *] list that goes before all of them); the result is
+    sorted by item index (scores are computed afterwards)."""
+    b = (first if first is not None else ranked_lists[0]).shape[0]
+    parts = [np.stack([_pad(lst, k) for lst in ranked_lists], axis=2).reshape(b, -1)] if ranked_lists else []
+    if first is not None:
+        parts.insert(0, first)
+    stacked = np.concatenate(parts, axis=1)  # priority order
     n = np.iinfo(np.int64).max
     key = np.where(stacked >= 0, stacked, n)
     order = np.argsort(key, axis=1, kind="stable")  # equal items: earliest position first
@@ -120,16 +128,25 @@ def generate_candidates(users: UserBatch, catalogue: Catalogue, cfg: CandidateCo
     """[B, cfg.k] candidate item indices per user, distinct, eligible, ascending, padded with -1."""
     k = cfg.k
     lists: list[np.ndarray] = []
+    first = None
     for source in cfg.sources:
+        if source == "history":
+            found = history_source(users, catalogue, int(cfg.history_share * k), cfg.history_horizon_days)
+            if found is not None and found.shape[1]:
+                first = np.where(excluded_mask(users, catalogue, found), -1, found)
+            continue
         if source == "embedding":
             found = _embedding_source(users, catalogue, k)
         elif source == "category":
             found = _category_source(users, catalogue, k, cfg.top_categories)
+        elif source == "popular_now":
+            top = catalogue.popular_now(k)
+            found = np.broadcast_to(top, (len(users), len(top))) if len(top) else None
         else:
             found = _popular_source(users, catalogue, k)
         if found is not None:
             found = np.where(excluded_mask(users, catalogue, found), -1, found)
             lists.append(found)
-    if not lists:
+    if not lists and first is None:
         return np.full((len(users), k), -1, dtype=np.int64)
-    return merge_candidates(lists, k)
+    return merge_candidates(lists, k, first)

@@ -15,11 +15,12 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ltvfeed.cutoff import DEFAULT_PROPENSITY_HORIZON_DAYS
 from ltvfeed.errors import UserError
 
 MAX_FEED_LENGTH = 100
 MAX_CANDIDATES = 10_000
-CANDIDATE_SOURCES = ("embedding", "category", "popular")
+CANDIDATE_SOURCES = ("history", "embedding", "category", "popular_now", "popular")
 PURCHASE_SCALES = ("user_max", "probability")
 
 
@@ -52,14 +53,19 @@ class ScoringWeights:
 class CandidateConfig:
     """How many candidates each user gets (``k``) and from which retrieval sources.
 
-    Sources, merged round-robin in this order of priority and deduplicated: ``embedding`` (dot product of user
-    and item embeddings, when both are given), ``category`` (best-performing items of the user's
-    ``top_categories`` favourite categories), ``popular`` (the catalogue's best commercial performers).
+    Sources: ``history`` (the user's re-buyable bought items, likeliest to be bought again within
+    ``history_horizon_days`` first: see :mod:`ltvfeed.serving.history`) takes up to ``history_share`` of the K
+    slots first; the others are merged round-robin in this order of priority and deduplicated: ``embedding``
+    (dot product of user and item embeddings, when both are given), ``category`` (best-performing items of the
+    user's ``top_categories`` favourite categories), ``popular_now`` (most ordered items of the recent window),
+    ``popular`` (the catalogue's best commercial performers).
     """
 
     k: int = 200
     sources: tuple[str, ...] = CANDIDATE_SOURCES
     top_categories: int = 3
+    history_share: float = 0.5
+    history_horizon_days: int = DEFAULT_PROPENSITY_HORIZON_DAYS
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_CANDIDATES:
@@ -73,6 +79,12 @@ class CandidateConfig:
         object.__setattr__(self, "sources", sources)
         if isinstance(self.top_categories, bool) or not isinstance(self.top_categories, int) or self.top_categories < 1:
             raise UserError(f"top_categories must be an integer >= 1, got {self.top_categories!r}")
+        share = self.history_share
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0.0 <= share <= 1.0:
+            raise UserError(f"history_share must be a number in [0, 1], got {share!r}")
+        h = self.history_horizon_days
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise UserError(f"history_horizon_days must be an integer >= 1, got {h!r}")
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,16 @@ not by the number of users).
 
 Everything is point-in-time: marts rows of snapshot ``as_of``, raw rows strictly before ``as_of`` 00:00 UTC.
 
-- catalogue: ``marts.item_performance`` (``commercial_score``, ``category``, ``in_stock``, ``is_repeat_purchase``);
-  items without a catalogue row (seen only in events/orders) stay in the catalogue, so histories that mention
-  them are understood, but are never recommended (treated as not in stock);
+- catalogue: ``marts.item_performance`` (``commercial_score``, ``category``, ``in_stock``, ``is_repeat_purchase``,
+  ``recommendable`` where the mart has it) plus what the orders before the cutoff teach about each item
+  (``repeat_rate``, ``cycle_days`` over the last :data:`HISTORY_DAYS`, ``popularity`` = orders in the last
+  :data:`POPULAR_NOW_DAYS`); items of a non-merchandise category (settings ``non_merchandise_categories``) are
+  not recommendable; items without a catalogue row (seen only in events/orders) stay in the catalogue, so
+  histories that mention them are understood, but are never recommended (treated as not in stock);
 - users: ``marts.user_features`` (every customer known before ``as_of``) whose hash falls in the shard;
 - recent views: each user's ``max_recent_views`` most recently viewed distinct items (``raw.events``, 'view');
-- purchases: distinct (user, item) of ``raw.orders`` + ``raw.order_items`` (exclusions);
+- purchases: (user, item) of ``raw.orders`` + ``raw.order_items`` with times bought and days from the last /
+  first purchase to the cutoff (exclusions, the history candidates and P(bought again));
 - category affinity: ``marts.user_category_propensity.propensity``.
 """
 
@@ -26,9 +30,22 @@ import psycopg
 
 from ltvfeed.cutoff import cutoff_instant
 from ltvfeed.errors import UserError
+from ltvfeed.serving.inputs import HISTORY_COLUMNS, non_merchandise
 from ltvfeed.serving.shards import check_shard, shard_sql
 
-CATALOGUE_COLUMNS = ["item_id", "category", "commercial_score", "in_stock", "is_repeat_purchase"]
+CATALOGUE_COLUMNS = [
+    "item_id",
+    "category",
+    "commercial_score",
+    "in_stock",
+    "is_repeat_purchase",
+    "recommendable",
+    "repeat_rate",
+    "cycle_days",
+    "popularity",
+]
+HISTORY_DAYS = 365  # orders that teach repeat rates and cycles
+POPULAR_NOW_DAYS = 30  # the "popular now" window
 
 
 @dataclass(frozen=True)
@@ -37,7 +54,7 @@ class UserChunk:
 
     user_ids: np.ndarray  # [B] str
     views: pd.DataFrame  # user_id, item_id, viewed_at
-    purchases: pd.DataFrame  # user_id, item_id
+    purchases: pd.DataFrame  # user_id, item_id, times, last_days, first_days
     category_affinity: pd.DataFrame  # user_id, category, affinity
 
     def __len__(self) -> int:
@@ -65,7 +82,9 @@ def latest_snapshot(dsn: str) -> date:
 class WarehouseInputs:
     """Reads generation inputs for one ``as_of`` over one connection (use as a context manager)."""
 
-    def __init__(self, dsn: str, as_of: date, *, max_recent_views: int = 20) -> None:
+    def __init__(
+        self, dsn: str, as_of: date, *, max_recent_views: int = 20, non_merchandise: Sequence[str] | None = None
+    ) -> None:
         if not isinstance(as_of, date):
             raise UserError(f"as_of must be a date, got {as_of!r}")
         if isinstance(max_recent_views, bool) or not isinstance(max_recent_views, int) or max_recent_views < 0:
@@ -73,6 +92,11 @@ class WarehouseInputs:
         self.as_of = as_of
         self.cutoff = cutoff_instant(as_of)
         self.max_recent_views = max_recent_views
+        if non_merchandise is None:
+            from ltvfeed.settings import get_settings
+
+            non_merchandise = get_settings().non_merchandise_categories
+        self.non_merchandise = tuple(non_merchandise)
         # autocommit: read-only queries, never an open transaction (and its snapshot) held between chunks
         self._conn = psycopg.connect(dsn, autocommit=True)
 
@@ -110,17 +134,53 @@ class WarehouseInputs:
     def catalogue_frame(self) -> pd.DataFrame:
         """Items of the ``as_of`` snapshot, ordered by id (columns: :data:`CATALOGUE_COLUMNS`)."""
         self._require_snapshot("item_performance")
+        has_flag = self._rows(
+            "select exists (select 1 from information_schema.columns where table_schema = 'marts' "
+            "and table_name = 'item_performance' and column_name = 'recommendable')",
+            {},
+        )[0][0]
+        recommendable = "coalesce(p.recommendable, true)" if has_flag else "true"
         frame = self._frame(
-            """
-            select item_id, category, commercial_score, (in_stock and in_catalog) as in_stock, is_repeat_purchase
-            from marts.item_performance
-            where as_of = %(as_of)s
-            order by item_id
+            f"""
+            with bought as (
+                select oi.item_id, o.user_id, count(distinct o.order_id) as times,
+                       extract(epoch from max(o.ordered_at) - min(o.ordered_at)) / 86400.0 as span_days
+                from raw.orders as o
+                join raw.order_items as oi on oi.order_id = o.order_id
+                where o.ordered_at < %(cutoff)s and o.ordered_at >= %(cutoff)s - make_interval(days => %(history)s)
+                group by oi.item_id, o.user_id
+            ),
+            learned as (
+                select item_id, avg((times >= 2)::int)::float8 as repeat_rate,
+                       (percentile_cont(0.5) within group (order by span_days / (times - 1))
+                           filter (where times >= 2))::float8 as cycle_days
+                from bought group by item_id
+            ),
+            recent as (
+                select oi.item_id, count(distinct o.order_id)::float8 as popularity
+                from raw.orders as o
+                join raw.order_items as oi on oi.order_id = o.order_id
+                where o.ordered_at < %(cutoff)s and o.ordered_at >= %(cutoff)s - make_interval(days => %(recent)s)
+                group by oi.item_id
+            )
+            select p.item_id, p.category, p.commercial_score, (p.in_stock and p.in_catalog) as in_stock,
+                   p.is_repeat_purchase, {recommendable} as recommendable,
+                   coalesce(l.repeat_rate, 0), l.cycle_days, coalesce(r.popularity, 0)
+            from marts.item_performance as p
+            left join learned as l on l.item_id = p.item_id
+            left join recent as r on r.item_id = p.item_id
+            where p.as_of = %(as_of)s
+            order by p.item_id
             """,
-            {"as_of": self.as_of},
+            {"as_of": self.as_of, "cutoff": self.cutoff, "history": HISTORY_DAYS, "recent": POPULAR_NOW_DAYS},
             CATALOGUE_COLUMNS,
         )
-        frame["commercial_score"] = frame["commercial_score"].astype(np.float64)
+        for column in ("commercial_score", "repeat_rate", "cycle_days", "popularity"):
+            frame[column] = frame[column].astype(np.float64)
+        if self.non_merchandise:
+            frame["recommendable"] = frame["recommendable"].astype(bool) & ~non_merchandise(
+                frame["category"].to_numpy(), self.non_merchandise
+            )
         return frame
 
     def count_users(self) -> int:
@@ -165,13 +225,16 @@ class WarehouseInputs:
         )
         purchases = self._frame(
             """
-            select distinct o.user_id, oi.item_id
+            select o.user_id, oi.item_id, count(distinct o.order_id)::float8 as times,
+                   (extract(epoch from %(cutoff)s - max(o.ordered_at)) / 86400.0)::float8 as last_days,
+                   (extract(epoch from %(cutoff)s - min(o.ordered_at)) / 86400.0)::float8 as first_days
             from raw.orders as o
             join raw.order_items as oi on oi.order_id = o.order_id
             where o.user_id = any(%(users)s) and o.ordered_at < %(cutoff)s
+            group by o.user_id, oi.item_id
             """,
             params,
-            ["user_id", "item_id"],
+            ["user_id", "item_id", *HISTORY_COLUMNS],
         )
         affinity = self._frame(
             """

@@ -7,6 +7,7 @@ plain lists (tests, small tools).
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,18 @@ from ltvfeed.errors import UserError
 from ltvfeed.serving.normalise import normalise_commercial
 
 CLASSIC_USER_ID = "__classic__"
+# An item counts as re-buyable (shown again after it was bought) when at least this share of its buyers bought it
+# on more than one order; the flag is_repeat_purchase still marks an item re-buyable on its own.
+MIN_REPEAT_RATE = 0.05
+HISTORY_COLUMNS = ("times", "last_days", "first_days")
+
+
+def non_merchandise(categories: Sequence[Any] | np.ndarray, patterns: Sequence[str]) -> np.ndarray:
+    """True where a category matches one of the settings' non-merchandise ``patterns`` (names or shell
+    patterns such as ``gift*``, case insensitive)."""
+    names = [str(c).lower() for c in categories]
+    rules = [str(p).lower() for p in patterns]
+    return np.array([any(fnmatch.fnmatchcase(n, r) for r in rules) for n in names], dtype=bool)
 
 
 def _as_float_matrix(values: Any, name: str, rows: int) -> np.ndarray:
@@ -37,9 +50,15 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
 class Catalogue:
     """All items that may be recommended, with what scoring needs about each.
 
-    ``commercial`` is normalised on construction (see :mod:`ltvfeed.serving.normalise`). Items out of stock stay
-    in the catalogue (they may be in users' histories) but are never candidates. ``embeddings`` (optional) feed
-    both the embedding retrieval (dot product with user embeddings) and the diversity similarity (cosine).
+    ``commercial`` is normalised on construction (see :mod:`ltvfeed.serving.normalise`). Items out of stock or
+    not ``recommendable`` (fees, coupons: non-merchandise) stay in the catalogue (they may be in users' histories)
+    but are never candidates of any source: ``in_stock`` holds both. ``embeddings`` (optional) feed both the
+    embedding retrieval (dot product with user embeddings) and the diversity similarity (cosine).
+
+    Learned from the shop's orders (optional): ``repeat_rate`` (share of an item's buyers who bought it on more
+    than one order; at least :data:`MIN_REPEAT_RATE` makes an item re-buyable, like the flag), ``cycle_days``
+    (the item's typical days between two purchases by one buyer, NaN unknown) and ``popularity`` (orders in a
+    recent window: the "popular now" candidates).
     """
 
     def __init__(
@@ -50,6 +69,11 @@ class Catalogue:
         in_stock: Sequence[bool] | np.ndarray | None = None,
         repeat_purchase: Sequence[bool] | np.ndarray | None = None,
         embeddings: np.ndarray | None = None,
+        *,
+        recommendable: Sequence[bool] | np.ndarray | None = None,
+        repeat_rate: Sequence[float] | np.ndarray | None = None,
+        cycle_days: Sequence[float] | np.ndarray | None = None,
+        popularity: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         self.item_ids = np.asarray(item_ids, dtype=object).astype(str).astype(object)
         n = len(self.item_ids)
@@ -68,8 +92,14 @@ class Catalogue:
         if self.commercial_raw.shape != (n,):
             raise UserError(f"commercial must give one value per item ({n}), got shape {self.commercial_raw.shape}")
         self.commercial = normalise_commercial(self.commercial_raw)
-        self.in_stock = self._flags(in_stock, True, "in_stock", n)
-        self.repeat_purchase = self._flags(repeat_purchase, False, "repeat_purchase", n)
+        self.recommendable = self._flags(recommendable, True, "recommendable", n)
+        self.in_stock = self._flags(in_stock, True, "in_stock", n) & self.recommendable
+        self.repeat_rate = self._numbers(repeat_rate, 0.0, "repeat_rate", n).clip(0.0, 1.0)
+        self.cycle_days = self._numbers(cycle_days, np.nan, "cycle_days", n)
+        self.popularity = self._numbers(popularity, 0.0, "popularity", n)
+        self.repeat_purchase = self._flags(repeat_purchase, False, "repeat_purchase", n) | (
+            self.repeat_rate >= MIN_REPEAT_RATE
+        )
         self.embeddings = None if embeddings is None else _as_float_matrix(embeddings, "item embeddings", n)
         self.unit_embeddings = None if self.embeddings is None else _unit_rows(self.embeddings)
         self._cache: dict[tuple[str, int], np.ndarray] = {}
@@ -84,10 +114,20 @@ class Catalogue:
             raise UserError(f"{name} must give one true/false value per item ({n})")
         return arr.astype(bool)
 
+    @staticmethod
+    def _numbers(values: Any, default: float, name: str, n: int) -> np.ndarray:
+        if values is None:
+            return np.full(n, default, dtype=np.float64)
+        arr = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce").to_numpy(np.float64)
+        if arr.shape != (n,):
+            raise UserError(f"{name} must give one number per item ({n})")
+        return np.where(np.isnan(arr), default, arr)
+
     @classmethod
     def from_frame(cls, items: pd.DataFrame, embeddings: np.ndarray | None = None) -> Catalogue:
         """From a frame with ``item_id``, ``category``, ``commercial_score`` and optionally ``in_stock``,
-        ``is_repeat_purchase`` (the warehouse's column names); ``embeddings`` rows follow the frame's rows."""
+        ``is_repeat_purchase``, ``recommendable``, ``repeat_rate``, ``cycle_days``, ``popularity`` (the
+        warehouse's column names); ``embeddings`` rows follow the frame's rows."""
         missing = [c for c in ("item_id", "category", "commercial_score") if c not in items.columns]
         if missing:
             raise UserError(f"catalogue frame lacks column(s) {missing}; has {list(items.columns)}")
@@ -98,6 +138,11 @@ class Catalogue:
             in_stock=items["in_stock"].to_numpy() if "in_stock" in items.columns else None,
             repeat_purchase=items["is_repeat_purchase"].to_numpy() if "is_repeat_purchase" in items.columns else None,
             embeddings=embeddings,
+            **{
+                name: items[name].to_numpy()
+                for name in ("recommendable", "repeat_rate", "cycle_days", "popularity")
+                if name in items.columns
+            },
         )
 
     @property
@@ -122,6 +167,15 @@ class Catalogue:
         if key not in self._cache:
             eligible = np.flatnonzero(self.in_stock)
             order = np.lexsort((eligible, -self.commercial[eligible]))
+            self._cache[key] = eligible[order[:k]]
+        return self._cache[key]
+
+    def popular_now(self, k: int) -> np.ndarray:
+        """The ``k`` eligible items most ordered recently (``popularity``), best first; empty without it."""
+        key = ("popular_now", k)
+        if key not in self._cache:
+            eligible = np.flatnonzero(self.in_stock & (self.popularity > 0))
+            order = np.lexsort((eligible, -self.popularity[eligible]))
             self._cache[key] = eligible[order[:k]]
         return self._cache[key]
 
@@ -158,7 +212,9 @@ class UserBatch:
       row then item (exclusion relies on that order);
     - ``category_affinity`` [B, n_categories] (optional): how much each user likes each category (>= 0);
     - ``embeddings`` [B, dim] (optional): user embeddings for dot-product retrieval against item embeddings;
-    - ``user_index`` [B]: the users' rows in the propensity model's user table (what it is called with).
+    - ``user_index`` [B]: the users' rows in the propensity model's user table (what it is called with);
+    - ``purchase_history`` (optional) [P, 3], aligned with the purchase pairs: times bought (orders), days from
+      the last and from the first purchase to the cutoff (what the history ranking reads).
     """
 
     user_ids: np.ndarray
@@ -168,6 +224,7 @@ class UserBatch:
     category_affinity: np.ndarray | None
     embeddings: np.ndarray | None
     user_index: np.ndarray
+    purchase_history: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         b = len(self.user_ids)
@@ -177,12 +234,19 @@ class UserBatch:
         items = np.asarray(self.purchased_items, dtype=np.int64)
         if rows.shape != items.shape or (len(rows) and (rows.min() < 0 or rows.max() >= b or items.min() < 0)):
             raise UserError("purchased_rows / purchased_items must be equally long, rows within the batch, items >= 0")
+        history = self.purchase_history
+        if history is not None:
+            history = np.asarray(history, dtype=np.float64)
+            if history.shape != (len(rows), len(HISTORY_COLUMNS)):
+                raise UserError(f"purchase_history must be [{len(rows)}, {len(HISTORY_COLUMNS)}] (one row per pair)")
         keys = rows * (int(items.max(initial=0)) + 1) + items
         if len(keys) > 1 and not (np.diff(keys) > 0).all():  # the documented order, whatever the caller gave
             order = np.unique(keys, return_index=True)[1]
             rows, items = rows[order], items[order]
+            history = None if history is None else history[order]
         object.__setattr__(self, "purchased_rows", rows)
         object.__setattr__(self, "purchased_items", items)
+        object.__setattr__(self, "purchase_history", history)
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -198,6 +262,7 @@ class UserBatch:
             category_affinity=None if self.category_affinity is None else self.category_affinity[start:stop],
             embeddings=None if self.embeddings is None else self.embeddings[start:stop],
             user_index=self.user_index[start:stop],
+            purchase_history=None if self.purchase_history is None else self.purchase_history[lo:hi],
         )
 
     @classmethod
@@ -231,7 +296,9 @@ class UserBatch:
 
         ``views``: ``user_id``, ``item_id`` and optionally ``viewed_at`` (without it, rows are taken as most
         recent first); only each user's ``max_recent_views`` most recent distinct items are kept.
-        ``purchases``: ``user_id``, ``item_id``. ``category_affinity``: a [B, n_categories] array or a frame
+        ``purchases``: ``user_id``, ``item_id`` and optionally :data:`HISTORY_COLUMNS` (``times`` bought,
+        ``last_days`` / ``first_days`` before the cutoff; repeated pairs are summed / min / max).
+        ``category_affinity``: a [B, n_categories] array or a frame
         ``user_id``, ``category``, ``affinity``. Items and categories unknown to the catalogue, and users not in
         ``user_ids``, are ignored (an item may have left the catalogue since it was bought).
         """
@@ -254,11 +321,24 @@ class UserBatch:
             keep = rank < max_recent_views
             recent[frame["row"].to_numpy()[keep], rank[keep]] = frame["item"].to_numpy()[keep]
         p_rows = p_items = np.zeros(0, dtype=np.int64)
+        history = None
         if purchases is not None and len(purchases):
             rows, items = _pairs(purchases, index, catalogue, "purchases")
             ok = (rows >= 0) & (items >= 0)
-            pairs = np.unique(np.stack([rows[ok], items[ok]], axis=1), axis=0)
-            p_rows, p_items = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+            if all(c in purchases.columns for c in HISTORY_COLUMNS):
+                frame = pd.DataFrame({"row": rows, "item": items})
+                for c in HISTORY_COLUMNS:
+                    frame[c] = pd.to_numeric(purchases[c], errors="coerce").to_numpy(np.float64)
+                grouped = frame[ok].groupby(["row", "item"], sort=True)
+                agg = grouped.agg(
+                    times=("times", "sum"), last_days=("last_days", "min"), first_days=("first_days", "max")
+                )
+                p_rows = agg.index.get_level_values(0).to_numpy(np.int64)
+                p_items = agg.index.get_level_values(1).to_numpy(np.int64)
+                history = agg[list(HISTORY_COLUMNS)].to_numpy(np.float64)
+            else:
+                pairs = np.unique(np.stack([rows[ok], items[ok]], axis=1), axis=0)
+                p_rows, p_items = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
         affinity = None
         if category_affinity is not None:
             affinity = _affinity(category_affinity, index, catalogue)
@@ -274,7 +354,7 @@ class UserBatch:
             uidx = np.asarray(user_index, dtype=np.int64)
             if uidx.shape != (b,):
                 raise UserError(f"user_index must give one index per user ({b}), got shape {uidx.shape}")
-        return cls(ids, recent, p_rows, p_items, affinity, embeddings, uidx)
+        return cls(ids, recent, p_rows, p_items, affinity, embeddings, uidx, history)
 
     @classmethod
     def from_lists(

@@ -25,7 +25,7 @@ from ltvfeed.errors import UserError
 from ltvfeed.serving.config import ScoringWeights
 from ltvfeed.serving.generation import GenerationParams, generate_feeds, rank_chunk, weights_from_mapping
 from ltvfeed.serving.generation_inputs import UserChunk
-from ltvfeed.serving.inputs import Catalogue
+from ltvfeed.serving.inputs import Catalogue, UserBatch
 from ltvfeed.serving.propensity import CategoryAffinityPropensity
 from ltvfeed.serving.propensity_sources import CategoryAffinitySource, ScorerSource
 from ltvfeed.serving.reference import ReferenceUser, generate_personalized_feed, reference_items
@@ -368,6 +368,9 @@ def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
         drop_database(s.pg_dsn, settings.mlflow_db)
 
 
+MIN_REPEAT_RATE = 0.05  # ltvfeed.serving.inputs.MIN_REPEAT_RATE, restated: the test checks the rule
+
+
 def rows(dsn: str, query: str, *args: Any) -> list[tuple]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(query, args).fetchall()
@@ -397,6 +400,44 @@ def test_shard_queries_partition_the_users_as_python_does(shop) -> None:
 
 
 @pytest.mark.integration
+def test_history_candidates_and_non_merchandise_from_the_warehouse(shop) -> None:
+    from ltvfeed.serving.candidates import generate_candidates
+    from ltvfeed.serving.config import CandidateConfig
+    from ltvfeed.serving.generation_inputs import WarehouseInputs
+
+    with WarehouseInputs(shop.warehouse_dsn, AS_OF, non_merchandise=[]) as wh:
+        frame = wh.catalogue_frame()
+        users = wh.shard_user_ids(0, 1)
+        chunk = wh.user_chunk(users)
+    rule = str(frame["category"].iloc[0])
+    with WarehouseInputs(shop.warehouse_dsn, AS_OF, non_merchandise=[rule.upper()[:3] + "*"]) as wh:
+        ruled = wh.catalogue_frame()
+    assert (~ruled["recommendable"] == ruled["category"].str.lower().str.startswith(rule.lower()[:3])).all()
+    # learned from the orders: some items are bought again, with a cycle; the popular-now window is filled
+    assert frame["repeat_rate"].between(0, 1).all() and (frame["repeat_rate"] > 0).any()
+    assert frame["cycle_days"].dropna().gt(0).all() and (frame["popularity"] > 0).any()
+    assert {"times", "last_days", "first_days"} <= set(chunk.purchases.columns)
+    days = chunk.purchases
+    assert (days["last_days"] > 0).all() and (days["first_days"] >= days["last_days"]).all()
+
+    catalogue = Catalogue.from_frame(ruled)
+    batch = UserBatch.from_frames(catalogue, chunk.user_ids, purchases=chunk.purchases, views=chunk.views)
+    k = 20
+    candidates = generate_candidates(batch, catalogue, CandidateConfig(k=k))
+    history_only = generate_candidates(batch, catalogue, CandidateConfig(k=k, sources=("history",)))
+    bought_again = catalogue.repeat_purchase & catalogue.in_stock
+    rows_with = np.unique(batch.purchased_rows[bought_again[batch.purchased_items]])
+    assert len(rows_with) > 10  # users with re-buyable, recommendable purchases
+    for r in rows_with:
+        mine = set(batch.purchased_items[batch.purchased_rows == r]) & set(np.flatnonzero(bought_again))
+        got = set(history_only[r][history_only[r] >= 0])
+        assert got and got <= mine and len(got) == min(len(mine), k // 2)  # history candidates are present
+        assert got <= set(candidates[r])  # and survive the merge
+    banned = np.flatnonzero(~catalogue.recommendable)
+    assert len(banned) and not np.isin(candidates, banned).any()
+
+
+@pytest.mark.integration
 def test_generation_over_shards_is_served_and_read_back(shop) -> None:
     from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
 
@@ -416,12 +457,17 @@ def test_generation_over_shards_is_served_and_read_back(shop) -> None:
         "where o.ordered_at < %s",
         datetime(2026, 6, 1, tzinfo=UTC),
     )
+    # re-buyable: flagged, or bought again by at least MIN_REPEAT_RATE of the item's buyers (learned)
     catalogue = {
-        r[0]: r[1:]
+        r[0]: (r[1], r[2] or (r[4] or 0) >= MIN_REPEAT_RATE, r[3])
         for r in rows(
             shop.warehouse_dsn,
-            "select item_id, in_stock and in_catalog, is_repeat_purchase, commercial_score "
-            "from marts.item_performance where as_of = %s",
+            "with b as (select oi.item_id, o.user_id, count(distinct o.order_id) as n from raw.orders o "
+            "join raw.order_items oi using (order_id) where o.ordered_at < %s group by 1, 2) "
+            "select p.item_id, p.in_stock and p.in_catalog, p.is_repeat_purchase, p.commercial_score, "
+            "(select avg((b.n >= 2)::int) from b where b.item_id = p.item_id) "
+            "from marts.item_performance p where p.as_of = %s",
+            datetime(2026, 6, 1, tzinfo=UTC),
             AS_OF,
         )
     }

@@ -307,6 +307,65 @@ def test_classic_feed_is_the_commercial_ranking():
         assert scores == sorted(scores, reverse=True) and [it.commercial for it in f.items] == scores
 
 
+def test_non_merchandise_is_never_served_by_any_source_nor_the_classic_feed():
+    from ltvfeed.serving.inputs import non_merchandise
+
+    rng = np.random.default_rng(5)
+    n = 50
+    ids = [f"i{i}" for i in range(n)]
+    cats = rng.choice(["food", "Gift Cards", "fees", "toys"], n)
+    ruled = non_merchandise(cats, ["gift*", "FEES"])
+    flagged = rng.random(n) < 0.1  # recommendable=false on import
+    assert ruled.any() and flagged.any() and not ruled.all()
+    catalogue = Catalogue(
+        ids,
+        cats,
+        rng.random(n) + ruled * 5,  # the best commercial performers are the banned ones
+        repeat_rate=np.full(n, 0.5),
+        popularity=rng.random(n) + ruled * 5,
+        recommendable=~flagged & ~ruled,
+        embeddings=rng.normal(size=(n, 4)),
+    )
+    users = [f"u{u}" for u in range(8)]
+    history = pd.DataFrame(
+        [(u, i, 3.0, 5.0, 50.0) for u in users for i in rng.choice(ids, 10, replace=False)],
+        columns=["user_id", "item_id", "times", "last_days", "first_days"],
+    )
+    batch = UserBatch.from_frames(
+        catalogue,
+        users,
+        purchases=history,
+        views=history[["user_id", "item_id"]],
+        embeddings=rng.normal(size=(8, 4)),
+    )
+    banned = np.flatnonzero(ruled | flagged)
+    for sources in [(s,) for s in ("history", "embedding", "category", "popular_now", "popular")] + [None]:
+        candidates = CandidateConfig(k=20, **({} if sources is None else {"sources": sources}))
+        assert not np.isin(generate_candidates(batch, catalogue, candidates), banned).any(), sources
+    feeds = score_batch(batch, catalogue, FeedConfig(candidates=CandidateConfig(k=30)), TableModel(np.ones((8, n))))
+    served = {i for f in feeds for i in f.item_ids} | set(classic_feed(catalogue).item_ids)
+    assert served and not served & {ids[i] for i in banned}
+
+
+def test_history_candidates_rank_what_is_due_first():
+    # bought 6 times every 7 days, last 7 days ago: due; bought once a year ago: not; never bought: absent
+    catalogue = Catalogue(
+        ["milk", "tv", "soap", "new"], ["x", "y", "x", "y"], [0.1, 0.9, 0.2, 0.8], repeat_rate=[0.6, 0.0, 0.3, 0.5]
+    )
+    history = pd.DataFrame(
+        [("u", "milk", 6.0, 7.0, 42.0), ("u", "tv", 1.0, 300.0, 300.0), ("u", "soap", 1.0, 200.0, 200.0)],
+        columns=["user_id", "item_id", "times", "last_days", "first_days"],
+    )
+    batch = UserBatch.from_frames(catalogue, ["u"], purchases=history)
+    got = generate_candidates(batch, catalogue, CandidateConfig(k=4, sources=("history",)))
+    assert got[0].tolist() == [0, 2, -1, -1]  # milk and soap (sorted by index); tv is not re-buyable
+    from ltvfeed.serving.history import history_probability
+
+    p = history_probability(batch, catalogue, np.array([[0, 1, 2, 3]]), 30)[0]
+    assert p[0] > 0.9 and p[1] == 0 and p[3] == 0 and 0 < p[2] < p[0]  # tv: never bought again by anyone
+    assert not catalogue.repeat_purchase[1] and catalogue.repeat_purchase[0]  # re-buyable learned, not flagged
+
+
 # ---- the reference (literal pseudocode) as an oracle -----------------------------------------------------
 def reference_feeds(raw, views, bought, model, weights, n, **kw):
     items = reference_items(
