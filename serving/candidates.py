@@ -108,6 +108,8 @@ def merge_candidates(ranked_lists: list[np.ndarray], k: int, first: np.ndarray |
     if first is not None:
         parts.insert(0, first)
     stacked = np.concatenate(parts, axis=1)  # priority order
+    if stacked.shape[1] < k:
+        stacked = _pad(stacked, k)
     n = np.iinfo(np.int64).max
     key = np.where(stacked >= 0, stacked, n)
     order = np.argsort(key, axis=1, kind="stable")  # equal items: earliest position first
