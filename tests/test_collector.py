@@ -68,11 +68,11 @@ def test_each_type_validates_and_unknown_fields_go_to_properties() -> None:
     [
         (_event(0, type="nope"), "", "tag"),
         ({k: v for k, v in _event(0).items() if k != "item_id"}, "item_id", "required"),
-        (_event(0, timestamp="2026-01-01T00:00:00"), "timestamp", "time zone"),
+        (_event(0, timestamp="2026-01-01T00:00:00"), "timestamp", "timezone"),
         (_event(0, timestamp=(NOW + timedelta(days=2)).isoformat()), "timestamp", "future"),
         (_event(0, dwell_seconds=-1), "dwell_seconds", "greater than or equal"),
-        (_event(0, item_id="a\x00b"), "", "NUL"),
-        (_event(0, note="a\x00b"), "", "NUL"),
+        (_event(0, item_id="a\x00b"), "item_id", "NUL"),
+        (_event(0, note="a\x00b"), "note", "NUL"),
         (
             {
                 "event_id": "r",
@@ -113,7 +113,7 @@ def test_validator_never_raises(payload) -> None:
 @given(st.binary(max_size=300))
 def test_body_parser_answers_4xx_for_any_bytes(raw: bytes) -> None:
     try:
-        payloads = parse_body(raw, "application/json", "", CollectorLimits())
+        payloads, _ = parse_body(raw, "application/json", "", CollectorLimits())
     except _BadRequest as exc:
         assert exc.status in (400, 413)
     else:
@@ -138,7 +138,8 @@ def test_body_parser_limits() -> None:
     with pytest.raises(_BadRequest) as e:
         parse_body(b"[]", "application/json", "br", limits)
     assert e.value.status == 415
-    assert parse_body(b'{"a":1}\n\n{"b":2}\n', "application/x-ndjson", "", limits) == [{"a": 1}, {"b": 2}]
+    assert parse_body(b'{"a":1}\n\n{"b":2}\n', "application/x-ndjson", "", limits) == ([{"a": 1}, {"b": 2}], False)
+    assert parse_body(b'[{"a":"x\\u0000"}]', "application/json", "", limits)[1]
 
 
 def test_realtime_pusher_retries_failed_pushes() -> None:

@@ -15,6 +15,7 @@ import gzip
 import json
 import logging
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -84,6 +85,10 @@ def _depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
+def _nested(payload: dict[str, Any]) -> bool:
+    return any(isinstance(v, dict | list) for v in payload.values())
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -96,8 +101,9 @@ def media_type(content_type: str) -> str:
     return media
 
 
-def parse_body(raw: bytes, media: str, encoding: str, limits: CollectorLimits) -> list[Any]:
-    """The list of event payloads in a request body; raises _BadRequest with the status and one-line reason."""
+def parse_body(raw: bytes, media: str, encoding: str, limits: CollectorLimits) -> tuple[list[Any], bool]:
+    """(the event payloads in a request body, whether any string in it may hold U+0000 — JSON can carry it only
+    as the escape ``\\u0000``); raises _BadRequest with the status and a one-line reason."""
     enc = encoding.strip().lower()
     if enc == "gzip":
         try:
@@ -129,7 +135,7 @@ def parse_body(raw: bytes, media: str, encoding: str, limits: CollectorLimits) -
         raise _BadRequest(400, "body holds no events")
     if len(payloads) > limits.max_events:
         raise _BadRequest(413, f"{len(payloads)} events in one request; the limit is {limits.max_events}")
-    return payloads
+    return payloads, "\\u0000" in text
 
 
 def create_collector_app(
@@ -217,27 +223,30 @@ def create_collector_app(
         try:
             media = media_type(request.headers.get("content-type", ""))
             partner, creds = await authenticate(request, raw)
-            payloads = parse_body(raw, media, request.headers.get("content-encoding", ""), limits)
+            encoding = request.headers.get("content-encoding", "")
+            payloads, check_nul = parse_body(raw, media, encoding, limits)
             if limiter is not None:
                 await limiter.check(partner, len(payloads), creds.rate_limit_per_s)
         except (_BadRequest, RateLimited) as exc:
             return _error(exc.status, exc.message, exc.headers)
 
-        results: list[EventOutcome | None] = [None] * len(payloads)
+        # Plain dicts, not pydantic models, for the per-event answers: this loop runs for every event.
+        results: list[dict[str, Any] | None] = [None] * len(payloads)
         valid = []
         for i, payload in enumerate(payloads):
-            checked = validate_event(i, payload) if _depth_ok(payload, limits.max_depth) else None
-            if checked is None:
-                checked = Rejection(index=i, field="", reason=f"nested deeper than {limits.max_depth} levels")
+            if isinstance(payload, dict) and _nested(payload) and not _depth_ok(payload, limits.max_depth):
+                checked: Any = Rejection(index=i, field="", reason=f"nested deeper than {limits.max_depth} levels")
+            else:
+                checked = validate_event(i, payload, check_nul=check_nul)
             if isinstance(checked, Rejection):
                 event_id = payload.get("event_id") if isinstance(payload, dict) else None
-                results[i] = EventOutcome(
-                    index=i,
-                    event_id=event_id if isinstance(event_id, str) else None,
-                    status="rejected",
-                    field=checked.field,
-                    reason=checked.reason,
-                )
+                results[i] = {
+                    "index": i,
+                    "event_id": event_id if isinstance(event_id, str) else None,
+                    "status": "rejected",
+                    "field": checked.field,
+                    "reason": checked.reason,
+                }
             else:
                 valid.append((i, checked))
         try:
@@ -251,12 +260,12 @@ def create_collector_app(
                 503, "the warehouse could not commit these events; nothing was stored, retry", {"Retry-After": "1"}
             )
         for (i, event), status in zip(valid, outcome, strict=True):
-            results[i] = EventOutcome(index=i, event_id=event.event_id, status=status)
-        done = [r for r in results if r is not None]
-        summary = {s: sum(r.status == s for r in done) for s in ("stored", "duplicate", "rejected")}
-        for key, value in summary.items():
+            results[i] = {"index": i, "event_id": event.event_id, "status": status}
+        summary = Counter(r["status"] for r in results if r is not None)
+        answer = {s: summary.get(s, 0) for s in ("stored", "duplicate", "rejected")}
+        for key, value in answer.items():
             counters[key] += value
-        return EventsResponse(**summary, results=done)
+        return JSONResponse({"schema_version": SCHEMA_VERSION, **answer, "results": results})
 
     @app.get("/v1/schema/events.json", tags=["schema"], summary="The versioned JSON Schema of one event")
     async def schema() -> dict[str, Any]:
