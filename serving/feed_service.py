@@ -114,13 +114,15 @@ def writer_store_for(store: FeedStore, archive_dir: Path | None = None) -> FeedS
     return FeedStore(client, store.prefix, archive_dir=archive_dir)
 
 
-def async_client_for(store: FeedStore) -> redis.asyncio.Redis:
-    """An asyncio client to the same server, database, credentials and timeouts as ``store.client``; no retries."""
+def async_client_for(store: FeedStore, *, decode_responses: bool = True) -> redis.asyncio.Redis:
+    """An asyncio client to the same server, database, credentials and timeouts as ``store.client``; no retries.
+    ``decode_responses=False`` for replies that are bytes (Feast's protobuf values)."""
     pool = store.client.connection_pool
     connection_class = _ASYNC_CONNECTION.get(pool.connection_class)
     if connection_class is None:
         raise UserError(f"the feed API cannot read Redis through a {pool.connection_class.__name__} connection")
     kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "retry"}
+    kwargs["decode_responses"] = decode_responses
     async_pool = redis.asyncio.ConnectionPool(
         connection_class=connection_class, retry=AsyncRetry(NoBackoff(), 0), **kwargs
     )
@@ -197,6 +199,9 @@ class FeedService:
         self.client = async_client_for(store)
         self.metrics = metrics
         self.freshness = freshness
+        # the filter's online row, read pipelined with the feed (bytes: protobuf values) when it offers one
+        self._row = getattr(freshness, "row", None)
+        self._raw_client = None if self._row is None else async_client_for(store, decode_responses=False)
         self.freshness_timeout_s = freshness_timeout_s
         self.cooldown_s = cooldown_s
         self.clock = clock
@@ -213,6 +218,8 @@ class FeedService:
         if self._heal_task is not None:
             await asyncio.wait([self._heal_task], timeout=30)
         await self.client.aclose()
+        if self._raw_client is not None:
+            await self._raw_client.aclose()
 
     # ---- the public operations ------------------------------------------------------------------------------
     async def warm(self) -> bool:
@@ -235,7 +242,7 @@ class FeedService:
         if self.clock() < self._skip_redis_until:
             return await self._degraded(user_id, n)
         try:
-            personal, generation = await self._read(user_id)
+            personal, generation, fresh = await self._read(user_id)
         except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return await self._degraded(user_id, n)
@@ -246,12 +253,12 @@ class FeedService:
                 raise FeedUnavailable("no committed feed generation yet")
             return await self._degraded(user_id, n)
         if personal is not None:
-            return await self._serve(user_id, personal, n, personalised=True, degraded=False)
+            return await self._serve(user_id, personal, n, personalised=True, degraded=False, fresh=fresh)
         classic = self._classic
         if classic is None:
             raise FeedUnavailable(f"served generation {generation} has no classic feed and none is cached")
         self.metrics.classic_fallbacks.inc()
-        return await self._serve(user_id, classic, n, personalised=False, degraded=False)
+        return await self._serve(user_id, classic, n, personalised=False, degraded=False, fresh=fresh)
 
     async def readiness(self) -> Readiness:
         """Ready = Redis answers now (the breaker is bypassed) and a committed generation is served."""
@@ -279,20 +286,46 @@ class FeedService:
         return Readiness(True, generation, None)
 
     # ---- reading --------------------------------------------------------------------------------------------
-    async def _read(self, user_id: str) -> tuple[Feed | None, str | None]:
+    async def _read(self, user_id: str) -> tuple[Feed | None, str | None, list[bytes | None] | None]:
         """Like :meth:`FeedStore.read_feed`: resolve the generation pointer once, then read that generation's key
-        (old or new generation, never a mix). A new generation also refreshes the cached classic feed. No
-        generation served: ``(None, None)``."""
+        (old or new generation, never a mix). A new generation also refreshes the cached classic feed. Returns
+        the personal feed (None: none), the generation (None: none served) and the freshness row when it was
+        read here (see :meth:`_read_pipelined`)."""
+        if self._row is not None:
+            return await self._read_pipelined(user_id)
         generation = await self.client.get(self.store.pointer_key)
         if generation is None:
-            return None, None
+            return None, None, None
         personal = None
         if user_id != CLASSIC_USER_ID:
             raw = await self.client.get(self.store.feed_key(generation, user_id))
             personal = None if raw is None else self._decode(raw, user_id)
         if generation != self._classic_read_for:
             await self._refresh_generation(generation)
-        return personal, generation
+        return personal, generation, None
+
+    async def _read_pipelined(self, user_id: str) -> tuple[Feed | None, str | None, list[bytes | None] | None]:
+        """One round trip: the pointer, the feed key in the generation last seen (right unless a swap happened
+        since, then read again) and the user's freshness row."""
+        assert self._raw_client is not None and self._row is not None
+        guess = self._classic_read_for
+        personal_key = guess is not None and user_id != CLASSIC_USER_ID
+        pipe = self._raw_client.pipeline(transaction=False)
+        pipe.get(self.store.pointer_key)
+        if personal_key:
+            pipe.get(self.store.feed_key(guess, user_id))
+        pipe.hmget(self._row.key(user_id), self._row.fields)
+        replies = await pipe.execute()
+        if replies[0] is None:
+            return None, None, None
+        generation = replies[0].decode()
+        raw = replies[1] if personal_key else None
+        if user_id != CLASSIC_USER_ID and generation != guess:
+            raw = await self._raw_client.get(self.store.feed_key(generation, user_id))
+        personal = None if raw is None else self._decode(raw.decode(), user_id)
+        if generation != self._classic_read_for:
+            await self._refresh_generation(generation)
+        return personal, generation, replies[-1]
 
     @staticmethod
     def _decode(raw: str, user_id: str) -> Feed | None:
@@ -335,13 +368,22 @@ class FeedService:
         self.metrics.degraded.inc()
         return await self._serve(user_id, classic, n, personalised=False, degraded=True)
 
-    async def _serve(self, user_id: str, feed: Feed, n: int, *, personalised: bool, degraded: bool) -> ServedFeed:
+    async def _serve(
+        self,
+        user_id: str,
+        feed: Feed,
+        n: int,
+        *,
+        personalised: bool,
+        degraded: bool,
+        fresh: list[bytes | None] | None = None,
+    ) -> ServedFeed:
         meta = None if feed.generation is None else self._meta.get(feed.generation)
         generated_at = None if meta is None else meta.generated_at or None
         if degraded and self.freshness is not None:  # its online store is this Redis: do not wait on it too
             items, freshness = feed.items, FRESHNESS_UNAVAILABLE
         else:
-            items, freshness = await self._apply_freshness(user_id, feed.items, data_cutoff(meta))
+            items, freshness = await self._apply_freshness(user_id, feed.items, data_cutoff(meta), fresh)
         return ServedFeed(
             user_id=user_id,
             items=tuple(items[:n]),
@@ -354,11 +396,13 @@ class FeedService:
         )
 
     async def _apply_freshness(
-        self, user_id: str, items: tuple[FeedItem, ...], since: datetime | None
+        self, user_id: str, items: tuple[FeedItem, ...], since: datetime | None, fresh: list[bytes | None] | None
     ) -> tuple[tuple[FeedItem, ...], str]:
         if self.freshness is None:
             return items, FRESHNESS_OFF
         try:
+            if fresh is not None:  # the row came with the feed: no second read, nothing to wait for
+                return tuple(self.freshness.apply(items, fresh, since)), FRESHNESS_APPLIED
             async with asyncio.timeout(self.freshness_timeout_s):
                 kept = await self.freshness(user_id, items, since)
             return tuple(kept), FRESHNESS_APPLIED

@@ -248,6 +248,30 @@ def test_snapshot_drops_items_bought_after_an_older_generation(shop) -> None:
 
 
 @pytest.mark.integration
+def test_row_read_with_the_feed_equals_feasts_read(shop) -> None:
+    """The API reads the online row itself, pipelined with the feed (one round trip): the same values as Feast's
+    own read, and the same answers as the filter reading through Feast."""
+    import redis
+
+    fresh = FeastFreshnessFilter.open(shop)
+    assert fresh.row is not None  # what `ltvfeed serve` gets: the pipelined read
+    client = redis.Redis.from_url(shop.redis_url)
+    for user in ("u1", "u2", "nobody"):
+        direct = fresh.row.decode(client.hmget(fresh.row.key(user), fresh.row.fields))
+        via_feast = online_row(shop, user)
+        assert (list(direct.item_ids), list(direct.times), list(direct.repeatable)) == tuple(
+            list(via_feast[f] or []) for f in FEATURES
+        ), user
+    client.close()
+    publish(shop, T - timedelta(days=1), {"u1": ["i01", "i02", "i04", "i05", "i06"]})
+    through_feast = FeastFreshnessFilter(fresh.store, fresh.refs)  # no row: the filter reads through Feast
+    for flt in (fresh, through_feast):
+        with TestClient(create_app(shop.settings, freshness=flt, options=OPTIONS)) as api:
+            assert get_feed(api, "u1", 3) == (["i01", "i04", "i05"], "applied")
+            assert get_feed(api, "nobody", 2) == (["i00", "i01"], "applied")
+
+
+@pytest.mark.integration
 def test_push_lists_agree_with_the_mart(shop) -> None:
     from ltvfeed.features import cutoff
 
