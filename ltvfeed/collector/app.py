@@ -138,6 +138,29 @@ def parse_body(raw: bytes, media: str, encoding: str, limits: CollectorLimits) -
     return payloads, "\\u0000" in text
 
 
+def _openapi_with_event_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's OpenAPI plus the request body of POST /v1/events (read raw, so FastAPI cannot infer it): an
+    array of events, each one of the published event types."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    from ltvfeed.collector.schema import EVENT_ADAPTER
+
+    spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    event = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    components.update(event.pop("$defs", {}))
+    components["Event"] = event
+    body = {"type": "array", "items": {"$ref": "#/components/schemas/Event"}, "minItems": 1}
+    spec["paths"][EVENTS_ROUTE]["post"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": body}, "application/x-ndjson": {"schema": {"type": "string"}}},
+    }
+    app.openapi_schema = spec
+    return spec
+
+
 def create_collector_app(
     credentials: Callable[[str], Credentials | None],
     writer: GroupCommitWriter,
@@ -170,6 +193,7 @@ def create_collector_app(
         lifespan=lifespan,
     )
     app.state.counters = counters
+    app.openapi = lambda: _openapi_with_event_schema(app)  # type: ignore[method-assign]
     lookup = asyncio.Lock()
 
     async def authenticate(request: Request, body: bytes) -> tuple[str, Credentials]:
