@@ -140,3 +140,17 @@ def _second_supervisor(base: Path) -> None:
     from ltvfeed.orchestration.standalone import supervise
 
     supervise({"c": ["true"]}, {}, base / "logs2", base / "run" / "x.pid")
+
+
+def test_a_scheduler_run_task_failure_is_read_from_its_log(tmp_path):
+    from ltvfeed.orchestration.dag_test import task_failure_reason
+
+    folder = tmp_path / "logs" / "dag_id=ltv_retrain" / "run_id=backfill__2026-02-16" / "task_id=prepare_training_data"
+    folder.mkdir(parents=True)
+    (folder / "attempt=1.log").write_text('{"event": "Task failed", "error_detail": [{"exc_type": "OSError"}]}\n')
+    detail = {"exc_type": "UserError", "exc_value": "horizon_days=365 put the earliest training cutoff at 2016-03-01"}
+    line = json.dumps({"event": "Task failed with exception", "error_detail": [{**detail, "frames": []}]})
+    (folder / "attempt=2.log").write_text(f'{{"event": "started"}}\n{line}\n')
+    reason = task_failure_reason(tmp_path, "ltv_retrain", "backfill__2026-02-16", "prepare_training_data")
+    assert reason == "UserError: horizon_days=365 put the earliest training cutoff at 2016-03-01"
+    assert task_failure_reason(tmp_path, "ltv_retrain", "backfill__2026-02-16", "batch_score") is None

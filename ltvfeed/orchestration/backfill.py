@@ -107,13 +107,29 @@ def run_backfill(
     failed = [r for r in runs if r.state != "success"]
     if failed:
         tasks = meta.failed_tasks(dag_id, [r.run_id for r in failed])
-        detail = "; ".join(f"{r.run_id}: {r.state}, failed tasks {tasks.get(r.run_id) or 'none'}" for r in failed)
+        detail = "; ".join(
+            f"{r.run_id}: {r.state}, failed tasks {tasks.get(r.run_id) or 'none'}"
+            + _reason(stack, dag_id, r.run_id, tasks)
+            for r in failed
+        )
         where = stack.airflow_home / "logs" / f"dag_id={dag_id}"
         raise UserError(
             f"backfill {backfill_id} of {dag_id}: {len(failed)} of {len(runs)} run(s) failed: {detail} "
             f"(task logs under {where})"
         )
     return BackfillResult(backfill_id, tuple(runs))
+
+
+def _reason(stack: Stack, dag_id: str, run_id: str, tasks: dict[str, list[str]]) -> str:
+    """': Type: message' of the run's first failed task, read from its log; '' when none is found."""
+    from ltvfeed.orchestration.dag_test import task_failure_reason
+
+    for label in tasks.get(run_id) or []:
+        if label.endswith("(failed)"):
+            reason = task_failure_reason(stack.airflow_home, dag_id, run_id, label.rsplit(" (", 1)[0])
+            if reason:
+                return f": {reason}"
+    return ""
 
 
 def backfill_env(stack: Stack, port: int) -> dict[str, str]:

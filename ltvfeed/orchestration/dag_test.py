@@ -33,7 +33,9 @@ _POLL_S = 2.0
 FAILED = ("failed", "upstream_failed")
 # "UserError: message", "ltvfeed.errors.UserError: message", "exc_type': 'UserError', 'exc_value': 'message'"
 _EXCEPTION = re.compile(r"(?:^|[\s'\"(])((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Failure)): (.+)$")
-_EXC_DETAIL = re.compile(r"exc_type['\"]?: ['\"](\w+)['\"], ['\"]?exc_value['\"]?: ['\"](.+?)['\"], ")
+_EXC_DETAIL = re.compile(
+    r"exc_type['\"]?\s*:\s*['\"](\w+)['\"]\s*,\s*['\"]?exc_value['\"]?\s*:\s*['\"](.+?)(?<!\\)['\"]\s*[,}]"
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -64,6 +66,15 @@ def failure_reason(lines: list[str]) -> str | None:
         if found and "Traceback" not in line and not found.group(1).startswith("airflow."):
             return f"{found.group(1).rsplit('.', 1)[-1]}: {found.group(2).strip()}"
     return None
+
+
+def task_failure_reason(airflow_home: Path, dag_id: str, run_id: str, task_id: str) -> str | None:
+    """The exception of a task's latest attempt, from its log file (scheduler-run tasks: backfills, the UI)."""
+    folder = airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    attempts = sorted(folder.glob("attempt=*.log"), key=lambda p: int(p.stem[8:]) if p.stem[8:].isdigit() else 0)
+    if not attempts:
+        return None
+    return failure_reason(attempts[-1].read_text(errors="replace").splitlines())
 
 
 def _pump(stream: IO[str], sinks: list[IO[str]], tail: deque[str]) -> None:
