@@ -22,6 +22,9 @@ MAX_FEED_LENGTH = 100
 MAX_CANDIDATES = 10_000
 CANDIDATE_SOURCES = ("history", "embedding", "category", "popular_now", "popular")
 PURCHASE_SCALES = ("user_max", "probability")
+# Baseline feeds a generation falls back to for users with history when the model lost to them on its last
+# evaluation (names as the propensity evaluation calls its baselines).
+FALLBACKS = ("buy_again", "popularity", "classic")
 
 
 @dataclass(frozen=True)
@@ -130,8 +133,13 @@ class FeedConfig:
     # How P(purchase) becomes its [0, 1] component (see ltvfeed.serving.normalise.scale_purchase): relative to
     # the user's most likely candidate (default), or the raw probability.
     purchase_scale: str = "user_max"
+    # None: every user gets the ranked feed. A baseline name: users with purchases get that baseline's feed
+    # instead (the ranking lost to it on the model's last out-of-time evaluation); recorded in the metadata.
+    fallback: str | None = None
 
     def __post_init__(self) -> None:
+        if self.fallback is not None and self.fallback not in FALLBACKS:
+            raise UserError(f"fallback must be one of {', '.join(FALLBACKS)} or None, got {self.fallback!r}")
         if self.purchase_scale not in PURCHASE_SCALES:
             raise UserError(f"purchase_scale must be one of {', '.join(PURCHASE_SCALES)}, got {self.purchase_scale!r}")
         if isinstance(self.n, bool) or not isinstance(self.n, int) or not 1 <= self.n <= MAX_FEED_LENGTH:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
+from ltvfeed.serving.baselines import buy_again_items, popular_now_items
 from ltvfeed.serving.config import (
     MAX_CANDIDATES,
     MAX_FEED_LENGTH,
@@ -92,6 +93,7 @@ class GenerationParams:
     propensity_source: str = REGISTRY
     purchase_scale: str = "user_max"  # see FeedConfig.purchase_scale
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
+    fallback: str | None = None  # see FeedConfig.fallback; set by begin_generation from the model's evaluation
 
     def __post_init__(self) -> None:
         if not isinstance(self.as_of, date):
@@ -110,6 +112,7 @@ class GenerationParams:
             candidates=CandidateConfig(k=self.k),
             diversity=self.diversity,
             purchase_scale=self.purchase_scale,
+            fallback=self.fallback,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,8 +150,37 @@ def _fast_timestamps(views: pd.DataFrame) -> pd.DataFrame:
     return views.assign(viewed_at=at.dt.tz_convert("UTC").dt.tz_localize(None))
 
 
+def baseline_ranked(batch: UserBatch, catalogue: Catalogue, cfg: FeedConfig, name: str) -> RankedBatch:
+    """The baseline feed ``name`` (:data:`~.config.FALLBACKS`) of every user of ``batch``, as a RankedBatch
+    (score = commercial performance, no P(purchase), diversity 0)."""
+    b, n = len(batch), cfg.n
+    if name == "buy_again":
+        items = buy_again_items(batch, catalogue, n)
+    else:
+        top = popular_now_items(catalogue, n) if name == "popularity" else catalogue.popular(n)
+        items = np.full((b, n), -1, dtype=np.int64)
+        items[:, : len(top)] = top
+    present = items >= 0
+    commercial = np.where(present, catalogue.commercial[np.where(present, items, 0)], np.nan)
+    zero = np.where(present, 0.0, np.nan)
+    return RankedBatch(batch.user_ids, items, commercial, commercial, np.full((b, n), np.nan), zero)
+
+
+def _with_fallback(ranked: RankedBatch, batch: UserBatch, catalogue: Catalogue, cfg: FeedConfig) -> RankedBatch:
+    """Users with purchases get the fallback baseline's feed (rows of ``ranked`` follow ``batch``)."""
+    with_history = np.zeros(len(batch), dtype=bool)
+    with_history[batch.purchased_rows] = True
+    if cfg.fallback is None or not with_history.any():
+        return ranked
+    base = baseline_ranked(batch, catalogue, cfg, cfg.fallback)
+    fields = [f for f in RankedBatch.__dataclass_fields__ if f != "user_ids"]
+    mixed = {f: np.where(with_history[:, None], getattr(base, f), getattr(ranked, f)) for f in fields}
+    return RankedBatch(user_ids=ranked.user_ids, **mixed)
+
+
 def rank_chunk(catalogue: Catalogue, chunk: UserChunk, cfg: FeedConfig, source: PropensitySource) -> RankedBatch:
-    """Feeds of one chunk of users as arrays (users in any order: see ``RankedBatch.user_ids``)."""
+    """Feeds of one chunk of users as arrays (users in any order: see ``RankedBatch.user_ids``); with
+    ``cfg.fallback``, users with purchases get that baseline's feed."""
     ids = np.asarray(chunk.user_ids, dtype=object)
     user_index = source.index_users(ids)
     found = source.user_embeddings(user_index) if "embedding" in cfg.candidates.sources else None
@@ -172,11 +204,11 @@ def rank_chunk(catalogue: Catalogue, chunk: UserChunk, cfg: FeedConfig, source: 
     )
     propensity = source.propensity(catalogue, batch) if cfg.weights.purchase > 0 else None
     if embeddings is None or n_embedded == len(ids):
-        return rank_batch(batch, catalogue, cfg, propensity)
+        return _with_fallback(rank_batch(batch, catalogue, cfg, propensity), batch, catalogue, cfg)
     parts = [rank_batch(batch.slice(0, n_embedded), catalogue, cfg, propensity)] if n_embedded else []
     without = replace(batch.slice(n_embedded, len(ids)), embeddings=None)
     parts.append(rank_batch(without, catalogue, cfg, propensity))
-    return _concat(parts)
+    return _with_fallback(_concat(parts), batch, catalogue, cfg)
 
 
 def generate_feeds(

@@ -2,15 +2,15 @@
 
 Estimated per (user, item) from what the shop's orders say, not from a flag alone:
 
-    P(again within H days) = q * due * active
+    P(again within H days) = 1 - exp(-q * (H / cycle) * active)       (a Poisson rate of re-buying)
 
 - ``q``: will this user buy this item again at all? ``(n - 1 + r) / n`` for an item bought ``n`` times, where ``r``
   is the item's learned repeat rate (share of its buyers who bought it on more than one order; an item only
   flagged ``is_repeat_purchase`` counts 0.5). Bought once: the item's rate; bought often: close to 1;
-- ``due``: is it due within the next H days? A Weibull (shape 2) renewal with the user's own cycle for the item
-  (days between their first and last purchase / (n - 1)), else the item's typical cycle, else 30 days:
-  ``P(T <= d + H | T > d)`` with ``d`` the days since the last purchase;
-- ``active``: a user who let 2 cycles pass has likely stopped: ``exp(-max(0, d / cycle - 2))``.
+- ``cycle``: the user's own days between purchases of the item (days between their first and last purchase /
+  (n - 1)), else the item's typical cycle, else 30 days: how often it comes back;
+- ``active``: a user who let 2 cycles pass has likely stopped: ``exp(-max(0, d / cycle - 2))``, ``d`` the days
+  since the last purchase.
 
 Used twice: the ``history`` candidate source (a user's re-buyable items, likeliest first) and, combined with the
 propensity model's P as ``1 - (1 - P_model)(1 - P_history)``, the P(purchase) term of the score.
@@ -57,9 +57,9 @@ def pair_probability(users: UserBatch, catalogue: Catalogue, horizon_days: float
         personal = (first - last) / (times - 1)
     cycle = np.where((times >= 2) & (personal >= 1), personal, np.maximum(item_cycle, 1.0))
     again = (times - 1 + rate) / times
-    due = 1.0 - np.exp((last / cycle) ** 2 - ((last + horizon_days) / cycle) ** 2)
     active = np.exp(-np.maximum(0.0, last / cycle - 2.0))
-    return np.clip(again * due * active, 0.0, 1.0)
+    expected = again * (horizon_days / cycle) * active  # purchases expected in the horizon
+    return np.clip(1.0 - np.exp(-expected), 0.0, 1.0)
 
 
 def history_probability(users: UserBatch, catalogue: Catalogue, items: np.ndarray, horizon_days: float) -> np.ndarray:

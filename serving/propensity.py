@@ -23,7 +23,9 @@ class Propensity(Protocol):
 
 class CategoryAffinityPropensity:
     """Stand-in until the trained model exists: P(purchase) = the user's share of interest in the item's
-    category (rows of ``affinity`` are users in ``user_idx`` order, columns the catalogue's categories)."""
+    category x the item's share of its category's recent orders (``Catalogue.popularity``; equal shares when
+    the catalogue has no recent orders), so that items of one category are not all equally likely (rows of
+    ``affinity`` are users in ``user_idx`` order, columns the catalogue's categories)."""
 
     def __init__(self, affinity: np.ndarray, catalogue: Catalogue) -> None:
         affinity = np.asarray(affinity, dtype=np.float64)
@@ -34,6 +36,9 @@ class CategoryAffinityPropensity:
         totals = affinity.sum(axis=1, keepdims=True)
         self._share = np.divide(affinity, totals, out=np.zeros_like(affinity), where=totals > 0)
         self._category = catalogue.category
+        weight = catalogue.popularity if catalogue.popularity.sum() > 0 else np.ones(catalogue.n_items)
+        per_category = np.bincount(catalogue.category, weights=weight, minlength=catalogue.n_categories)
+        self._within = weight / np.where(per_category > 0, per_category, 1.0)[catalogue.category]
 
     def __call__(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        return self._share[np.asarray(user_idx)[:, None], self._category[item_idx]]
+        return self._share[np.asarray(user_idx)[:, None], self._category[item_idx]] * self._within[item_idx]

@@ -172,6 +172,34 @@ def test_shard_feeds_are_top_n_with_components_and_exclusions() -> None:
                                              + w.diversity * it.diversity)  # fmt: skip
 
 
+@pytest.mark.parametrize("fallback", ["buy_again", "popularity", "classic"])
+def test_a_fallback_serves_users_with_history_the_baseline_feed(fallback) -> None:
+    from ltvfeed.serving.baselines import buy_again_items, popular_now_items
+
+    items, chunk = world(seed=3, n_users=12)
+    source = CategoryAffinitySource()
+    catalogue = source.catalogue(items)
+    ranked = rank_chunk(catalogue, chunk, params(n=5, k=30).feed_config(), source)
+    fell = rank_chunk(catalogue, chunk, params(n=5, k=30, fallback=fallback).feed_config(), source)
+    batch = UserBatch.from_frames(catalogue, fell.user_ids, purchases=chunk.purchases)
+    expected = {
+        "buy_again": buy_again_items(batch, catalogue, 5),
+        "popularity": np.broadcast_to(popular_now_items(catalogue, 5), (len(batch), 5)),
+        "classic": np.broadcast_to(catalogue.popular(5), (len(batch), 5)),
+    }[fallback]
+    bought = set(chunk.purchases["user_id"])
+    assert 0 < len(bought) < len(chunk)  # users with and without history
+    same_order = [list(ranked.user_ids).index(u) for u in fell.user_ids]
+    for r, user in enumerate(fell.user_ids):
+        if user in bought:
+            assert fell.items[r].tolist() == expected[r].tolist()
+        else:
+            assert fell.items[r].tolist() == ranked.items[same_order[r]].tolist()
+    assert params(fallback=fallback).to_dict()["fallback"] == fallback  # recorded with the generation
+    with pytest.raises(UserError, match="fallback"):
+        params(fallback="random")
+
+
 def test_chunking_does_not_change_any_feed() -> None:
     items, chunk = world(seed=1, n_users=23)
     source = CategoryAffinitySource()
@@ -599,7 +627,10 @@ def test_cli_generate_show_generations_rollback(shop, monkeypatch) -> None:
     get_settings.cache_clear()
     try:
         runner = CliRunner()
-        before = runner.invoke(app, ["feeds", "generations"])
+        args = ["feeds", "generate", "--shards", "2", "--n", "4", "--propensity-source", "category_affinity"]
+        earlier = runner.invoke(app, [*args, "--no-progress"])  # this test's own generation to go back to
+        assert earlier.exit_code == 0, earlier.output
+        previous = earlier.output.split("generation ", 1)[1].split()[0]
         run = runner.invoke(
             app,
             ["feeds", "generate", "--shards", "2", "--n", "4", "--w-d", "0",
@@ -616,9 +647,8 @@ def test_cli_generate_show_generations_rollback(shop, monkeypatch) -> None:
         listed = runner.invoke(app, ["feeds", "generations"])
         assert listed.output.splitlines()[0].startswith(f"* {generation}  committed")
         assert "w=(0.5, 0.4, 0.0)" in listed.output
-        if "no feed generations" not in before.output:  # earlier tests of this module left one to go back to
-            back = runner.invoke(app, ["feeds", "rollback"])
-            assert back.exit_code == 0 and f"(was {generation})" in back.output
+        back = runner.invoke(app, ["feeds", "rollback"])
+        assert back.exit_code == 0 and f"(was {generation})" in back.output and previous in back.output
         bad = runner.invoke(app, ["feeds", "generate", "--shards", "0", "--propensity-source", "category_affinity"])
         assert bad.exit_code != 0 and "shards" in str(bad.exception)
     finally:

@@ -8,6 +8,7 @@ can run on any worker, in any order, and be retried alone (a shard rewrite is id
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from datetime import date
@@ -89,11 +90,17 @@ def begin_generation(settings: Settings, params: GenerationParams, origin: str =
     with WarehouseInputs(stack.warehouse_dsn, params.as_of) as warehouse:
         n_items = len(warehouse.catalogue_frame())
         n_users = warehouse.count_users()
+    floor = None
     if params.propensity_source == CATEGORY_AFFINITY:
         versions = CategoryAffinitySource().model_versions()
     else:
+        from ltvfeed.training.propensity.registry import champion_floor
+
         champion = champion_version(stack)
         versions = {PROPENSITY_MODEL: champion, **_ltv_read(stack, champion, params.as_of)}
+        floor = champion_floor(stack, champion)
+        if floor["fallback"] is not None:  # the model lost to a baseline: users with history get its feed
+            params = dataclasses.replace(params, fallback=floor["fallback"])
     generation = feed_store(stack).begin_generation(
         model_versions=versions,
         config=params.feed_config(),
@@ -105,6 +112,7 @@ def begin_generation(settings: Settings, params: GenerationParams, origin: str =
             "n_items": n_items,
             "n_users_expected": n_users,
             "origin": origin,
+            "baseline_floor": floor,
         },
     )
     return {

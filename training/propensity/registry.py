@@ -104,3 +104,26 @@ def load_propensity(stack: Stack, alias: str = "champion", as_of: date | None = 
     if as_of is not None:
         scorer = scorer.refresh(stack, as_of)
     return scorer
+
+
+FLOOR_METRIC = "ndcg_at_10"
+
+
+def champion_floor(stack: Stack, version: str, metric: str = FLOOR_METRIC) -> dict[str, Any]:
+    """How propensity ``version`` did against the simple baselines on its out-of-time evaluation (its training
+    run's metrics): ``{"metric", "model", "baselines": {name: value}, "fallback"}``, where ``fallback`` names
+    the best baseline when the model did not beat it (a version promoted by hand past the gate), else None.
+    Feed generation records this and serves users with history that baseline's feed instead."""
+    from ltvfeed.training.tracking import configure_mlflow
+
+    client = configure_mlflow(stack)
+    run_id = client.get_model_version(MODEL_NAME, str(version)).run_id
+    metrics = client.get_run(run_id).data.metrics if run_id else {}
+    suffix = f".{metric}"
+    found = {k[: -len(suffix)]: float(v) for k, v in metrics.items() if k.endswith(suffix)}
+    mine = metrics.get(metric)
+    fallback = None
+    if mine is not None and found:
+        best = max(found, key=found.get)
+        fallback = None if float(mine) > found[best] else best
+    return {"metric": metric, "model": None if mine is None else float(mine), "baselines": found, "fallback": fallback}
