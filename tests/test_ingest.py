@@ -79,7 +79,7 @@ def write_parquet(path: Path, kind: str, rows: list[dict[str, str]]) -> Path:
     """Parquet with real column types (timestamps, decimals, booleans, ints), not just text."""
     frame = pd.DataFrame(rows).replace("", None)
     columns = {}
-    for column in SPECS[kind].columns:
+    for column in (c for c in SPECS[kind].columns if c.name in frame.columns):
         values = frame[column.name]
         if column.type is ColumnType.TIMESTAMP:
             columns[column.name] = pa.array(pd.to_datetime(values, format="ISO8601", utc=True))
@@ -736,3 +736,96 @@ def test_postgres_lost_mid_import_says_so_in_one_line_and_a_rerun_loads_everythi
     assert [count(warehouse_dsn, t) for t in ("raw.orders", "ops.import_batches", "ops.quarantine")] == [0, 0, 0]
     report = import_file(warehouse_dsn, "orders", path)
     assert (report.rows_loaded, report.rows_quarantined) == (n, 0)
+
+
+ITEMS_V1 = """item_id,category,price,in_stock
+i1,coffee,10.00,true
+i2,mugs,5.00,true
+"""
+ITEMS_V2 = """item_id,category,price,in_stock,recommendable
+i1,coffee,12.00,false,
+i2,mugs,5.00,true,
+fee,fees,1.50,true,false
+"""
+
+
+@pytest.mark.integration
+def test_changed_items_and_users_update_and_keep_every_version(warehouse_dsn, tmp_path):
+    first = import_file(warehouse_dsn, "items", write_csv(tmp_path / "items1.csv", ITEMS_V1))
+    second = import_file(warehouse_dsn, "items", write_csv(tmp_path / "items2.csv", ITEMS_V2))
+    assert (second.rows_total, second.rows_loaded, second.rows_updated, second.rows_duplicate) == (3, 2, 1, 1)
+    current = query(warehouse_dsn, "select item_id, price, in_stock, recommendable, _batch_id from raw.items")
+    assert sorted(current) == [
+        ("fee", Decimal("1.50"), True, False, second.batch_id),
+        ("i1", Decimal("12.00"), False, True, second.batch_id),
+        ("i2", Decimal("5.00"), True, True, first.batch_id),  # unchanged: the first load stays
+    ]
+    versions = query(warehouse_dsn, "select item_id, price, in_stock from raw.item_versions order by version_id")
+    assert versions == [
+        ("i1", Decimal("10.00"), True),
+        ("i2", Decimal("5.00"), True),
+        ("i1", Decimal("12.00"), False),
+        ("fee", Decimal("1.50"), True),
+    ]
+    loaded = query(warehouse_dsn, "select rows_loaded, rows_updated, rows_duplicate from ops.import_batches")
+    assert sorted(loaded) == [(2, 0, 0), (2, 1, 1)]
+    same_again = import_file(warehouse_dsn, "items", write_csv(tmp_path / "items3.csv", ITEMS_V2 + "i2,mugs,5,t,\n"))
+    assert (same_again.rows_loaded, same_again.rows_duplicate, same_again.rows_quarantined) == (0, 3, 1)
+    assert count(warehouse_dsn, "raw.item_versions") == 4
+
+    import_file(warehouse_dsn, "users", write_csv(tmp_path / "u1.csv", "user_id,signup_at,country\nu1,2024-01-01,DE\n"))
+    moved = import_file(
+        warehouse_dsn, "users", write_csv(tmp_path / "u2.csv", "user_id,signup_at,country\nu1,2024-01-01,FR\n")
+    )
+    assert (moved.rows_loaded, moved.rows_updated) == (1, 1)
+    assert query(warehouse_dsn, "select country from raw.users") == [("FR",)]
+    assert query(warehouse_dsn, "select country from raw.user_versions order by version_id") == [("DE",), ("FR",)]
+
+
+@pytest.mark.integration
+def test_orders_and_events_stay_insert_once(warehouse_dsn, tmp_path):
+    import_file(warehouse_dsn, "orders", write_csv(tmp_path / "a.csv", SAMPLES["orders"]))
+    changed = [{**SAMPLES["orders"][0], "amount": "99.00"}]
+    report = import_file(warehouse_dsn, "orders", write_csv(tmp_path / "b.csv", changed))
+    assert (report.rows_loaded, report.rows_updated, report.rows_duplicate) == (0, 0, 1)
+    assert query(warehouse_dsn, "select amount from raw.orders where order_id = 'o1'") == [(Decimal("25.00"),)]
+    import_file(warehouse_dsn, "events", write_csv(tmp_path / "e.csv", SAMPLES["events"]))
+    changed = [{**SAMPLES["events"][0], "event_type": "click"}]
+    report = import_file(warehouse_dsn, "events", write_csv(tmp_path / "e2.csv", changed))
+    assert (report.rows_loaded, report.rows_duplicate) == (0, 1)
+
+
+@pytest.mark.integration
+def test_staging_takes_the_version_in_force_at_the_cutoff(stack, warehouse_dsn, tmp_path):
+    """Three imports of i1 and u1, their load times moved to 2024-01-01, 2024-02-01 and now; each cutoff sees the
+    latest version loaded before it, and a cutoff before every version sees the first one."""
+    from ltvfeed.dbt_runner import run_dbt
+
+    for n, (price, country) in enumerate([("10.00", "DE"), ("11.00", "FR"), ("12.00", "IT")]):
+        items = f"item_id,category,price,recommendable\ni1,coffee,{price},{'false' if n == 2 else 'true'}\n"
+        import_file(warehouse_dsn, "items", write_csv(tmp_path / f"i{n}.csv", items))
+        users = f"user_id,signup_at,country\nu1,2023-06-01,{country}\n"
+        import_file(warehouse_dsn, "users", write_csv(tmp_path / f"u{n}.csv", users))
+    with psycopg.connect(warehouse_dsn) as conn:
+        for table in ("raw.item_versions", "raw.user_versions"):
+            conn.execute(
+                f"update {table} set valid_from = case version_id - (select min(version_id) from {table}) "
+                "when 0 then timestamptz '2024-01-01 00:00Z' when 1 then timestamptz '2024-02-01 00:00Z' "
+                "else valid_from end"
+            )
+    dbname = psycopg.conninfo.conninfo_to_dict(warehouse_dsn)["dbname"]
+    env = {**stack.env(), "LTVFEED_DBT_DBNAME": dbname}
+    tomorrow = (datetime.now(UTC) + pd.Timedelta(days=1)).date().isoformat()
+    seen = {}
+    for as_of in ("2023-12-01", "2024-02-01", "2024-02-02", tomorrow):
+        run_dbt(env, ["run", "--select", "stg_items", "stg_users", "--vars", json.dumps({"as_of": as_of})],
+                target_path=tmp_path / "dbt_target")  # fmt: skip
+        item = query(warehouse_dsn, "select price, recommendable from staging.stg_items")
+        user = query(warehouse_dsn, "select country from staging.stg_users")
+        seen[as_of] = (item, user)
+    assert seen == {
+        "2023-12-01": ([(Decimal("10.00"), True)], [("DE",)]),  # before every version: the first
+        "2024-02-01": ([(Decimal("10.00"), True)], [("DE",)]),  # loaded at the cutoff instant: not yet in force
+        "2024-02-02": ([(Decimal("11.00"), True)], [("FR",)]),
+        tomorrow: ([(Decimal("12.00"), False)], [("IT",)]),
+    }

@@ -129,15 +129,16 @@ def _load_in_transaction(
         load.derive_order_ids(conn)
     reasons.update(load.quarantine_in_file_duplicates(conn, spec, batch_id))
     staged = load.staged_count(conn)
-    loaded = load.insert_into_raw(conn, spec, batch_id)
+    loaded, updated = load.insert_into_raw(conn, spec, batch_id)
     quarantined = total - staged
-    load.close_batch(conn, batch_id, total, loaded, staged - loaded, quarantined)
+    load.close_batch(conn, batch_id, total, loaded, updated, staged - loaded, quarantined)
     return ImportReport(
         batch_id=batch_id,
         kind=kind,
         source=source,
         rows_total=total,
         rows_loaded=loaded,
+        rows_updated=updated,
         rows_duplicate=staged - loaded,
         rows_quarantined=quarantined,
         reasons=dict(reasons),

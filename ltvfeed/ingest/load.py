@@ -1,6 +1,7 @@
 """The database side of one import, all inside the caller's single transaction: the ops.import_batches row,
 COPY into a temporary staging table, the checks that need the whole file (in-file duplicate keys, JSON
-documents, transaction-log order ids), and ``INSERT ... ON CONFLICT DO NOTHING`` into the raw table."""
+documents, transaction-log order ids), and ``INSERT ... ON CONFLICT`` into the raw table (skip a known key; for
+users and items, replace the row when it changed)."""
 
 from __future__ import annotations
 
@@ -40,11 +41,13 @@ def existing_batch(conn: psycopg.Connection, kind: str, sha256: str) -> int:
     return int(row[0])
 
 
-def close_batch(conn: psycopg.Connection, batch_id: int, total: int, loaded: int, duplicate: int, bad: int) -> None:
+def close_batch(
+    conn: psycopg.Connection, batch_id: int, total: int, loaded: int, updated: int, duplicate: int, bad: int
+) -> None:
     conn.execute(
-        "update ops.import_batches set rows_total = %s, rows_loaded = %s, rows_duplicate = %s, "
+        "update ops.import_batches set rows_total = %s, rows_loaded = %s, rows_updated = %s, rows_duplicate = %s, "
         "rows_quarantined = %s, loaded_at = now() where batch_id = %s",
-        (total, loaded, duplicate, bad, batch_id),
+        (total, loaded, updated, duplicate, bad, batch_id),
     )
 
 
@@ -194,8 +197,10 @@ def quarantine_in_file_duplicates(conn: psycopg.Connection, spec: EntitySpec, ba
     return {category: n} if n else {}
 
 
-def insert_into_raw(conn: psycopg.Connection, spec: EntitySpec, batch_id: int) -> int:
-    """Insert the staged rows; rows whose key is already in the table are skipped. Returns rows inserted."""
+def insert_into_raw(conn: psycopg.Connection, spec: EntitySpec, batch_id: int) -> tuple[int, int]:
+    """Write the staged rows; returns (rows written, of which updates). A row whose key is already in the table
+    is skipped, or, for an updatable kind, replaces it when any value differs (a re-import of the same values
+    writes nothing, so it stays a duplicate)."""
     schema, table = spec.table.split(".")
     values = []
     for column in spec.columns:
@@ -205,16 +210,39 @@ def insert_into_raw(conn: psycopg.Connection, spec: EntitySpec, batch_id: int) -
         if column.default_sql is not None:
             value = sql.SQL("coalesce({}, {})").format(value, sql.SQL(column.default_sql))
         values.append(value)
+    names = [sql.Identifier(c) for c in spec.names]
+    on_conflict = sql.SQL("do nothing")
+    if spec.updatable:
+        changing = [sql.Identifier(c) for c in spec.names if c not in spec.primary_key]
+        on_conflict = sql.SQL(
+            "({key}) do update set ({columns}, _batch_id, _loaded_at) = ({new}, excluded._batch_id, now()) "
+            "where ({old}) is distinct from ({new})"
+        ).format(
+            key=sql.SQL(", ").join(map(sql.Identifier, spec.primary_key)),
+            columns=sql.SQL(", ").join(changing),
+            new=sql.SQL(", ").join(sql.SQL("excluded.{}").format(c) for c in changing),
+            old=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in changing),
+        )
     statement = sql.SQL(
-        "insert into {table} ({columns}, _batch_id) select {values}, {batch} from {stage} on conflict do nothing"
+        """
+        with written as (
+            insert into {table} as t ({columns}, _batch_id) select {values}, {batch} from {stage}
+            on conflict {on_conflict}
+            returning xmax <> 0 as updated
+        )
+        select count(*), count(*) filter (where updated) from written
+        """
     ).format(
         table=sql.Identifier(schema, table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, spec.names)),
+        columns=sql.SQL(", ").join(names),
         values=sql.SQL(", ").join(values),
         batch=sql.Literal(batch_id),
         stage=STAGE,
+        on_conflict=on_conflict,
     )
-    return conn.execute(statement).rowcount
+    row = conn.execute(statement).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def staged_count(conn: psycopg.Connection) -> int:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class ImportReport:
     """Counts describe this call: an ``already_imported`` file reports the earlier batch id and zero rows.
-    rows_total = rows_loaded + rows_duplicate + rows_quarantined. ``reasons`` counts rows per
+    rows_total = rows_loaded + rows_duplicate + rows_quarantined; ``rows_updated`` (users, items) are the loaded rows
+    that replaced a changed earlier version, duplicates the rows already loaded as they are. ``reasons`` counts rows per
     "<column>: <problem>" (a row with two problems counts under both)."""
 
     batch_id: int
@@ -16,6 +17,7 @@ class ImportReport:
     source: str
     rows_total: int = 0
     rows_loaded: int = 0
+    rows_updated: int = 0
     rows_duplicate: int = 0
     rows_quarantined: int = 0
     already_imported: bool = False
@@ -28,9 +30,10 @@ def summary_lines(report: ImportReport, top: int = 5) -> list[str]:
     head = f"{report.kind} <- {report.source} (batch {report.batch_id})"
     if report.already_imported:
         return [f"{head}: already imported, nothing changed"]
+    updated = f" ({report.rows_updated:,} updated)" if report.rows_updated else ""
     lines = [
         head,
-        f"  rows {report.rows_total:,}: loaded {report.rows_loaded:,}, duplicate {report.rows_duplicate:,}, "
+        f"  rows {report.rows_total:,}: loaded {report.rows_loaded:,}{updated}, duplicate {report.rows_duplicate:,}, "
         f"quarantined {report.rows_quarantined:,}",
     ]
     if report.ignored_columns:

@@ -49,6 +49,10 @@ class EntitySpec(BaseModel):
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     at_least_one_of: tuple[str, ...] = ()  # a row must carry one of these (e.g. a preference's item or category)
+    # True: a row whose key is already loaded replaces it when its values differ (the newer import wins; the
+    # table's triggers keep every version in raw.<kind singular>_versions). False: insert-once, a known key is
+    # a duplicate (orders, lines, events, preferences never change once they happened).
+    updatable: bool = False
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> EntitySpec:
@@ -91,6 +95,7 @@ SPECS: dict[str, EntitySpec] = {
             Column(name="acquisition_partner_id"),
         ),
         primary_key=("user_id",),
+        updatable=True,
     ),
     "items": EntitySpec(
         kind="items",
@@ -104,8 +109,11 @@ SPECS: dict[str, EntitySpec] = {
             Column(name="in_stock", type=ColumnType.BOOLEAN, default_sql="true"),
             Column(name="is_repeat_purchase", type=ColumnType.BOOLEAN, default_sql="false"),
             Column(name="created_at", type=ColumnType.TIMESTAMP),
+            # false for what must never be recommended (fees, coupons, gift cards); feeds filter on it
+            Column(name="recommendable", type=ColumnType.BOOLEAN, default_sql="true"),
         ),
         primary_key=("item_id",),
+        updatable=True,
     ),
     "orders": EntitySpec(
         kind="orders",

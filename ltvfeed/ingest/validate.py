@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ltvfeed.ingest.spec import Column, ColumnType, EntitySpec
 
@@ -146,13 +147,15 @@ def _timestamps(text: pd.Series, present: pd.Series) -> pd.Series:
     1677-2262); values it cannot hold but PostgreSQL can (years 1-9999, e.g. 0001-01-01 or 9999-12-31 as
     "unknown"/"open end") are parsed by Python, and then the column is microseconds (PostgreSQL's precision)."""
     stamps = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-    retry = present & stamps.isna()
-    if not retry.any():
+    retry = np.flatnonzero((present & stamps.isna()).to_numpy())
+    wide = {int(i): _wide_timestamp(str(text.iloc[i])) for i in retry}
+    found = {i: stamp for i, stamp in wide.items() if stamp is not None}
+    if not found:
         return stamps
-    values: list[object] = [None if pd.isna(v) else v.to_pydatetime() for v in stamps]
-    for position in np.flatnonzero(retry.to_numpy()):
-        values[position] = _wide_timestamp(str(text.iloc[position]))
-    array = pa.array(values, pa.timestamp("us", tz="UTC"))
+    mask = np.zeros(len(stamps), dtype=bool)
+    mask[list(found)] = True
+    array = pa.array(stamps.dt.as_unit("us"), pa.timestamp("us", tz="UTC"))
+    array = pc.replace_with_mask(array, pa.array(mask), pa.array(list(found.values()), array.type))
     return pd.Series(pd.arrays.ArrowExtensionArray(array), index=text.index)
 
 

@@ -2,6 +2,9 @@
 -- the partner event-collection API); dbt owns staging/intermediate/marts; ops.* records loads; ground_truth.*
 -- is the simulator's hidden truth, readable by evaluation only. Idempotent: safe to run on every start.
 
+-- one schema change at a time (several processes may start the stack together); released at commit
+select pg_advisory_xact_lock(hashtext('ltvfeed.warehouse_schema'));
+
 create schema if not exists raw;
 create schema if not exists ops;
 create schema if not exists ground_truth;
@@ -21,6 +24,8 @@ create table if not exists ops.import_batches (
     loaded_at       timestamptz not null default now(),
     unique (kind, content_sha256)
 );
+-- of rows_loaded, those that replaced an earlier version of the row (users, items: the newer import wins)
+alter table ops.import_batches add column if not exists rows_updated bigint not null default 0;
 
 create table if not exists ops.quarantine (
     quarantine_id   bigserial primary key,
@@ -57,8 +62,89 @@ create table if not exists raw.items (
     is_repeat_purchase  boolean not null default false,  -- consumables may be recommended again after purchase
     created_at          timestamptz,
     _batch_id           bigint,
-    _loaded_at          timestamptz not null default now()
+    _loaded_at          timestamptz not null default now(),
+    recommendable       boolean not null default true   -- false: never in a feed (fees, coupons, gift cards)
 );
+alter table raw.items add column if not exists recommendable boolean not null default true;
+
+-- Users and items change (prices, stock, profiles): raw.users / raw.items hold the current row (an import
+-- replaces a changed row: the newer import wins) and raw.user_versions / raw.item_versions every version, with
+-- valid_from = when it was loaded, so that dbt can take the version as of a cutoff. Triggers record the versions,
+-- whoever writes the tables. Orders, lines, events and preferences are insert-once (a known key is a duplicate).
+create table if not exists raw.user_versions (
+    version_id              bigserial primary key,
+    user_id                 text not null,
+    signup_at               timestamptz not null,
+    country                 text,
+    birth_year              integer,
+    gender                  text,
+    acquisition_partner_id  text,
+    valid_from              timestamptz not null,
+    _batch_id               bigint
+);
+create index if not exists user_versions_key on raw.user_versions (user_id, valid_from);
+
+create table if not exists raw.item_versions (
+    version_id          bigserial primary key,
+    item_id             text not null,
+    category            text not null,
+    price               numeric(12, 2) not null,
+    brand               text,
+    title               text,
+    in_stock            boolean not null,
+    is_repeat_purchase  boolean not null,
+    recommendable       boolean not null,
+    created_at          timestamptz,
+    valid_from          timestamptz not null,
+    _batch_id           bigint
+);
+create index if not exists item_versions_key on raw.item_versions (item_id, valid_from);
+
+create or replace function raw.record_user_versions() returns trigger language plpgsql as $$
+begin
+    insert into raw.user_versions
+        (user_id, signup_at, country, birth_year, gender, acquisition_partner_id, valid_from, _batch_id)
+    select user_id, signup_at, country, birth_year, gender, acquisition_partner_id, _loaded_at, _batch_id
+      from changed_rows;
+    return null;
+end $$;
+
+create or replace function raw.record_item_versions() returns trigger language plpgsql as $$
+begin
+    insert into raw.item_versions (item_id, category, price, brand, title, in_stock, is_repeat_purchase,
+                                   recommendable, created_at, valid_from, _batch_id)
+    select item_id, category, price, brand, title, in_stock, is_repeat_purchase, recommendable, created_at,
+           _loaded_at, _batch_id
+      from changed_rows;
+    return null;
+end $$;
+
+do $$
+begin
+    -- warehouses created before versions existed: their rows become each key's first version
+    if not exists (select from pg_trigger where tgname = 'users_versions_insert') then
+        insert into raw.user_versions
+            (user_id, signup_at, country, birth_year, gender, acquisition_partner_id, valid_from, _batch_id)
+        select user_id, signup_at, country, birth_year, gender, acquisition_partner_id, _loaded_at, _batch_id
+          from raw.users;
+    end if;
+    if not exists (select from pg_trigger where tgname = 'items_versions_insert') then
+        insert into raw.item_versions (item_id, category, price, brand, title, in_stock, is_repeat_purchase,
+                                       recommendable, created_at, valid_from, _batch_id)
+        select item_id, category, price, brand, title, in_stock, is_repeat_purchase, recommendable, created_at,
+               _loaded_at, _batch_id
+          from raw.items;
+    end if;
+end $$;
+
+create or replace trigger users_versions_insert after insert on raw.users
+    referencing new table as changed_rows for each statement execute function raw.record_user_versions();
+create or replace trigger users_versions_update after update on raw.users
+    referencing new table as changed_rows for each statement execute function raw.record_user_versions();
+create or replace trigger items_versions_insert after insert on raw.items
+    referencing new table as changed_rows for each statement execute function raw.record_item_versions();
+create or replace trigger items_versions_update after update on raw.items
+    referencing new table as changed_rows for each statement execute function raw.record_item_versions();
 
 create table if not exists raw.orders (
     order_id             text primary key,

@@ -1,6 +1,7 @@
 -- Every item we know: the catalogue UNION items seen only in events or order lines (transaction-log-only
--- shops have no catalogue). Non-catalogue items: category 'unknown', price = latest unit price sold,
--- in_stock true (they are being sold), is_repeat_purchase false.
+-- shops have no catalogue). Catalogue attributes are those in force at the cutoff (stg_items). Non-catalogue
+-- items: category 'unknown', price = latest unit price sold, in_stock true (they are being sold),
+-- is_repeat_purchase false, recommendable true.
 -- first_seen_at = earliest of created_at, first event, first sale; null (catalogue item without created_at
 -- and never touched) means "always existed".
 {{ config(indexes=[{'columns': ['item_id'], 'unique': True}]) }}
@@ -35,6 +36,7 @@ select
     coalesce(c.price, s.last_unit_price) as price,
     coalesce(c.in_stock, true) as in_stock,
     coalesce(c.is_repeat_purchase, false) as is_repeat_purchase,
+    coalesce(c.recommendable, true) as recommendable,
     c.brand,
     c.title,
     c.created_at,

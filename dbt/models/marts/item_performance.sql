@@ -8,7 +8,8 @@
 --
 -- so it lies in [0, 1], is 1 for an item that leads on every signal and 0 for one never touched.
 -- Uses only rows with timestamp < as_of 00:00 UTC, looking back at most max(30, 10 half-lives) days (older
--- rows weigh < 0.1%). Stock and catalogue attributes are current state (serving filters on in_stock).
+-- rows weigh < 0.1%). Stock and catalogue attributes are those in force at the cutoff (int_items; serving
+-- filters on in_stock and recommendable).
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
@@ -68,6 +69,7 @@ base as (
         i.in_stock,
         i.is_repeat_purchase,
         i.in_catalog,
+        i.recommendable,
         coalesce(a.views_30d, 0)::int as views_30d,
         coalesce(a.clicks_30d, 0)::int as clicks_30d,
         coalesce(a.add_to_cart_30d, 0)::int as add_to_cart_30d,
@@ -95,6 +97,7 @@ select
     b.in_stock,
     b.is_repeat_purchase,
     b.in_catalog,
+    b.recommendable,
     b.views_30d,
     b.clicks_30d,
     b.add_to_cart_30d,
