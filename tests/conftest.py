@@ -1,9 +1,19 @@
 """Shared fixtures. Integration tests talk to real PostgreSQL/Redis: the servers named by LTVFEED_PG_DSN /
-LTVFEED_REDIS_URL, or the embedded ones under the project's state dir when those are unset. Each test run
-uses its own databases and Redis key prefix and removes them afterwards."""
+LTVFEED_REDIS_URL, or the embedded ones under the project's state dir when those are unset. Each test process
+(one per pytest-xdist worker) uses its own databases and Redis key prefix and removes them afterwards.
+
+`pytest --integration` runs test files in parallel (`-n auto --dist loadfile` in pyproject.toml): a module's
+tests stay on one worker, so module-scoped fixtures are built once. The worker count is chosen below; plain
+`pytest` (unit tests only) runs in one process."""
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -14,9 +24,42 @@ import pytest
 
 from ltvfeed.settings import Settings
 
+RUN_ENV = "LTVFEED_TEST_RUN"  # one id for a whole `pytest` run, shared by its xdist workers
+WORKERS_ENV = "PYTEST_XDIST_AUTO_NUM_WORKERS"  # xdist's own override of `-n auto`
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--integration", action="store_true", help="also run tests marked integration")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one process for unit runs (they take seconds, worker start-up would dominate); for
+    integration runs two workers per core, since those tests mostly wait on PostgreSQL, dbt and Redis."""
+    if os.environ.get(WORKERS_ENV):
+        return int(os.environ[WORKERS_ENV])
+    if not config.getoption("--integration"):
+        return 0
+    return 2 * (os.cpu_count() or 1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller (or the only process): workers inherit the id
+        os.environ[RUN_ENV] = uuid.uuid4().hex[:8]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller drops the shop templates its workers shared (see ``simulated_shop``)."""
+    if hasattr(config, "workerinput"):
+        return
+    shared = _shared_dir()
+    registry = shared / "templates"
+    if registry.exists():
+        from ltvfeed.db import drop_database
+
+        for line in registry.read_text().splitlines():
+            server_dsn, name = line.split("\t")
+            drop_database(server_dsn, name)
+    shutil.rmtree(shared, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -28,6 +71,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def _shared_dir() -> Path:
+    """A folder shared by the processes of this run (locks, the templates registry)."""
+    path = Path(tempfile.gettempdir()) / f"ltvfeed_test_{os.environ[RUN_ENV]}"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock between the processes of a run (xdist workers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def run_id() -> str:
     return uuid.uuid4().hex[:8]
@@ -35,7 +97,7 @@ def run_id() -> str:
 
 @pytest.fixture(scope="session")
 def stack(run_id: str):
-    """The real stack with this run's own databases and Redis prefix."""
+    """The real stack with this process's own databases and Redis prefix."""
     from ltvfeed.db import drop_database
     from ltvfeed.infra.stack import up
 
@@ -44,7 +106,8 @@ def stack(run_id: str):
         mlflow_db=f"ltvfeed_test_{run_id}_mlflow",
         redis_prefix=f"ltvfeed_test_{run_id}:",
     )
-    s = up(settings)
+    with _locked(settings.state_dir / "test_stack.lock"):  # workers must not start embedded servers twice
+        s = up(settings)
     yield s
     import redis
 
@@ -73,21 +136,59 @@ def warehouse_dsn(stack, run_id: str) -> Iterator[str]:
     drop_database(stack.pg_dsn, name)
 
 
+def _shop_template(stack, n_users: int, end: date, horizon: int) -> tuple[str, Path]:
+    """The simulated shop for these parameters, built once per test run (whichever worker needs it first):
+    a template database (raw data loaded, every mart built for ``end``) and a folder with its landing files
+    and dbt target. Modules get writable copies; the controller drops the templates at the end."""
+    import json
+
+    from ltvfeed.db import drop_database
+    from ltvfeed.dbt_runner import run_dbt
+    from ltvfeed.simulator import SimulationConfig, simulate_to_directory
+    from ltvfeed.simulator.load import load_into_warehouse
+    from ltvfeed.warehouse import ensure_warehouse
+
+    key = hashlib.sha1(f"{n_users}|{end}|{horizon}".encode()).hexdigest()[:8]
+    shared = _shared_dir()
+    name = f"ltvfeed_test_{os.environ[RUN_ENV]}_tmpl_{key}"
+    files = shared / f"shop_{key}"
+    with _locked(shared / f"shop_{key}.lock"):
+        if not (files / "done").exists():
+            shutil.rmtree(files, ignore_errors=True)
+            drop_database(stack.pg_dsn, name)
+            with _locked(shared / "templates.lock"), open(shared / "templates", "a") as registry:
+                registry.write(f"{stack.pg_dsn}\t{name}\n")
+            dsn = ensure_warehouse(stack.pg_dsn, name)
+            config = SimulationConfig(n_users=n_users, n_items=60, days=240, seed=5, end_date=end, horizons=(horizon,))
+            simulate_to_directory(config, files / "shop", progress=False)
+            load_into_warehouse(dsn, files / "shop")
+            # every mart for the scoring snapshot (Feast apply checks every view's source)
+            dbt_vars = json.dumps({"as_of": end.isoformat(), "horizon_days": horizon})
+            shop_stack = dataclasses.replace(stack, settings=stack.settings.model_copy(update={"warehouse_db": name}))
+            run_dbt(shop_stack.env(), ["run", "--vars", dbt_vars], target_path=files / "dbt_target")
+            (files / "done").touch()
+    return name, files
+
+
+def _copy_database(server_dsn: str, template: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(template)))
+
+
 @pytest.fixture(scope="session")
 def simulated_shop(stack, run_id: str) -> Callable[..., AbstractContextManager]:
     """Factory of small simulated shops, each in its own warehouse (every mart built for ``end``), MLflow
-    database, state dir and Redis project; all removed on exit. Use inside a module-scoped fixture."""
+    database, state dir and Redis project; all removed on exit. Use inside a module-scoped fixture. The shop for
+    one set of parameters is simulated and built once per test run; each call gets its own copy of it."""
 
     @contextmanager
     def make(state_dir: Path, tag: str, *, n_users: int, end: date, horizon: int) -> Iterator:
-        import json
-
         from ltvfeed.db import drop_database
-        from ltvfeed.dbt_runner import run_dbt
         from ltvfeed.features import clear_online
         from ltvfeed.infra.stack import up
-        from ltvfeed.simulator import SimulationConfig, simulate_to_directory
-        from ltvfeed.simulator.load import load_into_warehouse
 
         suffix = uuid.uuid4().hex[:6]
         settings = Settings(
@@ -98,19 +199,17 @@ def simulated_shop(stack, run_id: str) -> Callable[..., AbstractContextManager]:
             mlflow_db=f"ltvfeed_test_{run_id}_{tag}ml_{suffix}",
             redis_prefix=f"ltvfeed_test_{run_id}_{tag}_{suffix}:",
         )
-        s = up(settings)
+        template, files = _shop_template(stack, n_users, end, horizon)
+        s = None
         try:
-            landing = state_dir / "shop"
-            config = SimulationConfig(n_users=n_users, n_items=60, days=240, seed=5, end_date=end, horizons=(horizon,))
-            simulate_to_directory(config, landing, progress=False)
-            load_into_warehouse(s.warehouse_dsn, landing)
-            # every mart for the scoring snapshot (Feast apply checks every view's source)
-            dbt_vars = json.dumps({"as_of": end.isoformat(), "horizon_days": horizon})
-            run_dbt(s.env(), ["run", "--vars", dbt_vars], target_path=state_dir / "dbt_target")
+            _copy_database(stack.pg_dsn, template, settings.warehouse_db)
+            s = up(settings)
+            shutil.copytree(files / "shop", state_dir / "shop")  # the landing files, as if simulated here
             yield s
         finally:
             try:
-                clear_online(s)
+                if s is not None:
+                    clear_online(s)
             finally:
                 drop_database(stack.pg_dsn, settings.warehouse_db)
                 drop_database(stack.pg_dsn, settings.mlflow_db)
