@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from ltvfeed.errors import UserError
+from ltvfeed.training.baselines import BtydBaseline, NaiveBaseline
 from ltvfeed.training.features import MISSING_INDEX, OOV_INDEX, FeatureEncoder
 from ltvfeed.training.fit import LtvModel, TrainConfig, split_by_user
-from ltvfeed.training.metrics import normalized_gini
+from ltvfeed.training.metrics import evaluate, normalized_gini
 from ltvfeed.training.network import PREDICTION_COLUMNS
 from ltvfeed.training.synthetic import make_shop
 from ltvfeed.training.ziln import ziln_loss
@@ -77,6 +78,26 @@ def test_learns_who_is_valuable(shop) -> None:
     pred = model.predict(holdout)["expected_ltv"]
     assert normalized_gini(y_holdout, pred) > 0.6
     assert pred.sum() / y_holdout.sum() == pytest.approx(1.0, abs=0.35)
+
+
+def test_ranks_better_than_both_baselines_with_a_margin(shop) -> None:
+    """The headline claim: on a later population the network ranks customers better than the naive rate and
+    BG/NBD + Gamma-Gamma fitted on the same rows (measured 0.782 / 0.761 / 0.683 Gini, 0.508 / 0.483 / 0.356
+    Spearman): by at least 0.01 on both, which a network reduced to raw spend does not reach."""
+    df, y = shop
+    holdout, y_holdout = make_shop(1500, seed=12)
+    model = LtvModel(config=TrainConfig(max_epochs=30, patience=5, batch_size=256, num_threads=1)).fit(df, y)
+    table = evaluate(
+        y_holdout,
+        {
+            "ziln": model.predict(holdout),
+            "btyd": BtydBaseline(90).fit(df).predict(holdout),
+            "naive": NaiveBaseline(90).predict(holdout),
+        },
+    )
+    for metric in ("normalized_gini", "spearman"):
+        best_baseline = table.loc[["btyd", "naive"], metric].max()
+        assert table.loc["ziln", metric] > best_baseline + 0.01, (metric, table[metric].to_dict())
 
 
 def test_same_data_and_seed_give_identical_predictions(shop) -> None:

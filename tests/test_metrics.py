@@ -13,6 +13,7 @@ from ltvfeed.training.metrics import (
     auc,
     decile_mape,
     decile_mape_noise,
+    decile_mape_valued,
     decile_table,
     evaluate,
     gain_curve,
@@ -20,7 +21,9 @@ from ltvfeed.training.metrics import (
     normalized_gini,
     spearman,
     top_decile_capture,
+    total_error,
     total_ratio,
+    vwde,
 )
 from ltvfeed.training.plots import calibration_plot, decile_chart, gain_chart
 
@@ -80,6 +83,43 @@ def test_decile_mape_leaves_out_deciles_without_value() -> None:
     table = decile_table(y, pred)
     assert table["ape"].isna().sum() == 5
     assert decile_mape(y, pred) == pytest.approx(0.2)
+
+
+def test_vwde_by_hand() -> None:
+    y = np.arange(1, 21, dtype=float)  # total 210, two customers per decile
+    assert vwde(y, 1.1 * y) == pytest.approx(0.1)  # every decile 10 % high: 0.1 x 210 / 210
+    skewed = y.copy()
+    skewed[:2] = [1.5, 2.5]  # bottom decile predicted 4 against 3 realised, the rest exact
+    assert vwde(y, skewed) == pytest.approx(1 / 210)
+    assert vwde(y, y) == 0.0
+
+
+def test_vwde_sees_errors_that_cancel_in_the_total() -> None:
+    y = np.array([0.0] * 10 + [10.0] * 10)  # total 100
+    pred = np.array([1.0] * 10 + [9.0] * 10)  # total 100 as well
+    assert total_error(y, pred) == pytest.approx(0.0)
+    # Deciles 0-4: predicted 2, realised 0 -> 5 x 2; deciles 5-9: predicted 18, realised 20 -> 5 x 2.
+    assert vwde(y, pred) == pytest.approx(20 / 100)
+    # Only deciles 5-9 hold value, each 10 % low.
+    assert decile_mape_valued(y, pred) == pytest.approx(0.1)
+
+
+def test_decile_mape_valued_leaves_out_deciles_below_one_percent_of_the_value() -> None:
+    y = np.array([0.1, 0.1] + [10.0] * 18)  # total 180.2: the bottom decile holds 0.11 %
+    pred = np.array([1.0, 1.0] + [10.0] * 18)  # bottom decile 10x too high, the rest exact
+    assert decile_mape(y, pred) == pytest.approx(9.0 / 10)
+    assert decile_mape_valued(y, pred) == pytest.approx(0.0)
+    assert decile_mape_valued(y, pred, min_share=0.001) == pytest.approx(9.0 / 10)
+    assert vwde(y, pred) == pytest.approx(1.8 / 180.2)
+
+
+def test_total_error_by_hand_and_nan_without_value() -> None:
+    assert total_error([10.0, 30.0], [12.0, 30.0]) == pytest.approx(0.05)
+    assert total_error([10.0, 30.0], [10.0, 20.0]) == pytest.approx(-0.25)
+    zeros = np.zeros(20)
+    assert math.isnan(total_error(zeros, np.ones(20)))
+    assert math.isnan(vwde(zeros, np.ones(20)))
+    assert math.isnan(decile_mape_valued(zeros, np.ones(20)))
 
 
 def test_decile_mape_noise_is_small_where_every_decile_holds_many_buyers() -> None:

@@ -1,7 +1,10 @@
 """LTV evaluation metrics, as used in the ZILN paper (Wang, Liu & Miao 2019) plus business views.
 
 Ranking: normalized Gini (area under the gain curve relative to a perfect ranking), Spearman, AUC for
-"buys again", top-decile capture. Calibration: decile MAPE, total predicted / actual. Ties in predictions
+"buys again", top-decile capture. Calibration (the bar decided in issue 15): value-weighted decile error (VWDE),
+total error, decile MAPE over the deciles holding >= 1 % of the realised value; the plain decile MAPE and the
+total ratio stay as information (the plain MAPE is ill-posed where most customers stopped buying: deciles of
+a buyer or two among thousands swing by hundreds of percent on noise). Ties in predictions
 are treated as one block (the gain curve is linear across them), so a constant predictor scores exactly 0
 Gini however the rows happen to be ordered.
 """
@@ -23,7 +26,16 @@ METRIC_COLUMNS = (
     "auc_buys_again",
     "top_decile_capture",
     "total_ratio",
+    "vwde",
+    "total_error",
+    "decile_mape_valued",
 )
+
+# The calibration bar of issue 15, one place: what bench_ltv checks and what the backtest reports.
+VWDE_BAR = 0.10
+TOTAL_ERROR_BAR = 0.05
+DECILE_MAPE_VALUED_BAR = 0.15
+VALUED_DECILE_SHARE = 0.01  # a decile counts in decile_mape_valued when it holds >= 1 % of the realised value
 
 
 def gain_curve(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +104,37 @@ def decile_mape(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     that finds the users who will not buy would otherwise score infinity); NaN if every decile is 0."""
     ape = decile_table(y_true, y_pred)["ape"]
     return float(ape.mean()) if ape.notna().any() else float("nan")
+
+
+def vwde(y_true: ArrayLike, y_pred: ArrayLike, n_bins: int = 10) -> float:
+    """Value-weighted decile error: sum over prediction deciles of |sum predicted - sum realised| / total
+    realised. Each decile weighs by the money in it, so a near-empty decile cannot dominate; 0 is perfect, and
+    it is at least |total error|. NaN when nothing was realised."""
+    y, pred = _pair(y_true, y_pred)
+    total = y.sum()
+    if total <= 0:
+        return float("nan")
+    bins = _prediction_bins(pred, n_bins)
+    gap = np.bincount(bins, weights=pred, minlength=n_bins) - np.bincount(bins, weights=y, minlength=n_bins)
+    return float(np.abs(gap).sum() / total)
+
+
+def total_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """(sum predicted - sum realised) / sum realised: +0.05 is a total 5 % too high; NaN when nothing was
+    realised."""
+    return total_ratio(y_true, y_pred) - 1.0
+
+
+def decile_mape_valued(y_true: ArrayLike, y_pred: ArrayLike, min_share: float = VALUED_DECILE_SHARE) -> float:
+    """Decile MAPE over the prediction deciles that hold at least ``min_share`` of the realised value (where the
+    money is); NaN when nothing was realised."""
+    y, _ = _pair(y_true, y_pred)
+    total = y.sum()
+    if total <= 0:
+        return float("nan")
+    table = decile_table(y_true, y_pred)
+    held = table["actual_mean"] * table["n"] / total >= min_share
+    return float(table.loc[held, "ape"].mean())
 
 
 def _prediction_bins(pred: np.ndarray, n_bins: int) -> np.ndarray:
@@ -227,6 +270,9 @@ def evaluate(
             "auc_buys_again": auc(y_true, probabilities.get(name, pred)),
             "top_decile_capture": top_decile_capture(y_true, pred),
             "total_ratio": total_ratio(y_true, pred),
+            "vwde": vwde(y_true, pred),
+            "total_error": total_error(y_true, pred),
+            "decile_mape_valued": decile_mape_valued(y_true, pred),
         }
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(METRIC_COLUMNS))
 
