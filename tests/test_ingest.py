@@ -22,6 +22,7 @@ import pytest
 from ltvfeed.errors import UserError
 from ltvfeed.ingest import ImportReport, import_directory, import_file
 from ltvfeed.ingest.plan import parse_column_map, plan_import
+from ltvfeed.ingest.report import summary_lines
 from ltvfeed.ingest.sources import content_sha256, iter_chunks, read_header
 from ltvfeed.ingest.spec import SPECS, ColumnType
 from ltvfeed.ingest.validate import validate_chunk
@@ -639,8 +640,15 @@ def test_header_over_the_limit_is_rejected_in_one_line_not_cut(tmp_path):
         read_header(path)
     assert "\n" not in str(info.value)
     just_under = tmp_path / "under.csv"
-    just_under.write_text("user_id,signup_at," + ",".join(["y" * 99] * 10_000) + "\nu1,2024-01-01\n")
+    just_under.write_text(
+        "user_id,signup_at," + ",".join(f"col{i:05d}" + "y" * 91 for i in range(10_000)) + "\nu1,2024-01-01\n"
+    )
     assert len(read_header(just_under)) == 10_002
+    plan = plan_import("users", read_header(just_under))
+    (chunk,) = iter_chunks(just_under, plan.columns, keep=plan.spec.names)  # the 10,000 others are not converted
+    assert list(chunk.frame.columns) == ["user_id", "signup_at", "_row"] and chunk.rows == 1
+    report_lines = summary_lines(ImportReport(1, "users", "under.csv", ignored_columns=plan.ignored_columns))
+    assert report_lines[-1].endswith("and 9,980 more") and len(report_lines[-1]) < 2_500
     huge_name = tmp_path / "huge.csv"
     huge_name.write_text("user_id,signup_at," + "x" * 200_000 + "\nu1,2024-01-01,\n")
     with pytest.raises(UserError, match=r"huge\.csv: cannot read the header line as CSV"):

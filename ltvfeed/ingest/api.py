@@ -115,7 +115,7 @@ def _load_in_transaction(
     load.create_stage(conn, spec)
     total = 0
     reasons: Counter[str] = Counter()
-    for chunk in iter_chunks(path, plan.columns, chunk_rows):
+    for chunk in iter_chunks(path, plan.columns, chunk_rows, keep=spec.names):
         total += chunk.rows
         checked = validate_chunk(chunk.frame, spec)
         load.stage_rows(conn, spec, checked.good)

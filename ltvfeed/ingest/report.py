@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+_SHOWN_IGNORED = 20  # a file may carry thousands of columns the kind does not read
+
 
 @dataclass(frozen=True)
 class ImportReport:
@@ -37,7 +39,8 @@ def summary_lines(report: ImportReport, top: int = 5) -> list[str]:
         f"quarantined {report.rows_quarantined:,}",
     ]
     if report.ignored_columns:
-        lines.append(f"  ignored columns: {', '.join(report.ignored_columns)}")
+        shown, more = report.ignored_columns[:_SHOWN_IGNORED], len(report.ignored_columns) - _SHOWN_IGNORED
+        lines.append(f"  ignored columns: {', '.join(shown)}" + (f" and {more:,} more" if more > 0 else ""))
     if report.reasons and top:
         lines.append("  top quarantine reasons:")
         ranked = sorted(report.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:top]

@@ -7,7 +7,7 @@ import codecs
 import csv
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -106,12 +106,17 @@ def read_header(path: Path) -> list[str]:
         raise UserError(f"{path.name}: cannot read the header line as CSV ({exc})") from exc
 
 
-def iter_chunks(path: Path, columns: tuple[str, ...], chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """The file's data rows, ``chunk_rows`` at a time, columns renamed to ``columns`` (same order as the file)."""
+def iter_chunks(
+    path: Path, columns: tuple[str, ...], chunk_rows: int = CHUNK_ROWS, keep: Collection[str] | None = None
+) -> Iterator[Chunk]:
+    """The file's data rows, ``chunk_rows`` at a time, columns renamed to ``columns`` (same order as the file).
+    Only the columns named in ``keep`` (default: all) are converted: a file with thousands of columns the kind
+    does not read costs their parsing, not their memory."""
+    indices = [i for i, name in enumerate(columns) if keep is None or name in keep]
     if file_format(path) == "parquet":
-        yield from _parquet_chunks(path, columns, chunk_rows)
+        yield from _parquet_chunks(path, columns, indices, chunk_rows)
     else:
-        yield from _csv_chunks(path, columns, chunk_rows)
+        yield from _csv_chunks(path, columns, indices, chunk_rows)
 
 
 def _first_line(path: Path) -> str:
@@ -138,24 +143,29 @@ def _sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _parquet_chunks(path: Path, columns: tuple[str, ...], chunk_rows: int) -> Iterator[Chunk]:
+def _parquet_chunks(path: Path, columns: tuple[str, ...], indices: list[int], chunk_rows: int) -> Iterator[Chunk]:
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         raise UserError(f"{path.name}: not a readable Parquet file ({exc})") from exc
     first_row = 1
     with tqdm(total=parquet.metadata.num_rows, unit="rows", desc=path.name, disable=None, delay=1) as bar:
-        for batch in _parquet_batches(path, parquet, chunk_rows):
-            frame = pd.DataFrame({name: _as_text(path, name, batch.column(i)) for i, name in enumerate(columns)})
+        names = [parquet.schema_arrow.names[i] for i in indices]
+        for batch in _parquet_batches(path, parquet, chunk_rows, names):
+            frame = pd.DataFrame(
+                {columns[i]: _as_text(path, columns[i], batch.column(j)) for j, i in enumerate(indices)}
+            )
             frame["_row"] = np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
             first_row += batch.num_rows
             bar.update(batch.num_rows)
             yield Chunk(frame)
 
 
-def _parquet_batches(path: Path, parquet: pq.ParquetFile, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(
+    path: Path, parquet: pq.ParquetFile, chunk_rows: int, names: list[str]
+) -> Iterator[pa.RecordBatch]:
     try:
-        yield from parquet.iter_batches(batch_size=chunk_rows)
+        yield from parquet.iter_batches(batch_size=chunk_rows, columns=names)
     except (pa.ArrowException, OSError) as exc:
         raise UserError(f"{path.name}: cannot read Parquet data ({exc})") from exc
 
@@ -182,10 +192,12 @@ def _as_text(path: Path, name: str, values: pa.Array) -> pd.Series:
     return _text_series(text)
 
 
-def _csv_chunks(path: Path, columns: tuple[str, ...], chunk_rows: int) -> Iterator[Chunk]:
+def _csv_chunks(path: Path, columns: tuple[str, ...], indices: list[int], chunk_rows: int) -> Iterator[Chunk]:
     delimiter = _sniff_delimiter(_first_line(path))
     malformed = _MalformedRows(columns, delimiter)
     generated = [f"c{i}" for i in range(len(columns))]
+    included = [generated[i] for i in indices]
+    kept = tuple(columns[i] for i in indices)
     with (
         path.open("rb") as f,
         tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name, disable=None, delay=1) as bar,
@@ -204,20 +216,21 @@ def _csv_chunks(path: Path, columns: tuple[str, ...], chunk_rows: int) -> Iterat
                     delimiter=delimiter, newlines_in_values=True, invalid_row_handler=malformed
                 ),
                 convert_options=pa_csv.ConvertOptions(
-                    column_types=dict.fromkeys(generated, pa.string()),
+                    column_types=dict.fromkeys(included, pa.string()),
+                    include_columns=included,
                     null_values=[""],  # "NA" is Namibia, "None" may be a brand: only empty means missing
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
                 ),
             )
-            pending = pa.table({name: pa.array([], pa.string()) for name in generated})
+            pending = pa.table({name: pa.array([], pa.string()) for name in included})
             for batch in _batches(reader):
                 pending = pa.concat_tables([pending, pa.Table.from_batches([batch])])
                 while pending.num_rows >= chunk_rows:
-                    yield malformed.chunk(pending.slice(0, chunk_rows), columns)
+                    yield malformed.chunk(pending.slice(0, chunk_rows), kept)
                     pending = pending.slice(chunk_rows)
                 bar.update(f.tell() - bar.n)
-            yield malformed.chunk(pending, columns, final=True)
+            yield malformed.chunk(pending, kept, final=True)
             bar.update(f.tell() - bar.n)
         except pa.ArrowInvalid as exc:
             raise UserError(f"{path.name}: cannot parse as CSV ({exc})") from exc
