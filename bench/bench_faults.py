@@ -302,6 +302,11 @@ def postgres_fault(args: argparse.Namespace) -> bool:
             problems.append("the import said success although PostgreSQL died under it")
         if "Traceback" in out:
             problems.append("the killed import printed a traceback")
+        from ltvfeed.infra.embedded import postgres_status
+
+        gone = time.monotonic() + 30  # the killed processes reaped, so that `up` sees PostgreSQL down
+        while postgres_status(state_dir).running and time.monotonic() < gone:
+            time.sleep(0.1)
         dsn = up(settings).warehouse_dsn  # restarts it (crash recovery)
         rows["after the crash"] = count_orders(dsn)
         for label in ("after re-running the command", "after running it once more"):
