@@ -97,10 +97,13 @@ def stop_group(pgid: int, grace_s: float = GRACE_S, first: signal.Signals = sign
 
 
 def stop_recorded(state_dir: Path, name: str, grace_s: float = GRACE_S) -> bool:
-    """Stop the group recorded as ``name``; remove its pidfile. True when it was running."""
+    """Stop the group recorded as ``name``; remove its pidfile. True when it was running. A file not in this
+    convention (not one integer) is left alone for its owner to handle."""
     path = pidfile(state_dir, name)
     pgid = read_pidfile(path)
-    stopped = pgid is not None and stop_group(pgid, grace_s)
+    if pgid is None:
+        return False
+    stopped = stop_group(pgid, grace_s)
     path.unlink(missing_ok=True)
     return stopped
 

@@ -62,3 +62,10 @@ def test_foreground_runner_stops_its_group_on_sigterm(tmp_path):
     assert runner.wait(timeout=20) == 0
     assert processes.group_members(pgid) == []
     assert not (tmp_path / "run" / "fg.pid").exists()
+
+
+def test_files_in_another_format_are_left_to_their_owner(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "other.pid").write_text('{"pid": 1}')
+    assert processes.stop_all(tmp_path) == []
+    assert (tmp_path / "run" / "other.pid").exists()
