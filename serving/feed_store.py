@@ -26,6 +26,7 @@ so that one lost from Redis can be put back with :meth:`FeedStore.restore_genera
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -45,6 +46,7 @@ from ltvfeed.serving.inputs import CLASSIC_USER_ID
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+log = logging.getLogger(__name__)
 _GENERATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 _RESERVED = {"current", "gen", "generations"}
 OPEN, COMMITTED, SUPERSEDED, ROLLED_BACK = "open", "committed", "superseded", "rolled_back"
@@ -247,7 +249,10 @@ class FeedStore:
         if self.archive_dir is not None:  # before retiring: what is archived is what is served now
             from ltvfeed.serving.feed_archive import write_archive
 
-            write_archive(self, generation, self.archive_dir, keep=self.keep_generations)
+            try:
+                write_archive(self, generation, self.archive_dir, keep=self.keep_generations)
+            except Exception:  # the generation is served already: a missing copy must not fail the commit
+                log.exception("generation %s is served but could not be archived in %s", generation, self.archive_dir)
         self._retire(self.client.lrange(self.history_key, self.keep_generations, -1))
         meta = self.generation_meta(generation)
         assert meta is not None

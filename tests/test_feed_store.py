@@ -241,3 +241,13 @@ def test_feeds_republish_command(stack, run_id, tmp_path):
         assert "Traceback" not in bad.stdout + bad.stderr
     finally:
         lose_everything(store)
+
+
+def test_a_generation_that_cannot_be_archived_is_still_committed(store, caplog):
+    """The copy is a backup: failing to write it (here the archive folder's place is taken by a file) is logged,
+    and the generation is served all the same."""
+    store.archive_dir.parent.mkdir(parents=True, exist_ok=True)
+    store.archive_dir.write_text("not a folder")
+    gen = publish(store, "a", USERS)
+    assert store.current_generation() == gen and store.generation_meta(gen).status == "committed"
+    assert "could not be archived" in caplog.text
