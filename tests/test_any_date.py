@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
@@ -76,7 +76,7 @@ def _tasks(shop, dag_id: str) -> dict[str, str | None]:
     from ltvfeed.orchestration.backfill_metadata import Metadata
 
     meta = Metadata(airflow_env(shop)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
-    runs = meta.runs_after(dag_id, 0)
+    runs = meta.runs_created_since(dag_id, datetime(1970, 1, 1, tzinfo=UTC))
     assert runs, f"no {dag_id} run recorded"
     return {t.label: t.state for t in meta.task_runs(dag_id, runs[-1][1])}
 

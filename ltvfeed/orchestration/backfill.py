@@ -104,6 +104,9 @@ def run_backfill(
             f"backfill {backfill_id} of {dag_id} ran nothing: every cutoff in {start} .. {end} already has a run "
             f"(reprocess='completed' reruns finished ones)"
         )
+    empty = [r.run_id for r in runs if not any(t.ran for t in meta.task_runs(dag_id, r.run_id))]
+    if empty:  # Airflow calls a run whose tasks were never scheduled a success
+        raise UserError(f"backfill {backfill_id} of {dag_id}: no task ran in {', '.join(empty)}")
     failed = [r for r in runs if r.state != "success"]
     if failed:
         tasks = meta.failed_tasks(dag_id, [r.run_id for r in failed])

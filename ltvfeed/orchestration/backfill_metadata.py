@@ -124,17 +124,12 @@ class Metadata:
             found[run_id] = [f"{task} ({state})" for task, state in rows]
         return found
 
-    def last_run_id(self) -> int:
-        """The highest dag_run id so far (0 on an empty database): runs created later have higher ids."""
-        rows = self._rows("select max(id) from dag_run")
-        return int(rows[0][0] or 0) if rows else 0
-
-    def runs_after(self, dag_id: str, after_id: int) -> list[tuple[int, str, str]]:
-        """(id, run_id, state) of the DAG's runs created after ``after_id``, oldest first."""
-        rows = self._rows(
-            "select id, run_id, state from dag_run where dag_id = :d and id > :i order by id", d=dag_id, i=after_id
-        )
-        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+    def runs_created_since(self, dag_id: str, since: datetime) -> list[tuple[int, str, str]]:
+        """(id, run_id, state) of the DAG's runs created at or after ``since``, oldest first. By time, not id:
+        SQLite reuses the id of a deleted newest run (``dags test`` replaces the run of the same date)."""
+        rows = self._rows("select id, run_id, state, created_at from dag_run where dag_id = :d order by id", d=dag_id)
+        found = [(int(r[0]), str(r[1]), str(r[2]), _utc(r[3])) for r in rows if r[3] is not None]
+        return [(pk, run_id, state) for pk, run_id, state, at in sorted(found, key=lambda r: r[3]) if at >= since]
 
     def task_runs(self, dag_id: str, run_id: str) -> list[TaskRun]:
         """The run's task instances in the order they started (never started ones last)."""

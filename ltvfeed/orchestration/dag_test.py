@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -105,7 +105,7 @@ def run_dag_test(
     ensure_metadata_db(stack)
     env = airflow_env(stack)
     meta = Metadata(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
-    before = meta.last_run_id()
+    before = datetime.now(UTC) - timedelta(seconds=2)  # runs created from now on are this one's
     args = [airflow_executable(), "dags", "test", dag_id, as_of.isoformat()]
     if conf:
         args += ["--conf", json.dumps(conf)]
@@ -133,7 +133,7 @@ def run_dag_test(
             pump.join()
     _report_finished(meta, dag_id, before, reported, echo)
     seconds = time.monotonic() - started
-    runs = meta.runs_after(dag_id, before)
+    runs = meta.runs_created_since(dag_id, before)
     reason = failure_reason(list(tail))
     if not runs:
         raise UserError(
@@ -156,12 +156,12 @@ def run_dag_test(
 
 
 def _report_finished(
-    meta: Metadata, dag_id: str, before: int, reported: set[str], echo: Callable[[str], None] | None
+    meta: Metadata, dag_id: str, before: datetime, reported: set[str], echo: Callable[[str], None] | None
 ) -> None:
     if echo is None:
         return
     try:
-        runs = meta.runs_after(dag_id, before)
+        runs = meta.runs_created_since(dag_id, before)
         tasks = meta.task_runs(dag_id, runs[-1][1]) if runs else []
     except Exception:  # the database is busy or not created yet: report on the next poll
         return
