@@ -27,3 +27,12 @@ def test_help_names_the_four_dags():
 
     out = CliRunner().invoke(app, ["demo", "--help"], terminal_width=200).output
     assert "ltv_pipeline, ltv_retrain, propensity_retrain, feed_generation" in " ".join(out.split())
+
+
+def test_a_state_dir_with_an_older_demo_keeps_its_cutoff(tmp_path):
+    from ltvfeed.orchestration.demo import LEGACY_DEMO_END_DATE, demo_end_date
+
+    settings = Settings(state_dir=tmp_path)
+    (settings.landing_dir / "users").mkdir(parents=True)
+    (settings.landing_dir / "users" / "users-7.parquet").write_bytes(b"x")
+    assert demo_end_date(settings) == LEGACY_DEMO_END_DATE

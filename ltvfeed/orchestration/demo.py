@@ -35,6 +35,7 @@ SUMMARY_TABLES = (
     "marts.user_ltv_predictions",
 )
 DEMO_HORIZON_DAYS = 30
+LEGACY_DEMO_END_DATE = date(2026, 11, 1)  # the fixed cutoff of demos run before <state_dir>/demo.json
 
 
 def table_counts(dsn: str, tables: tuple[str, ...] = SUMMARY_TABLES) -> dict[str, int | None]:
@@ -53,10 +54,13 @@ def demo_end_date(settings: Settings) -> date:
     try:
         return date.fromisoformat(json.loads(record.read_text())["end_date"])
     except (FileNotFoundError, KeyError, ValueError):
-        today = datetime.now(UTC).date()
+        # a landing folder filled by a demo from before this record existed: keep that demo's fixed cutoff, or a
+        # second, shifted shop would be imported over the first
+        earlier = settings.landing_dir.is_dir() and any(settings.landing_dir.glob("users/*"))
+        end = LEGACY_DEMO_END_DATE if earlier else datetime.now(UTC).date()
         record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"end_date": today.isoformat()}))
-        return today
+        record.write_text(json.dumps({"end_date": end.isoformat()}))
+        return end
 
 
 def run_demo(
