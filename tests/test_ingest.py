@@ -589,18 +589,23 @@ def test_money_with_more_than_two_decimals_is_rejected_not_rounded():
     frame = frame_of(
         [
             {"order_id": f"o{i}", "user_id": "u1", "ordered_at": "2024-01-01", "amount": amount}
-            for i, amount in enumerate(["12.345", "12.3400", "1.2345e1", "1.5e1", "7", "0.001", "-0.005"], start=1)
+            for i, amount in enumerate(
+                ["12.345", "12.3400", "1.2345e1", "1.5e1", "7", "0.001", "-0.005", "25.979999999999997", "0.3000001"],
+                start=1,
+            )
         ]
     )
     checked = validate_chunk(frame, SPECS["orders"])
-    assert checked.good["amount"].tolist() == [12.34, 15.0, 7.0]
+    # float noise (a sum computed in binary floats) is not a third decimal: it loads as 25.98
+    assert checked.good["amount"].tolist() == [12.34, 15.0, 7.0, pytest.approx(25.98)]
     assert reasons_by_row(checked.rejected) == {
         1: "amount: more than two decimals '12.345'",
         3: "amount: more than two decimals '1.2345e1'",
         6: "amount: more than two decimals '0.001'",
         7: "amount: negative value -0.005; amount: more than two decimals '-0.005'",
+        9: "amount: more than two decimals '0.3000001'",
     }
-    assert checked.reasons["amount: more than two decimals"] == 4
+    assert checked.reasons["amount: more than two decimals"] == 5
 
 
 def test_dates_outside_the_nanosecond_range_are_valid_timestamps():

@@ -3,6 +3,7 @@ Good rows come out typed and ready for COPY; bad rows come out with a reason nam
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ _LIMITS = {  # values the column type can hold (beyond them the COPY would fail 
     ColumnType.REAL: 3.4e38,
 }
 _PREVIEW = 60
+_FLOAT_NOISE_ULPS = 8  # a few float additions/multiplications stay within this many units in the last place
 _TEXT = "string[pyarrow]"
 
 
@@ -169,15 +171,21 @@ def _wide_timestamp(value: str) -> datetime | None:
 
 def _over_two_decimals(text: pd.Series) -> pd.Series:
     """Money has cents: 12.345 is rejected rather than silently rounded to 12.35 by numeric(12, 2). Exact on the
-    text (12.3400 is fine, 1.2345e1 is not); a regex kernel picks the few candidates, Decimal decides."""
+    text (12.3400 is fine, 1.2345e1 is not); a regex kernel picks the few candidates, Decimal decides. Binary
+    float noise is not a third decimal: 25.979999999999997 (a sum computed in floats, e.g. in a Parquet double
+    column) is within a few units in the last place of 25.98, and loads as 25.98."""
     candidates = _flags(text.str.contains(r"\.\d{3}|[eE]", regex=True))
     out = pd.Series(False, index=text.index)
     for position in np.flatnonzero(candidates.to_numpy()):
         try:
-            exponent = Decimal(str(text.iloc[position])).normalize().as_tuple().exponent
+            value = Decimal(str(text.iloc[position]))
+            exponent = value.normalize().as_tuple().exponent
         except InvalidOperation:
             continue  # not a number: reported as such
-        out.iloc[position] = isinstance(exponent, int) and exponent < -2
+        if not isinstance(exponent, int) or exponent >= -2:
+            continue
+        as_float = float(value)
+        out.iloc[position] = abs(as_float - float(round(value, 2))) > _FLOAT_NOISE_ULPS * math.ulp(as_float)
     return out
 
 
