@@ -325,3 +325,27 @@ def test_files_are_in_the_ingest_layout(shop, tmp_path):
         assert all(p.parent == tmp_path / kind and p.suffix == ".parquet" for p in files[kind]), kind
     assert {p.name for p in (tmp_path / "ground_truth").iterdir()} == {"future_spend.parquet", "user_traits.parquet"}
     assert isinstance(files["users"][0], Path)
+
+
+def _repeat_share(data) -> float:
+    """Share of order lines (after each user's first order) whose item that user bought in an earlier order."""
+    lines = data.order_items.merge(data.orders[["order_id", "user_id", "ordered_at"]], on="order_id")
+    lines = lines.sort_values(["user_id", "ordered_at", "order_id"])
+    first = lines.groupby(["user_id", "item_id"])["ordered_at"].transform("min")
+    later = lines["ordered_at"] > lines.groupby("user_id")["ordered_at"].transform("min")
+    return float((lines.loc[later, "ordered_at"] > first[later]).mean())
+
+
+def test_consumables_are_bought_again_on_their_cycle():
+    from dataclasses import replace
+
+    from ltvfeed.simulator.config import BehaviourParams
+
+    config = small_config(n_users=600, days=240, n_items=300)
+    with_cycles = simulate_shop(config)
+    without = simulate_shop(replace(config, params=BehaviourParams(rebuy_share=0.0)))
+    # history predicts the next basket more (measured 0.178 against 0.142 by chance)
+    assert _repeat_share(with_cycles) > 1.15 * _repeat_share(without)
+    # spend keeps its level: a re-buy replaces a line of the same category (measured -1.8 %)
+    spent = [float(d.orders["amount"].astype(float).sum()) for d in (with_cycles, without)]
+    assert spent[0] == pytest.approx(spent[1], rel=0.05)

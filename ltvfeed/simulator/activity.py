@@ -20,6 +20,10 @@ from ltvfeed.simulator.population import Partners, Population, sample_categories
 from ltvfeed.simulator.vocab import CATEGORIES
 
 OWN_PARTNER_SHARE = 0.7  # referred sessions of partner-acquired users that come through that same partner
+REBUY_ROUNDS = 4  # a re-bought line can itself be re-bought, this many times in a row
+REBUY_JITTER = 0.25  # lognormal sigma of one re-buy's delay around the item's cycle
+REBUY_TRIES = 4  # random lines of the later order tried for one of the same category
+REBUY_ORDERS = 6  # later orders searched for a line of the same category
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,67 @@ def draw_views(catalog: Catalog, pop: Population, s: Sessions, rng: np.random.Ge
     )
 
 
+def rebuy(
+    config: SimulationConfig,
+    catalog: Catalog,
+    user: np.ndarray,
+    second: np.ndarray,
+    line_order: np.ndarray,
+    line_item: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Order lines with re-buys: each line of a re-buyable item is, with ``rebuy_share``, bought again in the
+    user's first order at least one (jittered) cycle later that holds a line of the same category (of the next
+    :data:`REBUY_ORDERS`; none: no re-buy), replacing that line; repeated for the re-bought lines
+    (:data:`REBUY_ROUNDS`). Vectorised over all lines of the chunk."""
+    share = config.params.rebuy_share
+    items = line_item.copy()
+    if share <= 0 or not len(items):
+        return items
+    n_orders = len(user)
+    big = np.int64(int(second.max(initial=0)) + 1)
+    key = user.astype(np.int64) * big + second
+    by_time = np.argsort(key, kind="stable")
+    sorted_key, sorted_user = key[by_time], user[by_time]
+    by_order = np.argsort(line_order, kind="stable")  # the lines of each order, contiguous
+    first = np.searchsorted(line_order[by_order], np.arange(n_orders))
+    count = np.bincount(line_order, minlength=n_orders)
+    source = np.arange(len(items))
+    for _ in range(REBUY_ROUNDS):
+        cycle = catalog.cycle_days[items[source]]
+        keep = np.isfinite(cycle) & (rng.random(len(source)) < share)
+        source, cycle = source[keep], cycle[keep]
+        if not len(source):
+            break
+        delay = cycle * rng.lognormal(0.0, REBUY_JITTER, size=len(source)) * SECONDS_PER_DAY
+        who = user[line_order[source]]
+        due = second[line_order[source]] + np.ceil(delay).astype(np.int64)
+        at = np.searchsorted(sorted_key, who.astype(np.int64) * big + np.minimum(due, big - 1))
+        bought = items[source]
+        open_ = due < big
+        done = []
+        for _ in range(REBUY_ORDERS):  # the first of the user's next orders holding a line of the category
+            look = open_ & (at < n_orders)
+            look[look] = sorted_user[at[look]] == who[look]
+            if not look.any():
+                break
+            rows = np.flatnonzero(look)
+            target = by_time[at[rows]]
+            # replace a line of the same category (what the user would have bought instead: same expected
+            # value, so spend keeps its distribution): the first of REBUY_TRIES random lines that matches
+            tries = (rng.random((len(rows), REBUY_TRIES)) * count[target][:, None]).astype(np.int64)
+            lines = by_order[first[target][:, None] + tries]
+            match = catalog.category[items[lines]] == catalog.category[bought[rows]][:, None]
+            hit = match.any(axis=1)
+            chosen = lines[hit, match[hit].argmax(axis=1)]
+            items[chosen] = bought[rows[hit]]
+            done.append(chosen)
+            open_[rows[hit]] = False
+            at = at + 1
+        source = np.concatenate(done) if done else np.zeros(0, dtype=np.int64)
+    return items
+
+
 def draw_orders(
     config: SimulationConfig,
     catalog: Catalog,
@@ -192,9 +257,11 @@ def draw_orders(
     user = np.concatenate([s.user[converting], f_user])
     line_order = np.concatenate([past_line_order, f_line_order])
     line_item = np.concatenate([past_line_item, f_item])
+    second = np.floor(np.concatenate([checkout, f_second])).astype(np.int64)
+    line_item = rebuy(config, catalog, user, second, line_order, line_item, rng)
     return Orders(
         user=user,
-        second=np.floor(np.concatenate([checkout, f_second])).astype(np.int64),
+        second=second,
         partner=np.concatenate([s.partner[converting], f_partner]),
         session=np.concatenate([converting, np.full(len(f_user), -1)]),
         line_order=line_order,

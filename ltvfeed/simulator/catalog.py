@@ -38,6 +38,7 @@ class Catalog:
     group_items: np.ndarray  # item index at each position of group_cdf
     line_value: np.ndarray  # (categories, bins): expected line value in cents at spend level 0 ...
     line_value_per_basket: np.ndarray  # ... plus this times the user's basket multiplier
+    cycle_days: np.ndarray  # days until a buyer re-buys the item (consumables; inf = never re-bought)
 
     @property
     def n_items(self) -> int:
@@ -156,6 +157,7 @@ def build_catalog(config: SimulationConfig) -> Catalog:
             pa.array(in_stock),
             pa.array(consumable),
             timestamps(config.start, created_seconds),
+            pa.array(np.ones(n, dtype=bool)),  # every simulated item is merchandise
         ],
         schema=RAW_SCHEMAS["items"],
     )
@@ -173,4 +175,14 @@ def build_catalog(config: SimulationConfig) -> Catalog:
         group_items=group_items,
         line_value=line_value,
         line_value_per_basket=line_value_per_basket,
+        cycle_days=_cycles(config, consumable),
     )
+
+
+def _cycles(config: SimulationConfig, consumable: np.ndarray) -> np.ndarray:
+    """Per item re-buy cycle in days: lognormal around the median for consumables, never for durables (own
+    random stream, so the rest of the catalogue does not depend on it)."""
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC1C1E]))
+    p = config.params
+    cycle = p.rebuy_cycle_days * rng.lognormal(0.0, p.rebuy_cycle_sigma, size=len(consumable))
+    return np.where(consumable, np.maximum(cycle, 1.0), np.inf)

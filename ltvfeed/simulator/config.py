@@ -33,6 +33,13 @@ class BehaviourParams:
     saved_per_day: float = 0.005
     profile_share: float = 0.35  # users who state favourite categories in their profile
     in_stock_share: float = 0.95
+    # Re-buying: a line of a consumable item is bought again by the same user, with this probability, in their
+    # first order after one cycle of that item (item cycles: lognormal around the median, per item), and so on
+    # for the re-bought line (up to REBUY_ROUNDS in a row). The re-bought item replaces one line of that order,
+    # so baskets and spend keep their distributions while history becomes predictive of what comes next.
+    rebuy_share: float = 0.7
+    rebuy_cycle_days: float = 21.0
+    rebuy_cycle_sigma: float = 0.5
     missing_birth_year_share: float = 0.08
     missing_gender_share: float = 0.12
 

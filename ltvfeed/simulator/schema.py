@@ -28,6 +28,7 @@ RAW_SCHEMAS: dict[str, pa.Schema] = {
             ("in_stock", pa.bool_()),
             ("is_repeat_purchase", pa.bool_()),
             ("created_at", TS),
+            ("recommendable", pa.bool_()),
         ]
     ),
     "orders": pa.schema(
