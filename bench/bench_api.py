@@ -30,6 +30,7 @@ import json
 import os
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -303,38 +304,83 @@ def redis_get_latency(redis_url: str, keys: list[str], rate: float) -> dict[str,
     return {"get": get, "pointer_and_get": pointer_and_get}
 
 
-def run_config(env: dict[str, str], freshness: bool, args: argparse.Namespace) -> dict:
-    """One ``ltvfeed serve`` process: warm-up, the open-loop phase, then the closed-loop phase; figures of each."""
-    port = free_port()
-    server = start_api(env, port, freshness)
+def run_configs(env: dict[str, str], modes: list[bool], args: argparse.Namespace) -> dict[str, dict[str, list]]:
+    """One ``ltvfeed serve`` process per freshness setting, all up at once; ``--rounds`` times, each one's open-loop
+    phase then each one's closed-loop phase, in turn, so that both see the same machine load. Figures per phase."""
+    servers: dict[str, tuple[subprocess.Popen, int]] = {}
+    figures: dict[str, dict[str, list]] = {}
     try:
-        warm = request_paths(300, args.users, args.unknown_share, args.n, args.seed + 1)
-        asyncio.run(load(port, warm, rate=1000, connections=4, grace_s=10))  # imports, pools, caches
-        figures = {}
-        phases = (
-            ("open", round(args.rate * args.duration), args.rate, args.connections),
-            ("closed", args.closed_requests, 1e9, args.closed_connections),
-        )
-        for phase, count, rate, connections in phases:
-            paths = request_paths(count, args.users, args.unknown_share, args.n, args.seed)
-            load_before = os.getloadavg()[0]
-            cpu_before = cpu_seconds(server.pid)
-            results = run_load(port, paths, rate, connections, args.grace)
-            server_cpu = cpu_seconds(server.pid) - cpu_before
-            figures[phase] = summarise(results, server_cpu, load_before)
+        for freshness in modes:
+            port = free_port()
+            servers["on" if freshness else "off"] = (start_api(env, port, freshness), port)
+        for mode, (_, port) in servers.items():
+            warm = request_paths(300, args.users, args.unknown_share, args.n, args.seed + 1)
+            asyncio.run(load(port, warm, rate=1000, connections=4, grace_s=10))  # imports, pools, caches
+            figures[mode] = {"open": [], "closed": []}
+        open_paths = request_paths(round(args.rate * args.duration), args.users, args.unknown_share, args.n, args.seed)
+        closed_paths = request_paths(100_000, args.users, args.unknown_share, args.n, args.seed + 2)
+        for _ in range(args.rounds):
+            for phase in ("open", "closed"):
+                for mode, (server, port) in servers.items():
+                    load_before = os.getloadavg()[0]
+                    cpu_before = cpu_seconds(server.pid)
+                    if phase == "open":
+                        results = run_load(load(port, open_paths, args.rate, args.connections, args.grace))
+                    else:
+                        results = run_load(closed_loop(port, closed_paths, args.closed_connections, args.closed_s))
+                    server_cpu = cpu_seconds(server.pid) - cpu_before
+                    figures[mode][phase].append(summarise(results, server_cpu, load_before))
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(timeout=20)
     return figures
 
 
-def run_load(port: int, paths: list[str], rate: float, connections: int, grace_s: float) -> Results:
+async def closed_loop(port: int, paths: list[str], connections: int, duration_s: float) -> Results:
+    """``connections`` clients, each sending its next request as soon as the last one is answered, for
+    ``duration_s`` seconds: the throughput the server sustains."""
+    results = Results()
+    todo = iter(paths)
+    results.first_sent = time.perf_counter()
+    stop_at = results.first_sent + duration_s
+
+    async def client() -> None:
+        conn = await Connection.open(port)
+        try:
+            for path in todo:
+                if time.perf_counter() >= stop_at:
+                    return
+                sent = time.perf_counter()
+                status, body = await conn.get(path)
+                done = time.perf_counter()
+                results.latency_s.append(done - sent)
+                results.service_s.append(done - sent)
+                results.statuses[status] = results.statuses.get(status, 0) + 1
+                results.personalised += b'"personalised":true' in body
+                results.degraded += b'"degraded":true' in body
+                at = body.find(b'"freshness":"')
+                said = body[at + 13 : body.index(b'"', at + 13)].decode() if at >= 0 else "-"
+                results.freshness[said] = results.freshness.get(said, 0) + 1
+                results.last_done = done
+        except (OSError, RuntimeError, ValueError, asyncio.IncompleteReadError) as exc:
+            results.errors += 1
+            results.error_types[type(exc).__name__] = results.error_types.get(type(exc).__name__, 0) + 1
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(client() for _ in range(connections)))
+    results.scheduled = len(results.latency_s) + results.errors
+    return results
+
+
+def run_load(coroutine) -> Results:
     try:
         import uvloop
 
-        return uvloop.run(load(port, paths, rate, connections, grace_s))
+        return uvloop.run(coroutine)
     except ImportError:
-        return asyncio.run(load(port, paths, rate, connections, grace_s))
+        return asyncio.run(coroutine)
 
 
 def summarise(results: Results, server_cpu: float, load_before: float) -> dict:
@@ -365,7 +411,8 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=10.0, help="Seconds to wait for late answers after that.")
     parser.add_argument("--connections", type=int, default=64, help="Most concurrent connections (open loop).")
     parser.add_argument("--closed-connections", type=int, default=8, help="Connections of the closed-loop phase.")
-    parser.add_argument("--closed-requests", type=int, default=10_000, help="Requests of the closed-loop phase.")
+    parser.add_argument("--closed-s", type=float, default=10.0, help="Seconds of each closed-loop phase.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds of (open, closed) phases per setting.")
     parser.add_argument("--freshness", choices=["both", "on", "off"], default="both", help="Filter settings run.")
     parser.add_argument("--users", type=int, default=5000, help="Users with a personal feed.")
     parser.add_argument("--feed-len", type=int, default=50, help="Items stored per feed.")
@@ -390,14 +437,13 @@ def main() -> None:
     stack = up(settings)
     prefix = settings.redis_prefix
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.freshness]
-    figures: dict[str, dict] = {}
+    figures: dict[str, dict[str, list]] = {}
     try:
         gen, bought = publish(stack.redis_url, prefix, args.users, args.feed_len, args.seed)
         if True in modes:
             feast_online(stack, bought)
         env = {**os.environ, **stack.env()}
-        for freshness in modes:
-            figures["on" if freshness else "off"] = run_config(env, freshness, args)
+        figures = run_configs(env, modes, args)
         keys = [f"{prefix}feed:{gen}:u{random.Random(i).randrange(args.users)}" for i in range(args.redis_samples)]
         redis_lat = redis_get_latency(stack.redis_url, keys, args.rate)
     finally:
@@ -429,29 +475,48 @@ def main() -> None:
     }
     print(f"\nfeed API (ltvfeed serve, 1 worker), n={args.n} of {args.feed_len} stored items, {args.users} users")
     for mode, phases in figures.items():
-        for phase, a in phases.items():
+        for phase, rounds in phases.items():
             what = (
                 f"open loop {args.rate:.0f} req/s x {args.duration:.0f} s"
                 if phase == "open"
-                else f"closed loop {args.closed_connections} conns"
+                else f"closed loop {args.closed_connections} conns {args.closed_s:.0f} s"
             )
-            print(
-                f"  freshness {mode:3} {what:28} completed {a['completed']}/{a['scheduled']}, "
-                f"errors {a['errors']} {a['error_types'] or ''}, statuses {a['statuses']}, degraded {a['degraded']}, "
-                f"freshness {a['freshness']}, "
-                f"throughput {a['throughput_rps']:.0f} req/s, server CPU {a['server_cpu_ms_per_request']:.3f} ms/req, "
-                f"load {a['loadavg_1m_before']:.2f}"
-            )
-            if phase == "open":
-                s = a["latency_from_intended_send"]
+            for a in rounds:
                 print(
-                    f"  {'':14}{'latency from intended send':28} p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f}  "
-                    f"p99 {s['p99_ms']:.3f}  max {s['max_ms']:.3f}  (target p99 <= 10 ms: "
-                    f"{'met' if s['p99_ms'] <= 10 and a['errors'] == 0 else 'NOT met'})"
+                    f"  freshness {mode:3} {what:28} completed {a['completed']}/{a['scheduled']}, "
+                    f"errors {a['errors']} {a['error_types'] or ''}, statuses {a['statuses']}, "
+                    f"degraded {a['degraded']}, freshness {a['freshness']}, "
+                    f"throughput {a['throughput_rps']:.0f} req/s, "
+                    f"server CPU {a['server_cpu_ms_per_request']:.3f} ms/req, "
+                    f"load {a['loadavg_1m_before']:.2f}"
                 )
-    if set(figures) == {"on", "off"}:
+                if phase == "open":
+                    s = a["latency_from_intended_send"]
+                    print(
+                        f"  {'':14}{'latency from intended send':28} p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f}  "
+                        f"p99 {s['p99_ms']:.3f}  max {s['max_ms']:.3f}  (target p99 <= 10 ms: "
+                        f"{'met' if s['p99_ms'] <= 10 and a['errors'] == 0 else 'NOT met'})"
+                    )
+    medians = {
+        mode: {
+            phase: {
+                key: statistics.median(r[key] for r in rounds)
+                for key in ("server_cpu_ms_per_request", "throughput_rps")
+            }
+            for phase, rounds in phases.items()
+        }
+        for mode, phases in figures.items()
+    }
+    report["medians"] = medians
+    for mode, phases in medians.items():
+        for phase, m in phases.items():
+            print(
+                f"  median of {args.rounds} rounds, freshness {mode:3} {phase:6}: "
+                f"server CPU {m['server_cpu_ms_per_request']:.3f} ms/req, throughput {m['throughput_rps']:.0f} req/s"
+            )
+    if set(medians) == {"on", "off"}:
         for phase in ("open", "closed"):
-            on, off = figures["on"][phase], figures["off"][phase]
+            on, off = medians["on"][phase], medians["off"][phase]
             print(
                 f"  on/off {phase:6}: CPU per request "
                 f"x{on['server_cpu_ms_per_request'] / off['server_cpu_ms_per_request']:.2f}, "
@@ -463,7 +528,12 @@ def main() -> None:
     ):
         print(f"  {label:38} p50 {s['p50_ms']:7.3f} ms  p99 {s['p99_ms']:7.3f}  max {s['max_ms']:8.3f}")
     print(f"  load average (1 min) {report['machine']['loadavg_1m_after']:.2f} at the end on {os.cpu_count()} CPUs")
-    unavailable = sum(p["freshness"].get("unavailable", 0) for phases in figures.values() for p in phases.values())
+    unavailable = sum(
+        r["freshness"].get("unavailable", 0)
+        for phases in figures.values()
+        for rounds in phases.values()
+        for r in rounds
+    )
     print(f"  answers with freshness 'unavailable': {unavailable}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
