@@ -237,25 +237,41 @@ def _parallel_run(users: int, workers: int, common: list[str]) -> dict:
 # ---------------------------------------------------------------------------------------------- quality
 
 
-def _ndcg_recall(feed: list[str], relevant: set[str], k: int = 10) -> tuple[float, float]:
-    gains = [1.0 / math.log2(i + 2) for i, item in enumerate(feed[:k]) if item in relevant]
-    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(relevant))))
-    hits = sum(1 for item in feed[:k] if item in relevant)
-    return sum(gains) / ideal, hits / len(relevant)
-
-
 def _arm_scores(feeds: dict, bought: dict[str, dict[str, float]]) -> dict[str, float]:
-    """NDCG@10 and Recall@10 of the feeds against what each user bought in the future window, and the revenue
-    the feed holds: the user's future spend on the feed's top 10 items (what the shop's realised future says
-    the feed was worth), averaged over the users evaluated."""
-    users = [u for u in bought if feeds.get(u) is not None]
-    pairs = [_ndcg_recall(feeds[u].item_ids, set(bought[u])) for u in users]
-    revenue = [sum(bought[u].get(i, 0.0) for i in feeds[u].item_ids[:10]) for u in users]
+    """NDCG@10 and Recall@10 of the feeds (user -> Feed or item ids) against what each user bought in the future
+    window, and the revenue the feed holds: the user's future spend on the feed's top 10 items, averaged over the
+    users evaluated (the one tested implementation: ``ltvfeed.training.propensity.evaluate.feed_metrics``)."""
+    from ltvfeed.training.propensity.evaluate import feed_metrics
+
+    lists = {u: (f.item_ids if hasattr(f, "item_ids") else list(f)) for u, f in feeds.items() if f is not None}
+    m = feed_metrics(lists, bought, k=10)
     return {
-        "ndcg@10": round(float(np.mean([p[0] for p in pairs])), 4),
-        "recall@10": round(float(np.mean([p[1] for p in pairs])), 4),
-        "revenue@10": round(float(np.mean(revenue)), 2),
-        "users": len(pairs),
+        "ndcg@10": round(m["ndcg_at_10"], 4),
+        "recall@10": round(m["recall_at_10"], 4),
+        "revenue@10": round(m["revenue_at_10"], 2),
+        "users": m["users"],
+    }
+
+
+def _baseline_arms(dsn: str, as_of: date, bought: dict[str, dict[str, float]]) -> dict[str, dict]:
+    """ "Popular now" and "buy it again" (``ltvfeed.serving.baselines``) for the evaluated users."""
+    from ltvfeed.serving.baselines import buy_again_items, popular_now_items
+    from ltvfeed.serving.generation_inputs import WarehouseInputs
+    from ltvfeed.serving.inputs import Catalogue, UserBatch
+
+    users = sorted(bought)
+    with WarehouseInputs(dsn, as_of) as wh:
+        catalogue = Catalogue.from_frame(wh.catalogue_frame())
+        chunk = wh.user_chunk(users)
+    batch = UserBatch.from_frames(catalogue, chunk.user_ids, purchases=chunk.purchases)
+    ids = catalogue.item_ids
+    popular = [str(i) for i in ids[popular_now_items(catalogue, 10)]]
+    again = buy_again_items(batch, catalogue, 10)
+    return {
+        "baseline: popular now (last 30 days)": _arm_scores({u: popular for u in users}, bought),
+        "baseline: buy it again": _arm_scores(
+            {u: [str(ids[i]) for i in row if i >= 0] for u, row in zip(batch.user_ids, again, strict=True)}, bought
+        ),
     }
 
 
@@ -329,19 +345,18 @@ def quality(n_users: int, n_items: int, days: int, seed: int) -> dict:
             for user, item, amount in future:
                 bought.setdefault(user, {})[item] = amount
             store = feed_store(stack)
-            arms: dict[str, dict] = {}
+            arms: dict[str, dict] = _baseline_arms(stack.warehouse_dsn, as_of, bought)
             default, pure, no_diversity = ScoringWeights(), ScoringWeights(0, 1, 0), ScoringWeights(0.5, 0.5, 0)
-            views_off = DiversityConfig(view_weight=0.0)
-            for source, weights, scale, diversity in (
-                ("category_affinity", default, "user_max", DiversityConfig()),
-                ("category_affinity", pure, "user_max", DiversityConfig()),
-                ("registry", default, "user_max", DiversityConfig()),
-                ("registry", default, "probability", DiversityConfig()),
-                ("registry", default, "user_max", DiversityConfig(view_weight=1.0)),
-                ("registry", default, "user_max", views_off),
-                ("registry", no_diversity, "user_max", DiversityConfig()),
-                ("registry", pure, "user_max", DiversityConfig()),
-            ):
+            mostly_p = ScoringWeights(0.2, 0.8, 0)
+            sources = ["category_affinity"] + (["registry"] if trained.promoted else [])
+            arms_to_run = [
+                (source, weights, "user_max", DiversityConfig())
+                for source in sources
+                for weights in (default, ScoringWeights(0.3, 0.6, 0.1), mostly_p, no_diversity, pure)
+            ]
+            if trained.promoted:
+                arms_to_run.append(("registry", default, "probability", DiversityConfig()))
+            for source, weights, scale, diversity in arms_to_run:
                 t = time.perf_counter()
                 params = GenerationParams(
                     as_of=as_of,
@@ -370,6 +385,8 @@ def quality(n_users: int, n_items: int, days: int, seed: int) -> dict:
                     "version": trained.version,
                     "trained": f"{c1} -> eval {c2}",
                     "metrics": trained.registry_metrics,
+                    "promoted": trained.promoted,
+                    "reason": trained.reason,
                 },
                 "users_served": result["n_users"],
                 "arms": arms,

@@ -123,6 +123,47 @@ def shop():
     return make_shop(n_users=500, n_items=100, seed=5)
 
 
+def test_feed_metrics_by_hand() -> None:
+    from ltvfeed.training.propensity.evaluate import feed_metrics
+
+    feeds = {"a": ["x", "y", "z"], "b": ["q", "x"], "c": ["x"], "d": []}
+    bought = {"a": {"y": 5.0, "w": 1.0}, "b": {"x": 2.0}, "d": {"x": 1.0}, "e": {"x": 9.0}}
+    got = feed_metrics(feeds, bought, k=2)
+    # a: hit at rank 2 of 2 relevant; b: hit at rank 2 of 1; d: nothing served; c, e: no purchase / no feed
+    d2 = 1 / math.log2(3)
+    assert got["users"] == 3
+    assert got["ndcg_at_2"] == pytest.approx((d2 / (1 + d2) + d2 + 0.0) / 3)
+    assert got["recall_at_2"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert got["revenue_at_2"] == pytest.approx((5.0 + 2.0 + 0.0) / 3)
+
+
+def test_buy_again_ranks_the_users_own_purchases_by_count_then_popularity() -> None:
+    from ltvfeed.training.propensity.evaluate import BuyAgainRanker
+
+    ranker = BuyAgainRanker(2, np.array([5.0, 1.0, 9.0, 0.0]), [0, 0, 1], [1, 3, 3], [2, 1, 1])
+    block = ranker.block_scores(np.array([0, 1]))
+    assert np.argsort(-block[0], kind="stable").tolist() == [1, 3, 2, 0]
+    assert np.argsort(-block[1], kind="stable").tolist() == [3, 2, 0, 1]
+    assert ranker.pair_scores(np.array([0, 1]), np.array([1, 1])).tolist() == pytest.approx([2 + 0.1, 0.1])
+
+
+@pytest.mark.parametrize(
+    ("model", "refused_by"),
+    [(0.30, None), (0.25, "buy_again"), (0.20, "buy_again"), (0.10, "buy_again")],
+)
+def test_baseline_veto_refuses_a_model_that_does_not_beat_every_baseline(model, refused_by) -> None:
+    from ltvfeed.training.propensity.evaluate import baseline_veto
+
+    table = pd.DataFrame(
+        {"ndcg_at_10": [model, 0.15, 0.12, 0.25], "auc": [0.9, 0.6, 0.5, 0.7]},
+        index=["model", "popularity", "classic", "buy_again"],
+    )
+    veto = baseline_veto(table, "ndcg_at_10")
+    assert (veto is None) == (refused_by is None)
+    if refused_by:
+        assert f"loses to the {refused_by} baseline" in veto and f"{model:.4f} vs 0.2500" in veto
+
+
 @pytest.fixture(scope="module")
 def trained(shop):
     from ltvfeed.training.propensity.fit import fit_network
@@ -358,7 +399,8 @@ def test_training_run_registers_the_first_champion(shop_stack, trained_v1) -> No
     assert current_champion(shop_stack, "purchase_propensity") == "1"
     assert result.eval_window_complete and result.holdout_id == f"purchases {T2.isoformat()} +{HORIZON}d"
     table = result.metrics
-    assert list(table.index) == ["model", "popularity", "classic"]
+    assert list(table.index) == ["model", "popularity", "classic", "buy_again"]
+    assert (table.loc["model", "ndcg_at_10"] > table.drop(index="model")["ndcg_at_10"]).all()  # the floor held
     assert list(table.columns) == ["auc", "ndcg_at_10", "recall_at_10"]
     assert np.isfinite(table.to_numpy()).all() and ((table >= 0) & (table <= 1)).all().all()
     # what the registry measured on the logged model is what the run measured on the trained one
@@ -373,6 +415,29 @@ def test_training_run_registers_the_first_champion(shop_stack, trained_v1) -> No
     info = mlflow.models.get_model_info(result.model_uri)
     assert info.signature.inputs.input_names() == ["user_id", "item_id"]
     assert info.saved_input_example_info is not None
+
+
+@pytest.mark.integration
+def test_a_first_version_that_loses_to_a_baseline_is_never_champion(shop_stack) -> None:
+    """Untrained (learning rate 0: random embeddings), in a registry of its own: strictly worse than the
+    baselines, so refused although no champion exists."""
+    from ltvfeed.db import drop_database, ensure_database
+    from ltvfeed.training.propensity import train_propensity
+    from ltvfeed.training.registry import current_champion
+
+    mlflow_db = f"{shop_stack.settings.mlflow_db}_floor"
+    ensure_database(shop_stack.pg_dsn, mlflow_db)
+    s = dataclasses.replace(shop_stack, settings=shop_stack.settings.model_copy(update={"mlflow_db": mlflow_db}))
+    try:
+        untrained = dataclasses.replace(INTEGRATION_CFG, learning_rate=0.0, max_epochs=1)
+        result = train_propensity(s, T1, T2, HORIZON, untrained)
+        best = result.metrics.drop(index="model")["ndcg_at_10"].max()
+        assert result.metrics.loc["model", "ndcg_at_10"] < best
+        assert result.version == "1" and not result.promoted, result.reason
+        assert "loses to the" in result.reason and "baseline" in result.reason
+        assert current_champion(s, "purchase_propensity") is None
+    finally:
+        drop_database(shop_stack.pg_dsn, mlflow_db)
 
 
 @pytest.mark.integration
@@ -531,10 +596,13 @@ def test_propensity_retrain_dag_end_to_end(shop_stack, trained_v1) -> None:
 
     parse(shop_stack.env())  # ltv_pipeline, in the same DAG folder, renders its dbt graph from the manifest
     before = {v.version for v in list_versions(shop_stack, "purchase_propensity")}
-    test_dag(shop_stack, "propensity_retrain", END, conf={"max_epochs": 5})
+    champion = current_champion(shop_stack, "purchase_propensity")
+    # learning rate 0: an untrained challenger, strictly worse than the baselines and the champion
+    test_dag(shop_stack, "propensity_retrain", END, conf={"max_epochs": 2, "learning_rate": 0.0})
     versions = {v.version: v for v in list_versions(shop_stack, "purchase_propensity")}
     (new,) = set(versions) - before
-    assert versions[new].decision in {"promoted", "refused"}
+    assert versions[new].decision == "refused"
+    assert current_champion(shop_stack, "purchase_propensity") == champion
     assert current_champion(shop_stack, "purchase_propensity") is not None
     from ltvfeed.training.tracking import configure_mlflow
 

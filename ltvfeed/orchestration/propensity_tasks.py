@@ -100,7 +100,8 @@ def train_and_register(settings: Settings, prepared: Mapping[str, Any], params: 
     from ltvfeed.training.propensity.config import PropensityConfig
     from ltvfeed.training.propensity.train import train_propensity
 
-    cfg = PropensityConfig(seed=int(params.get("seed") or 0), max_epochs=int(params.get("max_epochs") or 40))
+    tuning = {"learning_rate": float(params["learning_rate"])} if params.get("learning_rate") is not None else {}
+    cfg = PropensityConfig(seed=int(params.get("seed") or 0), max_epochs=int(params.get("max_epochs") or 40), **tuning)
     result = train_propensity(
         up(settings),
         date.fromisoformat(prepared["cutoff"]),

@@ -107,6 +107,22 @@ def purchases(dsn: str, start: date, end: date) -> pd.DataFrame:
     )
 
 
+def purchase_counts(dsn: str, start: date, end: date) -> pd.DataFrame:
+    """(user_id, item_id, times): orders containing the item per user in [start, end) 00:00 UTC."""
+    return _frame(
+        dsn,
+        """
+        select trim(o.user_id) as user_id, trim(oi.item_id) as item_id, count(distinct o.order_id) as times
+        from raw.orders as o
+        join raw.order_items as oi on trim(oi.order_id) = trim(o.order_id)
+        where o.ordered_at >= %s and o.ordered_at < %s
+        group by 1, 2
+        order by 1, 2
+        """,
+        (cutoff_instant(start), cutoff_instant(end)),
+    )
+
+
 def _require_snapshot(dsn: str, table: str, as_of: date) -> None:
     found = _frame(dsn, f"select exists (select 1 from marts.{table} where as_of = %s) as found", (as_of,))
     if not bool(found["found"].iloc[0]):

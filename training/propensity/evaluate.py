@@ -14,8 +14,10 @@ snapshot at T2, scored with features as of T2. Two views of it:
 AUC depends on the negatives: drawn by popularity, they make popularity itself a weak separator (its AUC sits
 near 0.5-0.7 by design), while NDCG/Recall over the whole item table do not depend on sampling.
 
-Baselines: ``popularity`` (the item's orders in the look-back before T2, the same number for every user) and
-``classic`` (marts.item_performance.commercial_score, the non-personal feed's ranking).
+Baselines: ``popularity`` (the item's orders in the look-back before T2, the same number for every user),
+``classic`` (marts.item_performance.commercial_score, the non-personal feed's ranking) and ``buy_again`` (the
+items the user bought in the look-back, most often bought first, then popularity). They are the floor: a model
+that does not beat the best of them on NDCG@k is never promoted (:func:`baseline_veto`).
 """
 
 from __future__ import annotations
@@ -86,6 +88,34 @@ def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> float:
     if not scored.any():
         return float("nan")
     return float((hits.sum(axis=1)[scored] / n_relevant[scored]).mean())
+
+
+def feed_metrics(
+    feeds: Mapping[str, list[str]], bought: Mapping[str, Mapping[str, float]], k: int = 10
+) -> dict[str, float]:
+    """NDCG@k, Recall@k and revenue@k of served feeds (user -> item ids, best first) against what each user
+    bought afterwards (user -> {item: spend}), over the users who bought and have a feed; revenue@k is the
+    user's later spend on the feed's first k items. The one implementation benches and training share."""
+    users = [u for u in bought if feeds.get(u) is not None and len(bought[u])]
+    vocab: dict[str, int] = {}
+    top = np.full((len(users), k), -1, dtype=np.int64)
+    rel_rows, rel_items, revenue = [], [], np.zeros(len(users))
+    for r, u in enumerate(users):
+        for j, item in enumerate(list(feeds[u])[:k]):
+            top[r, j] = vocab.setdefault(item, len(vocab))
+            revenue[r] += float(bought[u].get(item, 0.0))
+        for item in bought[u]:
+            rel_rows.append(r)
+            rel_items.append(vocab.setdefault(item, len(vocab)))
+    safe = np.where(top >= 0, top, len(vocab))  # padding: an id no user bought
+    hits = hits_at_k(safe, np.array(rel_rows, dtype=np.int64), np.array(rel_items, dtype=np.int64))
+    n_relevant = np.bincount(np.array(rel_rows, dtype=np.int64), minlength=len(users))
+    return {
+        f"ndcg_at_{k}": ndcg_at_k(hits, n_relevant),
+        f"recall_at_{k}": recall_at_k(hits, n_relevant),
+        f"revenue_at_{k}": float(revenue.mean()) if len(users) else float("nan"),
+        "users": len(users),
+    }
 
 
 # --- the holdout ----------------------------------------------------------------------------------------
@@ -178,12 +208,60 @@ def evaluate_ranker(ranker: Ranker, holdout: Holdout) -> dict[str, float]:
     }
 
 
-def baselines(holdout: Holdout) -> dict[str, Ranker]:
+class BuyAgainRanker:
+    """ "Buy it again": the user's own purchase counts (user row, item row, times), popularity breaking ties."""
+
+    def __init__(self, n_users: int, popularity: np.ndarray, user_rows, item_rows, times) -> None:
+        pop = np.nan_to_num(np.asarray(popularity, dtype=np.float64), nan=0.0)
+        self.tie = pop / (pop.max() + 1.0)  # < 1: never outranks one purchase
+        self.n_items = len(pop)
+        keys = np.asarray(user_rows, dtype=np.int64) * self.n_items + np.asarray(item_rows, dtype=np.int64)
+        order = np.argsort(keys)
+        self.keys, self.times = keys[order], np.asarray(times, dtype=np.float64)[order]
+
+    def _times(self, keys: np.ndarray) -> np.ndarray:
+        if not len(self.keys):
+            return np.zeros(keys.shape)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[at] == keys, self.times[at], 0.0)
+
+    def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        keys = np.asarray(user_rows, dtype=np.int64) * self.n_items + np.asarray(item_rows, dtype=np.int64)
+        return self._times(keys) + self.tie[item_rows]
+
+    def block_scores(self, user_rows: np.ndarray) -> np.ndarray:
+        keys = np.asarray(user_rows, dtype=np.int64)[:, None] * self.n_items + np.arange(self.n_items)
+        return self._times(keys) + self.tie
+
+
+def baselines(holdout: Holdout, history: pd.DataFrame | None = None) -> dict[str, Ranker]:
+    """The simple rankers every model is judged beside; ``history`` (user_id, item_id, times: purchases before
+    the holdout's cutoff) adds ``buy_again``."""
     items = holdout.pairs.tables.items
-    return {
+    out: dict[str, Ranker] = {
         "popularity": ItemScoreRanker(items["popularity"].to_numpy()),
         "classic": ItemScoreRanker(items["commercial_score"].to_numpy()),
     }
+    if history is not None:
+        tables = holdout.pairs.tables
+        u = tables.user_index.get_indexer(history["user_id"].astype(str))
+        i = tables.item_index.get_indexer(history["item_id"].astype(str))
+        ok = (u >= 0) & (i >= 0)
+        times = history["times"].to_numpy(dtype=np.float64) if "times" in history else np.ones(len(history))
+        out["buy_again"] = BuyAgainRanker(len(tables.users), items["popularity"].to_numpy(), u[ok], i[ok], times[ok])
+    return out
+
+
+def baseline_veto(table: pd.DataFrame, metric: str, model_row: str = "model") -> str | None:
+    """Why the model must not be promoted (it does not strictly beat the best baseline on ``metric``), or None."""
+    others = table.drop(index=model_row)[metric].dropna()
+    if others.empty:
+        return None
+    best = str(others.idxmax())
+    mine = float(table.loc[model_row, metric])
+    if mine > float(others[best]):
+        return None
+    return f"loses to the {best} baseline on the out-of-time holdout ({metric} {mine:.4f} vs {float(others[best]):.4f})"
 
 
 def compare(holdout: Holdout, rankers: Mapping[str, Ranker]) -> pd.DataFrame:

@@ -40,7 +40,7 @@ class TrainResult:
     version: str  # registered version of purchase_propensity
     promoted: bool
     reason: str  # the promotion decision, as recorded on the version
-    metrics: pd.DataFrame  # rows model / popularity / classic; columns auc, ndcg_at_k, recall_at_k
+    metrics: pd.DataFrame  # rows model / popularity / classic / buy_again; columns auc, ndcg_at_k, recall_at_k
     registry_metrics: dict[str, float]  # what register_and_promote measured for this version (model row)
     champion_metrics: dict[str, float] | None  # the previous champion on the same holdout, if there was one
     holdout_id: str
@@ -105,8 +105,15 @@ def train_propensity(
     """Train on ``cutoff``, evaluate on ``eval_cutoff`` against the baselines, log everything to MLflow
     (experiment ``purchase_propensity``), register the model as ``purchase_propensity`` and promote it to
     champion if it beats the current one on the same holdout."""
-    from ltvfeed.training.propensity.data import data_end, load_tables, window_pairs
-    from ltvfeed.training.propensity.evaluate import ScorerRanker, baselines, compare, flat_metrics, make_holdout
+    from ltvfeed.training.propensity.data import data_end, load_tables, purchase_counts, window_pairs
+    from ltvfeed.training.propensity.evaluate import (
+        ScorerRanker,
+        baseline_veto,
+        baselines,
+        compare,
+        flat_metrics,
+        make_holdout,
+    )
     from ltvfeed.training.propensity.fit import fit_network
     from ltvfeed.training.propensity.registry import LTV_FEATURES_PARAM, log_scorer
     from ltvfeed.training.propensity.scorer import PropensityScorer
@@ -132,7 +139,9 @@ def train_propensity(
         "ltv_features": [c for c in network.user_encoder.columns if c.startswith("ltv_")],
     }
     scorer = PropensityScorer(network, eval_tables.users, eval_tables.items, metadata)
-    table = compare(holdout, {"model": ScorerRanker(scorer), **baselines(holdout)})
+    history = purchase_counts(stack.warehouse_dsn, eval_cutoff - timedelta(days=cfg.popularity_days), eval_cutoff)
+    table = compare(holdout, {"model": ScorerRanker(scorer), **baselines(holdout, history)})
+    veto = baseline_veto(table, f"ndcg_at_{cfg.eval_k}")
 
     import mlflow
 
@@ -178,6 +187,7 @@ def train_propensity(
             lambda model: evaluate_pyfunc(model, eval_tables, holdout),
             promotion,
             data_through=eval_cutoff + timedelta(days=horizon_days),
+            veto=veto,
         )
     return TrainResult(
         run_id=run.info.run_id,
