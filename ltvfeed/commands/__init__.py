@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "feeds",
     "propensity",
     "collect",
+    "experiments",
 )
 
 

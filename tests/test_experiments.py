@@ -1,0 +1,221 @@
+"""Experiment read-out (analysis and HTML report) on planted effects, and the registry on the real servers."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ltvfeed.errors import UserError
+from ltvfeed.experiments.analysis import analyse
+from ltvfeed.experiments.report import cumulative_lifts, render_html
+
+
+def _users(
+    n_control: int, n_treatment: int, *, conversion_lift: float = 0.0, revenue_factor: float = 1.0, seed: int = 0
+) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for arm, n, lift, factor in (
+        ("control", n_control, 0.0, 1.0),
+        ("treatment", n_treatment, conversion_lift, revenue_factor),
+    ):
+        pre = rng.gamma(2.0, 20.0, n)
+        exposures = rng.integers(1, 20, n)
+        clicks = rng.binomial(exposures, 0.1)
+        converted = rng.random(n) < 0.2 + lift
+        orders = np.where(converted, rng.integers(1, 4, n), 0)
+        revenue = np.where(converted, factor * (0.6 * pre + rng.gamma(2.0, 15.0, n)), 0.0)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "arm": arm,
+                    "user_id": [f"{arm[0]}{i}" for i in range(n)],
+                    "exposures": exposures,
+                    "clicks": clicks,
+                    "converted": converted.astype(float),
+                    "orders": orders,
+                    "revenue": revenue,
+                    "pre_revenue": pre,
+                    "long_window_revenue": revenue * 3,
+                    "predicted_ltv_first": pre * 2,
+                    "predicted_ltv_last": revenue * 3.3,
+                    "first_exposed_on": [date(2026, 11, 1) + timedelta(days=int(d)) for d in rng.integers(0, 14, n)],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _analyse(users: pd.DataFrame, **kw):
+    return analyse(
+        users,
+        control="control",
+        weights={"control": 1, "treatment": 1},
+        primary="conversion_rate",
+        secondary=["ctr", "average_order_value"],
+        guardrails=["revenue_per_user"],
+        **kw,
+    )
+
+
+def test_planted_win_is_found_and_aa_is_not() -> None:
+    win = _analyse(_users(6000, 6000, conversion_lift=0.03))
+    assert win.verdict.startswith("treatment wins")
+    primary = next(r for r in win.results if r.metric == "conversion_rate")
+    assert primary.effect.relative_ci[0] < 0.15 < primary.effect.relative_ci[1]  # true lift 0.03 / 0.2
+    aa = _analyse(_users(6000, 6000, seed=1))
+    assert aa.verdict == "no significant difference on the primary metric yet"
+
+
+def test_srm_blocks_the_verdict() -> None:
+    analysis = _analyse(_users(5200, 4800, conversion_lift=0.05))
+    assert analysis.srm.mismatch
+    assert analysis.verdict.startswith("no verdict: sample ratio mismatch")
+
+
+def test_guardrail_fails_when_revenue_drops() -> None:
+    analysis = _analyse(_users(6000, 6000, revenue_factor=0.7, seed=2))
+    guard = next(r for r in analysis.results if r.metric == "revenue_per_user")
+    assert guard.guardrail == "fail"
+    assert analysis.verdict.startswith("guardrail failed")
+
+
+def test_cuped_narrows_revenue_interval_and_sequential_widens_it() -> None:
+    users = _users(5000, 5000, seed=3)
+    seq = {r.metric: r.effect for r in _analyse(users).results}
+    fixed = {r.metric: r.effect for r in _analyse(users, sequential=False).results}
+    width = lambda e: e.absolute_ci[1] - e.absolute_ci[0]  # noqa: E731
+    assert width(seq["revenue_per_user"]) > width(fixed["revenue_per_user"])
+    from ltvfeed.experiments import stats
+
+    c, t = users[users.arm == "control"], users[users.arm == "treatment"]
+    plain = stats.difference(stats.SampleStats.of(c.revenue), stats.SampleStats.of(t.revenue))
+    corr = np.corrcoef(users.revenue, users.pre_revenue)[0, 1]
+    assert width(fixed["revenue_per_user"]) / width(plain) == pytest.approx(np.sqrt(1 - corr**2), rel=0.02)
+    assert width(fixed["revenue_per_user"]) < width(plain)
+
+
+def test_holm_adjusted_p_values_are_not_smaller() -> None:
+    for r in _analyse(_users(3000, 3000, seed=4)).results:
+        assert r.adjusted_p >= r.effect.p_value - 1e-12
+
+
+def test_missing_columns_are_named() -> None:
+    with pytest.raises(ValueError, match="lack columns: clicks"):
+        _analyse(_users(100, 100).drop(columns=["clicks"]))
+
+
+def test_ltv_surrogate_and_confirmation() -> None:
+    users = _users(4000, 4000, revenue_factor=1.2, seed=5)
+    s = _analyse(users).surrogate["treatment"]
+    assert s["predicted_lift"] == pytest.approx(s["realised_lift"], rel=0.05)  # last prediction ∝ revenue here
+    assert s["confirmed"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_report_is_self_contained_html_with_every_part() -> None:
+    users = _users(3000, 3000, conversion_lift=0.04, seed=6)
+    analysis = _analyse(users)
+    lifts = cumulative_lifts(users, _analyse, "conversion_rate")
+    assert len(lifts) == 14 and (lifts["low"] <= lifts["lift"]).all()
+    page = render_html("feed-v1", analysis, lifts, as_of=date(2026, 11, 15))
+    assert 'id="verdict"' in page and 'id="srm"' in page and 'id="ltv"' in page
+    assert page.count("data:image/png;base64,") == 2
+    assert not re.search(r"(src|href)=\"https?://", page)
+    assert "<script" not in page
+
+
+# -- registry (real PostgreSQL + Redis) --------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_registry_life_cycle_ramp_and_overlap(stack, warehouse_dsn: str) -> None:
+    import redis
+
+    from ltvfeed.experiments import registry
+    from ltvfeed.experiments.assignment import assign
+
+    arms = [
+        registry.FeedArm(name="control", weight=1, feed="classic"),
+        registry.FeedArm(name="treatment", weight=1, feed="personalised"),
+    ]
+    first = registry.Experiment(name="feed-v1", salt="s1", arms=arms, traffic_share=0.1)
+    registry.create(warehouse_dsn, first)
+    with pytest.raises(UserError, match="already exists"):
+        registry.create(warehouse_dsn, first)
+    registry.start(warehouse_dsn, "feed-v1")
+    with pytest.raises(UserError, match="only a draft"):
+        registry.start(warehouse_dsn, "feed-v1")
+    started = registry.get(warehouse_dsn, "feed-v1").experiment
+    before = {f"u{i}": assign(started, f"u{i}") for i in range(5000)}
+    registry.ramp(warehouse_dsn, "feed-v1", 0.5)
+    ramped = registry.get(warehouse_dsn, "feed-v1").experiment
+    assert all(assign(ramped, u) == a for u, a in before.items() if a is not None)
+    with pytest.raises(UserError, match="lowering traffic"):
+        registry.ramp(warehouse_dsn, "feed-v1", 0.2)
+    second = registry.Experiment(name="feed-v2", salt="s2", arms=arms)
+    registry.create(warehouse_dsn, second)
+    with pytest.raises(UserError, match="overlaps running experiment 'feed-v1'"):
+        registry.start(warehouse_dsn, "feed-v2")
+    client = redis.Redis.from_url(stack.redis_url)
+    prefix = f"{stack.settings.redis_prefix}exp_{warehouse_dsn[-6:]}:"
+    try:
+        assert registry.publish_running(warehouse_dsn, client, prefix) == 1
+        assert [e.name for e in registry.load_running(client, prefix)] == ["feed-v1"]
+        registry.stop(warehouse_dsn, "feed-v1")
+        assert registry.publish_running(warehouse_dsn, client, prefix) == 0
+    finally:
+        client.delete(f"{prefix}{registry.RUNNING_KEY}")
+    with pytest.raises(UserError, match="no experiment"):
+        registry.get(warehouse_dsn, "nope")
+    with pytest.raises(ValueError, match="unknown metric"):
+        registry.Experiment(name="x", salt="s", arms=arms, primary_metric="clicks_per_hour")
+
+
+@pytest.mark.integration
+def test_cli_create_start_report(stack, tmp_path) -> None:
+    """The command line as a user drives it, in its own processes, on its own warehouse database."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from ltvfeed.db import drop_database
+
+    db = f"ltvfeed_test_expcli_{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        **stack.env(),
+        "LTVFEED_WAREHOUSE_DB": db,
+        "LTVFEED_STATE_DIR": str(tmp_path),
+        "LTVFEED_REDIS_PREFIX": f"expcli_{uuid.uuid4().hex[:6]}:",
+    }
+
+    def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        out = subprocess.run([sys.executable, "-m", "ltvfeed.cli", *args], env=env, capture_output=True, text=True)
+        assert (out.returncode == 0) == ok, out.stdout + out.stderr
+        return out
+
+    metrics = tmp_path / "metrics.csv"
+    _users(3000, 3000, conversion_lift=0.05, seed=7).to_csv(metrics, index=False)
+    try:
+        cli("experiments", "create", "feed-v1", "--traffic", "0.2")
+        bad = cli("experiments", "create", "x", "--arms", "a:weird=1,b:classic=1", ok=False)
+        assert "feed must be one of" in bad.stderr and "Traceback" not in bad.stderr
+        assert "running experiment(s) published" in cli("experiments", "start", "feed-v1").stdout
+        assert "traffic 50%" in cli("experiments", "ramp", "feed-v1", "--traffic", "0.5").stdout
+        assert "lowering traffic" in cli("experiments", "ramp", "feed-v1", "--traffic", "0.1", ok=False).stderr
+        report = cli("experiments", "report", "feed-v1", "--metrics", str(metrics))
+        assert report.stdout.startswith("treatment wins")
+        assert (tmp_path / "experiments" / "feed-v1.html").read_text().count("data:image/png") == 2
+        assert "running" in cli("experiments", "list").stdout
+    finally:
+        import redis
+
+        client = redis.Redis.from_url(stack.redis_url)
+        for key in client.scan_iter(match=f"{env['LTVFEED_REDIS_PREFIX']}*"):
+            client.delete(key)
+        drop_database(stack.pg_dsn, db)
