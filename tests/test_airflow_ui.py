@@ -89,7 +89,7 @@ def airflow_ui(stack, run_id, tmp_path_factory):
         while "Airflow UI:" not in out.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
             time.sleep(1)
-        passwords = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+        passwords = s.airflow_home / "simple_auth_manager_passwords.json.generated"
         yield f"http://127.0.0.1:{port}", json.loads(passwords.read_text())["admin"], proc, settings
     finally:
         if proc.poll() is None:
