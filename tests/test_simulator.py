@@ -304,7 +304,6 @@ def test_ground_truth_loads_idempotently(shop, tmp_path, warehouse_dsn):
 
 @pytest.mark.integration
 def test_load_into_warehouse_through_the_ingest(shop, tmp_path, warehouse_dsn):
-    pytest.importorskip("ltvfeed.ingest", reason="the ingest module is not built yet")
     import psycopg
 
     from ltvfeed.simulator.load import load_into_warehouse
