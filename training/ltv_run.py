@@ -6,12 +6,14 @@ Reproducible: the rows come sorted from the warehouse, the network is seeded (``
 baselines are deterministic, so the same plan on the same data gives the same model and metrics; the run's
 parameters hold the plan (cutoffs, horizon, window) and the training configuration.
 
-Recorded per run: parameters; holdout metrics of the network (``normalized_gini``, ``spearman``, ...) and of each
-baseline (``baseline.<name>.<metric>``); ``decile_mape_noise_{p05,median,p95}``, the decile MAPE a perfectly
-specified model would score on the same holdout from the noise of one future alone; the loss curve; gain, decile
+Recorded per run: parameters; holdout metrics of the network (``normalized_gini``, ``spearman``, the calibration
+bar ``vwde``, ``total_error``, ``decile_mape_valued``, ...) and of each baseline (``baseline.<name>.<metric>``);
+``decile_mape_noise_{p05,median,p95}``, the decile MAPE a perfectly specified model would score on the same
+holdout from the noise of one future alone; the loss curve; gain, decile
 and calibration charts; the metrics and decile tables; the model as a pyfunc (signature + input example). The
 promotion decision and its reason are tags on the run and the model version (see
-:mod:`ltvfeed.training.registry`).
+:mod:`ltvfeed.training.registry`); a network worse than a baseline on the holdout (:class:`BaselineGate`) is never
+promoted, not even as the first version.
 """
 
 from __future__ import annotations
@@ -58,6 +60,35 @@ NAIVE = "naive"
 
 
 @dataclass(frozen=True)
+class BaselineGate:
+    """The network must not be worse than the best classic model (naive, BG/NBD + Gamma-Gamma) on its own
+    out-of-time holdout, on each of these metrics, to become champion; the first version included."""
+
+    higher_is_better: tuple[str, ...] = ("normalized_gini", "spearman")
+    lower_is_better: tuple[str, ...] = ("vwde",)
+    tolerance: float = 0.0  # how much worse than the best baseline still passes
+
+
+def baseline_veto(metrics: pd.DataFrame, gate: BaselineGate, network: str = NETWORK) -> str | None:
+    """Why the network (row ``network`` of ``metrics``) is worse than a baseline (the other rows), or None."""
+    baselines = metrics.drop(index=network)
+    if baselines.empty:
+        return None
+    net = metrics.loc[network]
+    worse = []
+    for metric, higher in [*((m, True) for m in gate.higher_is_better), *((m, False) for m in gate.lower_is_better)]:
+        column = baselines[metric].dropna()
+        if column.empty:
+            continue
+        best_name = column.idxmax() if higher else column.idxmin()
+        best, ours = float(column[best_name]), float(net[metric])
+        behind = (best - ours) if higher else (ours - best)
+        if not math.isfinite(ours) or behind > gate.tolerance:
+            worse.append(f"{metric} {ours:.4f} vs {best_name} {best:.4f}")
+    return f"worse than a baseline on the holdout ({'; '.join(worse)})" if worse else None
+
+
+@dataclass(frozen=True)
 class LtvRunConfig:
     """How to train (the plan says on what). ``exclude_features`` drops inputs of the ``ltv_model`` service."""
 
@@ -66,6 +97,7 @@ class LtvRunConfig:
     model_name: str = MODEL_NAME
     experiment: str = EXPERIMENT
     promotion: PromotionConfig | None = None  # None: PromotionConfig() (LTVFEED_PROMOTION_* environment)
+    baseline_gate: BaselineGate = field(default_factory=BaselineGate)
 
 
 @dataclass
@@ -101,6 +133,8 @@ class LtvRunResult:
             "normalized_gini": _json_float(net["normalized_gini"]),
             "spearman": _json_float(net["spearman"]),
             "decile_mape": _json_float(net["decile_mape"]),
+            "vwde": _json_float(net["vwde"]),
+            "total_error": _json_float(net["total_error"]),
         }
 
 
@@ -274,6 +308,7 @@ def _record_run(
             pyfunc_evaluator(holdout, full_schema),
             config.promotion,
             data_through=plan.holdout_cutoff + timedelta(days=plan.horizon_days),
+            veto=baseline_veto(metrics, config.baseline_gate),
         )
         decision = outcome.decision
         mlflow.set_tags({"ltv.version": outcome.version, "ltv.promoted": str(decision.promoted)})

@@ -323,11 +323,13 @@ def decide_promotion(
     challenger_metrics: Mapping[str, float],
     champion_metrics: Mapping[str, float] | None,
     cfg: PromotionConfig | None = None,
+    veto: str | None = None,
 ) -> PromotionDecision:
     """Decide whether the challenger replaces the champion, record why, and apply it.
 
     ``champion_metrics`` are the current champion's metrics on the same holdout as ``challenger_metrics``
-    (load it with :func:`load_champion`); None only when the model has no champion yet.
+    (load it with :func:`load_champion`); None only when the model has no champion yet. ``veto``: why the
+    challenger must not become champion whatever the comparison says (e.g. worse than a baseline), or None.
     """
     cfg = cfg or PromotionConfig()
     client = configure_mlflow(stack)
@@ -347,6 +349,8 @@ def decide_promotion(
     decision = compare_to_champion(challenger_metrics, champion_metrics, cfg)
     if older is not None and decision.promoted:
         decision = PromotionDecision(False, f"refused: {older}; it scored: {decision.reason}")
+    if veto is not None and decision.promoted:
+        decision = PromotionDecision(False, f"refused: {veto}; it scored: {decision.reason}")
     decision = PromotionDecision(decision.promoted, decision.reason, champion)
     _record(
         client,
@@ -383,11 +387,12 @@ def register_and_promote(
     evaluate: Callable[[PyFuncModel], Mapping[str, float]],
     cfg: PromotionConfig | None = None,
     data_through: date | None = None,
+    veto: str | None = None,
 ) -> PromotionOutcome:
     """The whole step for a training run: evaluate challenger and champion with the same ``evaluate``.
 
     ``evaluate`` scores a loaded pyfunc model on one holdout (the one named ``holdout_id``); applying the same
-    function to both models is what makes the comparison fair.
+    function to both models is what makes the comparison fair. ``veto``: see :func:`decide_promotion`.
     """
     import mlflow
 
@@ -397,7 +402,7 @@ def register_and_promote(
     champion_metrics = None
     if current_champion(stack, model_name) is not None:
         champion_metrics = {k: float(v) for k, v in evaluate(load_champion(stack, model_name)).items()}
-    decision = decide_promotion(stack, model_name, version, challenger_metrics, champion_metrics, cfg)
+    decision = decide_promotion(stack, model_name, version, challenger_metrics, champion_metrics, cfg, veto)
     return PromotionOutcome(version, decision, challenger_metrics, champion_metrics)
 
 
