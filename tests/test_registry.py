@@ -379,3 +379,51 @@ def test_cli_list_promote_rollback(mlflow_stack, holdout, monkeypatch):
         assert isinstance(missing.exception, UserError)
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.integration
+def test_a_change_of_champion_says_what_apps_still_read(mlflow_stack, holdout, monkeypatch):
+    """Scores of the old champion in the predictions table (what the online store serves) are detected as stale
+    once the alias moves - by promote/rollback, or by hand - and the CLI names the command that re-scores."""
+    from datetime import date
+
+    import psycopg
+    from typer.testing import CliRunner
+
+    from ltvfeed.cli import app
+    from ltvfeed.settings import get_settings
+    from ltvfeed.training.ltv_scoring import OUTPUT_COLUMNS, PREDICTIONS_TABLE, served_scoring, write_predictions
+
+    model = f"ltv_served_{uuid.uuid4().hex[:6]}"
+    first = register_and_promote(mlflow_stack, _log(BETTER), model, "h1", _evaluator(holdout))
+    second = register_and_promote(mlflow_stack, _log(WEAK), model, "h1", _evaluator(holdout))
+    assert not second.decision.promoted
+    as_of = date(2024, 5, 1)
+    scores = pd.DataFrame({c: [1.0, 2.0] for c in OUTPUT_COLUMNS})
+    dsn = mlflow_stack.warehouse_dsn
+    write_predictions(dsn, as_of, 30, model, first.version, np.array(["a", "b"]), scores)
+    try:
+        served = served_scoring(mlflow_stack, model)
+        assert (served.as_of, served.version, served.champion, served.stale) == (as_of, "1", "1", False)
+        configure_mlflow(mlflow_stack).set_registered_model_alias(model, CHAMPION, second.version)  # by hand
+        served = served_scoring(mlflow_stack, model)
+        assert served.stale and served.command == f"ltvfeed ltv score --as-of {as_of}"
+
+        for key, value in mlflow_stack.env().items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        runner = CliRunner()
+        listed = runner.invoke(app, ["models", "list", model])
+        assert listed.exit_code == 0 and f"apps read v1's scores of snapshot {as_of}" in listed.output
+        back = runner.invoke(app, ["models", "rollback", model])
+        assert back.exit_code == 0, back.output
+        assert f"apps already read v1's scores of snapshot {as_of}" in back.output
+        forced = runner.invoke(app, ["models", "promote", model, second.version, "--reason", "test", "--no-rescore"])
+        assert forced.exit_code == 0, forced.output
+        assert f"but the champion is v{second.version}; re-score with `ltvfeed ltv score --as-of {as_of}`" in (
+            forced.output
+        )
+    finally:
+        get_settings.cache_clear()
+        with psycopg.connect(dsn) as conn:
+            conn.execute(f"delete from {PREDICTIONS_TABLE} where model_name = %s", (model,))

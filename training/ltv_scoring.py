@@ -211,3 +211,60 @@ def materialize_predictions(stack: Stack, as_of: date, *, store: Any = None) -> 
     start = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
     materialize(stack, start, newest[0], views=[ONLINE_VIEW], store=store)
     return {"as_of": as_of.isoformat(), "view": ONLINE_VIEW, "rows": int(newest[1]), "until": newest[0].isoformat()}
+
+
+@dataclass(frozen=True)
+class ServedScoring:
+    """Which version's scores apps read, against the version that holds ``champion`` now. The newest scoring
+    of the newest scored snapshot is what point-in-time joins and the online store (view ``user_ltv``) serve."""
+
+    model_name: str
+    as_of: date | None  # newest snapshot scored by this model; None: never scored
+    version: str | None  # the version whose scoring of it is served
+    champion: str | None
+
+    @property
+    def stale(self) -> bool:
+        """The champion moved (promotion, rollback, or by hand in the MLflow UI) since the served scoring."""
+        return self.as_of is not None and self.champion is not None and self.version != self.champion
+
+    @property
+    def command(self) -> str:
+        """What re-scores the served snapshot with the champion and loads it into Redis."""
+        return f"ltvfeed ltv score --as-of {self.as_of}"
+
+    def warning(self) -> str:
+        return (
+            f"{self.model_name}: apps read v{self.version}'s scores of snapshot {self.as_of}, but the champion is "
+            f"v{self.champion}; re-score with `{self.command}`"
+        )
+
+
+def served_scoring(stack: Stack, model_name: str = MODEL_NAME) -> ServedScoring:
+    """The scoring apps read now (see :class:`ServedScoring`) and the current champion."""
+    import psycopg
+
+    from ltvfeed.training.registry import current_champion
+
+    with psycopg.connect(stack.warehouse_dsn) as conn:
+        row = conn.execute(
+            f"select as_of, model_version from {PREDICTIONS_TABLE} where model_name = %s "
+            "order by as_of desc, feature_timestamp desc, scored_at desc limit 1",
+            (model_name,),
+        ).fetchone()
+    as_of, version = row if row else (None, None)
+    return ServedScoring(model_name, as_of, version, current_champion(stack, model_name))
+
+
+def republish_champion(
+    stack: Stack, model_name: str = MODEL_NAME, *, echo: Callable[[str], None] | None = None
+) -> ScoreResult | None:
+    """After the champion moved: re-score the served snapshot with the champion and load it into Redis, so
+    that what apps read follows the alias. None when the served scoring already is the champion's."""
+    served = served_scoring(stack, model_name)
+    if not served.stale:
+        return None
+    assert served.as_of is not None
+    result = score_snapshot(stack, served.as_of, model_name, echo=echo)
+    materialize_predictions(stack, served.as_of)
+    return result

@@ -40,6 +40,11 @@ def list_cmd(
             shown = ", ".join(f"{alias}=v{version}" for alias, version in sorted(aliases.items())) or "no aliases"
             typer.echo(f"{model:24} {shown}")
         return
+    from ltvfeed.training.ltv_scoring import served_scoring
+
+    served = served_scoring(stack, name)
+    if served.stale:  # e.g. the alias moved in the MLflow UI
+        typer.secho(f"warning: {served.warning()}", fg="yellow", err=True)
     for v in list_versions(stack, name):
         aliases = ",".join(v.aliases) or "-"
         typer.echo(
@@ -50,33 +55,66 @@ def list_cmd(
             typer.echo(f"       {v.reason}")
 
 
+_RESCORE = typer.Option(
+    True,
+    "--rescore/--no-rescore",
+    help="ltv: re-score the snapshot apps read with the new champion and load it into Redis (else say what to run).",
+)
+
+
+def _publish(stack, name: str, rescore: bool) -> None:
+    """Make a change of champion reach what apps read, or say exactly what does."""
+    from ltvfeed.serving.propensity_sources import PROPENSITY_MODEL
+    from ltvfeed.training.ltv_scoring import republish_champion, served_scoring
+
+    served = served_scoring(stack, name)
+    if served.as_of is not None:  # a model whose scores are in marts.user_ltv_predictions and Redis
+        if not served.stale:
+            typer.echo(f"apps already read v{served.version}'s scores of snapshot {served.as_of}")
+        elif rescore:
+            result = republish_champion(stack, name, echo=typer.echo)
+            assert result is not None
+            typer.echo(f"apps now read v{result.version}'s scores of snapshot {result.as_of} ({result.rows} users)")
+        else:
+            typer.echo(served.warning())
+        return
+    if name == PROPENSITY_MODEL:  # feeds in Redis were ranked by the previous champion
+        typer.echo("feeds in Redis were ranked by the previous champion: regenerate them with `ltvfeed feeds generate`")
+        return
+    typer.echo(f"nothing ltvfeed publishes was made by {name!r}; the new champion is used from its next run")
+
+
 @models_app.command("promote")
 def promote_cmd(
     name: str = typer.Argument(..., help="Model name"),
     version: str = typer.Argument(..., help="Version to make champion"),
     reason: str = typer.Option("promoted by hand with ltvfeed models promote", help="Why (recorded as a tag)"),
+    rescore: bool = _RESCORE,
 ) -> None:
-    """Make VERSION the champion now, whatever its metrics (recorded as a promotion by hand)."""
+    """Make VERSION the champion now, whatever its metrics (recorded as a promotion by hand), and republish."""
     from ltvfeed.training.registry import current_champion, promote
 
     stack = _stack()
     before = current_champion(stack, name)
     promote(stack, name, version, reason)
     typer.echo(f"{name}: champion v{before or '-'} -> v{version}")
+    _publish(stack, name, rescore)
 
 
 @models_app.command("rollback")
 def rollback_cmd(
     name: str = typer.Argument(..., help="Model name"),
     reason: str = typer.Option(None, help="Why (recorded as a tag)"),
+    rescore: bool = _RESCORE,
 ) -> None:
-    """Give the champion alias back to the previous champion."""
+    """Give the champion alias back to the previous champion, and republish what apps read."""
     from ltvfeed.training.registry import current_champion, rollback
 
     stack = _stack()
     before = current_champion(stack, name)
     after = rollback(stack, name, reason)
     typer.echo(f"{name}: champion v{before} -> v{after}")
+    _publish(stack, name, rescore)
 
 
 @mlflow_app.command("ui")

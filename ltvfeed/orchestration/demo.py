@@ -114,17 +114,23 @@ Where to look:
 def _show_feed(settings: Settings, stack) -> None:
     """One personal feed as the API would serve it, read back from the committed generation in Redis."""
     from ltvfeed.orchestration.feed_tasks import feed_store
+    from ltvfeed.training.ltv_run import MODEL_NAME
+    from ltvfeed.training.registry import current_champion
 
     store = feed_store(stack)
     generation = store.current_generation()
+    champion = current_champion(stack, MODEL_NAME)  # never a rolled-back version's scores
     with connect(stack.warehouse_dsn) as conn:
         row = conn.execute(
-            "select user_id from marts.user_ltv_predictions order by expected_ltv desc, user_id limit 1"
+            "select user_id from marts.user_ltv_predictions where model_name = %s and model_version = %s "
+            "and as_of = (select max(as_of) from marts.user_ltv_predictions where model_name = %s "
+            "and model_version = %s) order by expected_ltv desc, user_id limit 1",
+            (MODEL_NAME, champion, MODEL_NAME, champion),
         ).fetchone()
     feed = store.read_feed(row[0]) if row else None
     if feed is None:
         return
-    typer.echo(f"\nFeed of {row[0]} (the highest predicted LTV), generation {generation}:")
+    typer.echo(f"\nFeed of {row[0]} (the highest predicted LTV by {MODEL_NAME} v{champion}), generation {generation}:")
     for item in feed.items[:5]:
         purchase = "-" if item.purchase is None else f"{item.purchase:.3f}"
         typer.echo(
