@@ -403,6 +403,7 @@ def test_reference_agrees_on_the_first_pick_with_diversity():
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_reference_greedy_loop_agrees_with_vectorised_at_n_10(seed):
+    """select_diverse's whole greedy loop against the reference's, one pick at a time."""
     # mixed-sign embeddings: cosines below 0 (clipped to 0) and above; diversity weighs as much as the rest
     catalogue, users, model, raw, views, bought = random_world(seed, n_items=60, n_users=8)
     assert (raw["emb"] < 0).any() and (raw["emb"] > 0).any()
