@@ -9,6 +9,7 @@ can run on any worker, in any order, and be retried alone (a shard rewrite is id
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import date
@@ -81,6 +82,12 @@ def _ltv_read(stack: Stack, champion: str, as_of: date) -> dict[str, str]:
 
     model = ltv_model_read_by(stack, champion)
     version = ltv_scoring_version(stack.warehouse_dsn, as_of, model) if model else None
+    if model and version:
+        from ltvfeed.training.ltv_scoring import served_scoring
+
+        served = served_scoring(stack, model)  # the LTV alias moved since that scoring: say what re-scores it
+        if served.stale:
+            logging.getLogger(__name__).warning("%s", served.warning())
     return {model: version} if model and version else {}
 
 
