@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -135,7 +136,7 @@ def _browser(tmp_path: Path):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_window_size(1400, 1000)
-    driver.implicitly_wait(30)
+    driver.implicitly_wait(120)  # a loaded 2-core machine renders the UI slowly
     return driver
 
 
@@ -154,6 +155,19 @@ def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_
     from selenium.webdriver.common.keys import Keys
 
     base, password, proc, settings = airflow_ui
+    deadline = time.monotonic() + 600
+    while True:  # the DAG processor has parsed the DAG files
+        try:
+            urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{base}/api/v2/dags/ltv_pipeline", headers={"Authorization": f"Bearer {_token(base, password)}"}
+                ),
+                timeout=30,
+            ).close()
+            break
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404 and time.monotonic() < deadline, exc
+            time.sleep(5)
     driver = _browser(tmp_path)
     try:
         driver.get(f"{base}/auth/login")  # a page of the origin, so that its cookie can be set
@@ -203,6 +217,9 @@ def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_
         driver.get(f"{base}/dags/ltv_pipeline/runs")
         time.sleep(5)
         assert driver.page_source.count("backfill__") >= 3 and "success" in driver.page_source
+    except Exception:
+        driver.save_screenshot(str(tmp_path / "failure.png"))  # what the browser showed
+        raise
     finally:
         driver.quit()
 
