@@ -345,7 +345,7 @@ def quality(n_users: int, n_items: int, days: int, seed: int) -> dict:
             for user, item, amount in future:
                 bought.setdefault(user, {})[item] = amount
             store = feed_store(stack)
-            arms: dict[str, dict] = _baseline_arms(stack.warehouse_dsn, as_of, bought)
+            arms: dict[str, dict] = {}
             default, pure, no_diversity = ScoringWeights(), ScoringWeights(0, 1, 0), ScoringWeights(0.5, 0.5, 0)
             mostly_p = ScoringWeights(0.2, 0.8, 0)
             sources = ["category_affinity"] + (["registry"] if trained.promoted else [])
@@ -374,7 +374,9 @@ def quality(n_users: int, n_items: int, days: int, seed: int) -> dict:
                 timings[f"generation {source} {w} s"] = round(time.perf_counter() - t, 1)
                 feeds = store.read_feeds(sorted(bought))
                 arms[f"personalised, {source}, w={w}"] = _arm_scores(feeds, bought)
-                if "classic" not in arms:
+                if "classic" not in arms:  # the baselines, on the users who have a feed (like every arm)
+                    served = {u: bought[u] for u in bought if feeds.get(u) is not None}
+                    arms = {**_baseline_arms(stack.warehouse_dsn, as_of, served), **arms}
                     classic = store.read_classic()
                     arms["classic"] = _arm_scores({u: classic for u in feeds if feeds[u] is not None}, bought)
             return {
