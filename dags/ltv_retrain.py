@@ -21,7 +21,7 @@ a history too short for any is refused in seconds, naming the params to set):
 4. **batch_score**: every customer of snapshot D through `models:/ltv@champion` (resolved now, so an alias
    moved by hand in the MLflow UI is honoured) into `marts.user_ltv_predictions`;
 5. **materialize_predictions**: the snapshot's predictions into Redis (Feast view `user_ltv`, services
-   `ltv_scores` and `ranking`); publishes the asset `ltvfeed://warehouse/user_ltv_predictions`, which triggers
+   `ltv_scores` and `user_profile`); publishes the asset `ltvfeed://warehouse/user_ltv_predictions`, which triggers
    `propensity_retrain`.
 
 Backfill past cutoffs: `airflow backfill create --dag-id ltv_retrain --from-date ... --to-date ...`.

@@ -229,9 +229,9 @@ user_preferences = FeatureView(
 # - user_category_propensity, keyed by (user, category): one row per pair, as in the mart. Point-in-time
 #   training rows for per-(user, category) models and lookups of single pairs. Online, a pair that drops out
 #   of later snapshots keeps its last value until the view's TTL (the mart only holds pairs with engagement).
-# - user_category_affinity, keyed by user: the whole distribution as two aligned arrays, best first. Feed
-#   scoring needs every category's affinity for a user; this is one online read per user instead of one per
-#   category, and every snapshot rewrites it completely.
+# - user_category_affinity, keyed by user: the whole distribution as two aligned arrays, best first. An app
+#   wanting every category's affinity for a user makes one online read per user instead of one per category,
+#   and every snapshot rewrites it completely.
 
 user_category_propensity = FeatureView(
     name="user_category_propensity",
@@ -324,22 +324,34 @@ item_performance = FeatureView(
 ltv_model = FeatureService(
     name="ltv_model",
     features=[user_rfm, user_engagement, user_search, user_demographics, user_preferences],
-    description="Inputs of the LTV network: every per-customer feature (all keyed by user_id).",
+    description="Inputs of the LTV network: every per-customer feature. Keyed by user_id.",
     tags={"consumer": "training/serving LTV model"},
 )
 
-ranking = FeatureService(
-    name="ranking",
+# Every service is keyed by ONE entity, so that an app reads it with that entity's key alone (Feast's online
+# read and `feast serve` require the join keys of every view in a service). Feed generation does not read these:
+# it scores whole marts snapshots in batch (ltvfeed.serving.generation_inputs); only the feed API's request-time
+# filter reads Feast (service freshness).
+
+user_profile = FeatureService(
+    name="user_profile",
     features=[
         user_category_affinity,
         user_preferences[["favourite_category"]],
         user_rfm[["frequency", "recency_days"]],
         user_ltv[["expected_ltv", "prob_return"]],
-        item_performance[["category", "price", "in_stock", "is_repeat_purchase", "commercial_score"]],
     ],
-    description="What feed scoring reads: the customer's category affinities, order history size and predicted "
-    "long-term value (keyed by user_id), and the catalogue's commercial signals (keyed by item_id).",
-    tags={"consumer": "feed scoring"},
+    description="A customer at a glance for apps (CRM, support tools, a partner's own ranking): category "
+    "affinities, favourite category, order history size and predicted long-term value. Keyed by user_id.",
+    tags={"consumer": "apps reading a customer profile"},
+)
+
+item_catalog = FeatureService(
+    name="item_catalog",
+    features=[item_performance[["category", "price", "in_stock", "is_repeat_purchase", "commercial_score"]]],
+    description="An item's catalogue attributes and commercial signals (commercial_score ranks the "
+    "non-personal feed) for apps. Keyed by item_id.",
+    tags={"consumer": "apps reading item attributes"},
 )
 
 ltv_scores = FeatureService(
@@ -354,6 +366,6 @@ freshness = FeatureService(
     name="freshness",
     features=[user_recent_purchases],
     description="What the feed API reads per request to drop items bought since the served feed generation. "
-    "Not a model input: kept apart from ltv_model and ranking so that training features do not change.",
+    "Not a model input: kept apart from ltv_model so that training features do not change. Keyed by user_id.",
     tags={"consumer": "feed API freshness filter"},
 )

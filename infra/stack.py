@@ -102,6 +102,24 @@ def up(settings: Settings) -> Stack:
     return stack
 
 
+def running(settings: Settings) -> Stack:
+    """Where the stack runs now, starting, creating and checking nothing: for quick read-only commands
+    (``ltvfeed features get``), whose own first read fails clearly if a server is down. :func:`up` otherwise."""
+    state = settings.state_dir
+    pg_dsn, redis_url = settings.pg_dsn, settings.redis_url
+    if pg_dsn is None:
+        pg = embedded.postgres_status(state)
+        if not pg.running:
+            raise UserError("the embedded PostgreSQL is not running: start the stack with `ltvfeed stack up`")
+        pg_dsn = f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+    if redis_url is None:
+        rs = embedded.redis_status(state)
+        if not rs.running:
+            raise UserError("the embedded Redis is not running: start the stack with `ltvfeed stack up`")
+        redis_url = f"redis://127.0.0.1:{rs.port}/0"
+    return Stack(settings, pg_dsn, redis_url, settings.pg_dsn is None, settings.redis_url is None)
+
+
 def status(settings: Settings) -> list[tuple[str, bool, str]]:
     """(component, ok, detail) rows for ``ltvfeed stack status``; never starts anything."""
     rows: list[tuple[str, bool, str]] = []

@@ -47,6 +47,7 @@ from ltvfeed.features import (
     online_item_features,
     online_user_features,
     serve_command,
+    service_join_key,
     training_frame,
 )
 from ltvfeed.features.config import redis_connection_string
@@ -84,12 +85,29 @@ def test_definitions_and_services() -> None:
     assert views["user_ltv"].ttl == timedelta(days=10)  # refreshed weekly by ltv_retrain
     assert views["user_category_propensity"].entities == ["user", "category"]
     services = {s.name: s for s in repo.feature_services}
-    assert set(services) == {"ltv_model", "ranking", "ltv_scores", "freshness"}
+    assert set(services) == {"ltv_model", "user_profile", "item_catalog", "ltv_scores", "freshness"}
     for service in services.values():  # plain feature names must not clash inside a service
         names = [f.name for p in service.feature_view_projections for f in p.features]
         assert len(names) == len(set(names)), service.name
-    ranking = {f.name for p in services["ranking"].feature_view_projections for f in p.features}
-    assert {"commercial_score", "category", "price", "in_stock", "is_repeat_purchase"} <= ranking
+    items = {f.name for p in services["item_catalog"].feature_view_projections for f in p.features}
+    assert {"commercial_score", "category", "price", "in_stock", "is_repeat_purchase"} <= items
+
+
+def test_every_service_is_keyed_by_one_entity() -> None:
+    """An app reads a service online with one entity's key alone: Feast (SDK and `feast serve`) requires the
+    join keys of every view in a service, so a service mixing user and item views answers a user id with 500."""
+    repo = load_definitions()
+    views = {v.name: v for v in repo.feature_views}
+    keyed = {s.name: {tuple(views[p.name].entities) for p in s.feature_view_projections} for s in repo.feature_services}
+    assert keyed == {
+        "ltv_model": {("user",)},
+        "user_profile": {("user",)},
+        "ltv_scores": {("user",)},
+        "freshness": {("user",)},
+        "item_catalog": {("item",)},
+    }
+    # no service claims a consumer that does not read it (feed scoring reads the marts in batch)
+    assert not any("feed scoring" in (s.description + str(s.tags)) for s in repo.feature_services)
 
 
 def test_config_values() -> None:
@@ -207,6 +225,14 @@ def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             run_dbt(env, ["run", "--select", "+user_features", "+item_performance", "+user_recent_purchases",
                 "--vars", json.dumps({"as_of": as_of.isoformat()})], target_path=target)  # fmt: skip
             s.timings[f"dbt {as_of}"] = round(time.perf_counter() - start, 1)
+        with psycopg.connect(dsn) as conn:  # what LTV batch scoring writes for T2 (view user_ltv)
+            for i, user in enumerate(("u1", "u2", "u3")):
+                conn.execute(
+                    "insert into marts.user_ltv_predictions (user_id, as_of, horizon_days, model_name, "
+                    "model_version, prob_return, expected_ltv, p10, p50, p90, feature_timestamp) "
+                    "values (%s, %s, 30, 'ltv', '1', 0.5, %s, 0, 1, 2, %s)",
+                    (user, T2, 10.0 + i, cutoff(T2)),
+                )
         start = time.perf_counter()
         # exactly what the DAG runs: the tasks take Settings and bring the stack up themselves
         applied = apply_features(settings)
@@ -267,15 +293,15 @@ def test_online_sdk_returns_latest_snapshot(shop: Shop) -> None:
     items = shop.mart("item_performance", T2, "item_id")
     got_items = online_item_features(shop.stack, list(items), store=store).to_dict(orient="records")
     for row in got_items:
-        _assert_matches(row, items[row["item_id"]], _service_columns(shop, "ranking", "item_id"), row["item_id"])
+        _assert_matches(row, items[row["item_id"]], _service_columns(shop, "item_catalog", "item_id"), row["item_id"])
     assert {r["item_id"]: r["in_stock"] for r in got_items}["i_shoe"] is False
 
     # the propensity distribution: pivoted (one read per user) and keyed by (user, category)
     prop = fetch(shop.dsn, "select * from marts.user_category_propensity where as_of = %s and user_id = 'u1'", T2)
     prop.sort(key=lambda r: (-r["propensity"], r["category"]))
-    ranking = online_user_features(shop.stack, ["u1", "u3"], store=store).to_dict(orient="records")
-    assert list(ranking[0]["affinity_categories"]) == [r["category"] for r in prop] and len(prop) == 2
-    assert list(ranking[0]["affinity_propensities"]) == pytest.approx([r["propensity"] for r in prop])
+    profile = online_user_features(shop.stack, ["u1", "u3"], store=store).to_dict(orient="records")
+    assert list(profile[0]["affinity_categories"]) == [r["category"] for r in prop] and len(prop) == 2
+    assert list(profile[0]["affinity_propensities"]) == pytest.approx([r["propensity"] for r in prop])
     pair = store.get_online_features(
         features=["user_category_propensity:propensity", "user_category_propensity:is_profile_category"],
         entity_rows=[{"user_id": "u1", "category": r["category"]} for r in prop],
@@ -296,21 +322,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """(HTTP status, body): an error answer is returned, not raised, so that a test can say what it was."""
     request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")[-2000:]
+
+
+KNOWN = {"user_id": "u1", "item_id": "i_book"}  # an entity of each kind with values in every view at T2
+
+
+def _services(shop: Shop) -> dict[str, str]:
+    """Every registered feature service -> the one join key it is read by."""
+    store = feature_store(shop.stack)
+    return {s.name: service_join_key(store, s.name) for s in store.list_feature_services()}
+
+
+def _assert_each_view_has_values(service: Any, values: dict[str, list], what: str) -> None:
+    """Row 0 (a known entity) has a value from every view of the service; row 1 (unknown) has none."""
+    for p in service.feature_view_projections:
+        names = [f.name for f in p.features]
+        assert any(values[n][0] is not None for n in names), f"{what}: view {p.name} gave only nulls: {names}"
+        assert all(values[n][1] is None for n in names), f"{what}: an unknown entity got values from {p.name}"
 
 
 @pytest.mark.integration
-def test_feast_serve_http_returns_latest_snapshot(shop: Shop, tmp_path: Path) -> None:
+def test_every_service_reads_online_with_its_own_key_alone(shop: Shop) -> None:
+    """What an app does: the Feast SDK with the service and nothing but its entity's key."""
+    store = feature_store(shop.stack)
+    services = _services(shop)
+    assert set(services.values()) == {"user_id", "item_id"} and len(services) == 5
+    for name, key in services.items():
+        service = store.get_feature_service(name)
+        values = store.get_online_features(features=service, entity_rows=[{key: KNOWN[key]}, {key: "nobody"}]).to_dict()
+        assert values[key] == [KNOWN[key], "nobody"]
+        _assert_each_view_has_values(service, values, f"SDK {name}")
+
+
+@pytest.mark.integration
+def test_feast_serve_http_answers_every_service(shop: Shop, tmp_path: Path) -> None:
     port = _free_port()
     cmd, env = serve_command(shop.stack, "127.0.0.1", port)
     log = (tmp_path / "feast_serve.log").open("w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while True:
             assert proc.poll() is None, (tmp_path / "feast_serve.log").read_text()[-3000:]
             try:
@@ -319,9 +379,21 @@ def test_feast_serve_http_returns_latest_snapshot(shop: Shop, tmp_path: Path) ->
                         break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
-            assert time.monotonic() < deadline, "feast serve did not come up in 120 s"
+            assert time.monotonic() < deadline, "feast serve did not come up in 180 s"
             time.sleep(0.5)
-        body = _post(
+        store = feature_store(shop.stack)
+        for name, key in _services(shop).items():  # the request README shows: the service and its key alone
+            status, body = _post(
+                f"{url}/get-online-features", {"feature_service": name, "entities": {key: [KNOWN[key], "nobody"]}}
+            )
+            assert status == 200, f"{name}: HTTP {status} {body}"
+            names = body["metadata"]["feature_names"]
+            values = {n: result["values"] for n, result in zip(names, body["results"], strict=True)}
+            assert values[key] == [KNOWN[key], "nobody"]
+            _assert_each_view_has_values(store.get_feature_service(name), values, f"HTTP {name}")
+
+        # the values are the marts' (T2)
+        _, body = _post(
             f"{url}/get-online-features", {"feature_service": "ltv_model", "entities": {"user_id": ["u1", "u2"]}}
         )
         names = body["metadata"]["feature_names"]
@@ -380,7 +452,7 @@ def test_training_frame_is_point_in_time_correct(shop: Shop) -> None:
     assert list(by_date["frequency"]) == [marts[T1]["u1"]["frequency"], marts[T2]["u1"]["frequency"]]
 
     with pytest.raises(UserError, match="item_id"):
-        training_frame(shop.stack, entity_df, service="ranking")
+        training_frame(shop.stack, entity_df, service="item_catalog")
     with pytest.raises(UserError, match="unknown feature service"):
         training_frame(shop.stack, entity_df, service="nope")
 

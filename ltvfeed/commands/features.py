@@ -50,18 +50,25 @@ def materialize_cmd(
 
 @features_app.command("get")
 def get_cmd(
-    user_ids: list[str] = typer.Argument(..., help="One or more user ids."),
+    ids: list[str] = typer.Argument(..., help="One or more ids of the service's entity (user ids, or item ids)."),
     service: str = typer.Option(
-        "ranking", "--service", "-s", help="Feature service: ranking, ltv_model, ltv_scores or freshness."
+        "user_profile",
+        "--service",
+        "-s",
+        help="Feature service. By user id: user_profile, ltv_model, ltv_scores, freshness; by item id: item_catalog.",
     ),
 ) -> None:
-    """Print the users' online features (one JSON object per user; null = not in the online store)."""
-    from ltvfeed.features import OnlineFeatures, feature_store
-    from ltvfeed.infra.stack import up
+    """Print the online features of users (or items): one JSON object per id; null = not in the online store."""
+    from ltvfeed.features.config import feature_store, import_feast_for_reads
+    from ltvfeed.features.retrieval import OnlineFeatures
+    from ltvfeed.infra.stack import running
 
+    import_feast_for_reads()
+    # the registry as applied (no apply, no definitions imported), on the running stack (nothing created)
+    reader = OnlineFeatures(feature_store(running(get_settings()), create_schema=False), service)
     # columns, not a DataFrame: ints stay ints and missing values None
-    columns = OnlineFeatures(feature_store(up(get_settings())), service).columns("user_id", user_ids)
-    for i in range(len(user_ids)):
+    columns = reader.columns(reader.join_key, ids)
+    for i in range(len(ids)):
         typer.echo(json.dumps({name: values[i] for name, values in columns.items()}, default=str))
 
 

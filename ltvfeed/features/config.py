@@ -135,9 +135,39 @@ def ensure_feast_schema(stack: Stack) -> None:
                 conn.execute(f"create schema if not exists {FEAST_SCHEMA}")
 
 
-def feature_store(stack: Stack) -> FeatureStore:
-    """A FeatureStore on this stack. Cheap to build; keep one per process for repeated online reads."""
+def import_feast_for_reads() -> None:
+    """Import Feast about five times faster, for a short-lived process that only reads (``features get``).
+
+    Most of ``import feast`` is spent in typeguard's ``@typechecked`` on about 250 Feast classes, which
+    re-parses and recompiles their source at import time (a no-op under ``python -O``), and in importing torch,
+    which Feast loads only to offer tensor outputs. Both are switched off while Feast is imported and restored
+    afterwards: later imports of torch and typeguard behave normally. A no-op when Feast is already imported."""
+    import sys
+
+    if "feast" in sys.modules:
+        return
+    import typeguard
+
+    def unchecked(target=None, **_):  # typeguard's own behaviour under python -O
+        return target if target is not None else (lambda t: t)
+
+    checked, had_torch = typeguard.typechecked, "torch" in sys.modules
+    typeguard.typechecked = unchecked
+    if not had_torch:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # import torch -> ImportError; Feast copes
+    try:
+        import feast  # noqa: F401
+    finally:
+        typeguard.typechecked = checked
+        if not had_torch:
+            del sys.modules["torch"]
+
+
+def feature_store(stack: Stack, *, create_schema: bool = True) -> FeatureStore:
+    """A FeatureStore on this stack. Cheap to build; keep one per process for repeated online reads.
+    ``create_schema=False`` for reads of an applied registry (one round trip less)."""
     from feast import FeatureStore
 
-    ensure_feast_schema(stack)
+    if create_schema:
+        ensure_feast_schema(stack)
     return FeatureStore(repo_path=str(feature_repo_dir()), config=repo_config(stack))

@@ -3,8 +3,8 @@
 Both read a feature service's features by their plain names (the services are defined without name clashes).
 Definitions come from the store's registry cache (refreshed every cache_ttl_seconds, see feature_store.yaml):
 uncached registry reads cost milliseconds each, more than the Redis read itself.
-A service may mix user- and item-keyed views (``ranking``): online reads take the views keyed by the entity
-asked for; a training frame needs the join keys of every view in the service.
+Every service of feature_repo/ is keyed by one entity (user_id or item_id), so an app reads it online with that
+key alone; :func:`service_join_key` says which.
 """
 
 from __future__ import annotations
@@ -45,6 +45,14 @@ def _join_keys(store: FeatureStore, service: FeatureService) -> dict[str, list[s
         p.name: store.get_feature_view(p.name, allow_registry_cache=True).join_keys
         for p in service.feature_view_projections
     }
+
+
+def service_join_key(store: FeatureStore, service: str) -> str:
+    """The one join key every view of ``service`` is keyed by: what an online read of it needs."""
+    keys = {tuple(k) for k in _join_keys(store, _service(store, service)).values()}
+    if len(keys) != 1 or len(next(iter(keys))) != 1:
+        raise UserError(f"feature service {service!r} is not keyed by one entity (its views use {sorted(keys)})")
+    return next(iter(keys))[0]
 
 
 def feature_refs(store: FeatureStore, service: str, join_key: str | None = None) -> list[str]:
@@ -99,10 +107,15 @@ class OnlineFeatures:
     references deserialises registry objects (tens of milliseconds), so it is done once per join key here;
     a read is then one Redis round trip. Build a new reader after an apply that changed the service."""
 
-    def __init__(self, store: FeatureStore, service: str = "ranking") -> None:
+    def __init__(self, store: FeatureStore, service: str = "user_profile") -> None:
         self.store = store
         self.service = service
         self._refs: dict[str, list[str]] = {}
+
+    @property
+    def join_key(self) -> str:
+        """The entity key this service is read by (see :func:`service_join_key`)."""
+        return service_join_key(self.store, self.service)
 
     def refs(self, join_key: str) -> list[str]:
         if join_key not in self._refs:
@@ -122,7 +135,7 @@ class OnlineFeatures:
 
 
 def online_user_features(
-    stack: Stack, user_ids: Sequence[str], service: str = "ranking", *, store: FeatureStore | None = None
+    stack: Stack, user_ids: Sequence[str], service: str = "user_profile", *, store: FeatureStore | None = None
 ) -> pd.DataFrame:
     """Latest materialised values of the service's user-keyed features, one row per id in the given order
     (missing values for unknown users). For repeated reads keep an :class:`OnlineFeatures` instead."""
@@ -130,7 +143,7 @@ def online_user_features(
 
 
 def online_item_features(
-    stack: Stack, item_ids: Sequence[str], service: str = "ranking", *, store: FeatureStore | None = None
+    stack: Stack, item_ids: Sequence[str], service: str = "item_catalog", *, store: FeatureStore | None = None
 ) -> pd.DataFrame:
     """Latest materialised values of the service's item-keyed features, like :func:`online_user_features`."""
     return OnlineFeatures(store or feature_store(stack), service).frame("item_id", item_ids)
