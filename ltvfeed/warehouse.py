@@ -21,4 +21,5 @@ def ensure_warehouse(server_dsn: str, dbname: str) -> str:
     dsn = with_database(server_dsn, dbname)
     with connect(dsn) as conn:
         conn.execute(schema_sql())
+        conn.execute(resources.files("ltvfeed").joinpath("sql/experiments.sql").read_text())  # dbt sources
     return dsn

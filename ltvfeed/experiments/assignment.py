@@ -104,3 +104,19 @@ def overlapping(configs: Sequence[AssignmentConfig]) -> list[tuple[str, str]]:
             ):
                 pairs.append((a.name, b.name))
     return pairs
+
+
+def serving_arm(
+    experiments: Sequence[AssignmentConfig], user_id: str, holdout: Holdout | None = None
+) -> tuple[str, str] | None:
+    """(experiment name, arm) the user is served under, or None (holdout, or in no running experiment).
+
+    The first experiment that takes the user wins; non-overlapping namespace ranges make that the only one.
+    Pure and cheap (a few sha256), so the feed API calls it per request without a database read."""
+    if holdout is not None and holdout.contains(user_id):
+        return None
+    for config in experiments:
+        arm = assign(config, user_id)
+        if arm is not None:
+            return config.name, arm
+    return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime
+from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -32,22 +33,6 @@ METRICS = (
     "long_window_revenue",
 )
 RUNNING_KEY = "experiments:running"  # under the Redis prefix: the JSON the feed API reads
-
-_DDL = """
-create table if not exists ops.experiments (
-    name               text primary key,
-    config             jsonb not null,
-    status             text not null default 'draft' check (status in ('draft', 'running', 'stopped')),
-    created_at         timestamptz not null default now(),
-    started_at         timestamptz,
-    stopped_at         timestamptz
-);
-create table if not exists ops.experiment_changes (
-    name     text not null references ops.experiments (name),
-    at       timestamptz not null default now(),
-    change   jsonb not null
-);
-"""
 
 
 class FeedArm(Arm):
@@ -86,9 +71,14 @@ class ExperimentRecord(BaseModel):
     stopped_at: datetime | None
 
 
+def schema_sql() -> str:
+    """The registry's and the exposure log's DDL (ltvfeed/sql/experiments.sql)."""
+    return resources.files("ltvfeed").joinpath("sql/experiments.sql").read_text()
+
+
 def ensure_schema(dsn: str) -> None:
     with connect(dsn) as conn:
-        conn.execute(_DDL)
+        conn.execute(schema_sql())
 
 
 def new_salt() -> str:
