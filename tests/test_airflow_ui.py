@@ -173,10 +173,11 @@ def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_
         driver.get(f"{base}/auth/login")  # a page of the origin, so that its cookie can be set
         driver.add_cookie({"name": "_token", "value": _token(base, password), "path": "/"})
         driver.get(f"{base}/dags/ltv_pipeline")
+        trigger = driver.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]")  # waits for the page
         assert "ltv_pipeline" in driver.title  # the UI rendered offline (assets served by the api-server)
 
         # a single run: the Trigger dialog (it unpauses the DAG on trigger, as the dialog offers by default)
-        driver.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]").click()
+        trigger.click()
         driver.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]").click()
         deadline = time.monotonic() + 60
         while not any(
