@@ -405,3 +405,39 @@ def test_cli_prints_the_table_and_exits_non_zero(
     assert "raw.events" in outcome.output and "FAIL" in outcome.output
     assert "raw.users" in outcome.output and "pass" in outcome.output
     assert f"Data Docs: {tmp_path / 'gx' / 'data_docs' / 'index.html'}" in outcome.output
+
+
+_GATE_SCRIPT = """
+import sys
+from datetime import date
+from pathlib import Path
+from ltvfeed.quality import run_gate
+run_gate(sys.argv[1], sys.argv[2], date.fromisoformat(sys.argv[3]), Path(sys.argv[4]))
+"""
+
+
+@pytest.mark.integration
+def test_overlapping_gates_on_one_project_all_pass(marts_dsn: str, tmp_path: Path) -> None:
+    """Issue 10 (concurrency): runs for different cutoffs overlap (Airflow backfills run up to 10 at once).
+    Raw and marts gates for two as_of dates, in four processes at once on one fresh GX project, all pass and
+    leave a project file that parses."""
+    import subprocess
+    import sys
+
+    project = tmp_path / "gx"
+    runs = [(layer, day) for layer in ("raw", "marts") for day in (AS_OF, AS_OF - timedelta(days=1))]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _GATE_SCRIPT, marts_dsn, layer, day.isoformat(), str(project)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for layer, day in runs
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    failed = [(run, out[-2000:]) for run, p, out in zip(runs, procs, outputs, strict=True) if p.returncode != 0]
+    assert not failed, failed
+    config = yaml.safe_load((project / "great_expectations.yml").read_text())
+    assert {"warehouse_raw", "warehouse_marts"} <= set(config["fluent_datasources"])
+    assert (project / "data_docs" / "index.html").is_file()

@@ -40,7 +40,7 @@ def run_gate(
     every call, pass or fail, at ``data_docs_dir/data_docs/index.html``. Returns the result when every
     expectation holds, raises :class:`DataQualityError` (a UserError) naming each failure otherwise.
     """
-    from ltvfeed.quality.gx_project import docs_index, open_context, run_checkpoint
+    from ltvfeed.quality.gx_project import docs_index, locked_project, run_checkpoint
 
     if layer not in LAYERS:
         raise UserError(f"unknown layer {layer!r}; choose one of: {', '.join(LAYERS)}")
@@ -51,8 +51,8 @@ def run_gate(
     present = [s for s in suites if s.table in existing]
     parameters = _parameters(dsn, layer, as_of, config)
 
-    context = open_context(data_docs_dir, sqlalchemy_url(dsn))
-    results = run_checkpoint(context, layer, present, as_of, parameters)
+    with locked_project(data_docs_dir, sqlalchemy_url(dsn)) as context:
+        results = run_checkpoint(context, layer, present, as_of, parameters)
 
     outcomes = [missing_table_outcome(s.name, s.table) for s in suites if s.table not in existing]
     for suite in present:

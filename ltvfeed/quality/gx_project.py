@@ -5,14 +5,21 @@ functions: it takes seconds to import. The project is file-backed so validation 
 Docs show the history, but the suites, assets and checkpoints in it are rewritten from code on every run:
 code is the only source of truth and the directory can be deleted at any time.
 
+Runs overlap (an Airflow backfill runs up to ten cutoffs at once) while GX rewrites ``great_expectations.yml``
+and its suite/checkpoint files in place: every use of the project holds an exclusive ``flock`` on
+``<quality_dir>/.ltvfeed.lock`` (:func:`locked_project`), and the project settings are rewritten only when
+they change. The lock covers other processes and other threads alike (``flock`` locks belong to the open file).
+
 The warehouse URL is never written to disk: the data source's connection string is the config variable
 ``${ltvfeed_warehouse_url}``, supplied per context as a runtime variable.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -38,8 +45,24 @@ def docs_index(quality_dir: Path) -> Path:
     return quality_dir / DOCS_DIR / "index.html"
 
 
+LOCK_FILE = ".ltvfeed.lock"
+
+
+@contextmanager
+def locked_project(quality_dir: Path, warehouse_url: str) -> Iterator[Any]:
+    """The project's context, used by this process alone until the block ends (others wait their turn)."""
+    quality_dir.mkdir(parents=True, exist_ok=True)
+    with (quality_dir / LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield open_context(quality_dir, warehouse_url)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def open_context(quality_dir: Path, warehouse_url: str) -> Any:
-    """A file-mode context rooted at ``quality_dir`` (created on first use) with analytics off."""
+    """A file-mode context rooted at ``quality_dir`` (created on first use) with analytics off; callers hold
+    :func:`locked_project`'s lock."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # before the import: GX reads it there
     import great_expectations as gx
 
@@ -120,7 +143,9 @@ def _data_source(context: Any, name: str) -> Any:
 
 
 def _add_asset(source: Any, suite: TableSuite, as_of: date) -> Any:
-    """(Re)create the suite's asset: the table, or for a snapshot mart the run's as_of rows of it."""
+    """(Re)create the suite's asset: the table, or for a snapshot mart the run's as_of rows of it. (An asset
+    read back from the project is not bound to the context and cannot validate: it is always recreated, under
+    the project lock.)"""
     if any(asset.name == suite.name for asset in source.assets):
         source.delete_asset(suite.name)
     if suite.snapshot_column:
