@@ -13,8 +13,10 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +32,24 @@ _MAX_REPORTED_FAILURES = 10
 
 
 def dbt_project_dir() -> Path:
-    """The dbt project (also holds profiles.yml; target/ and logs/ are written here, gitignored)."""
+    """The dbt project (also holds profiles.yml). Nothing is written here: see :func:`dbt_work_dir`."""
     return project_root() / "dbt"
+
+
+def dbt_work_dir(stack_env: Mapping[str, str] | None = None) -> Path:
+    """``<state_dir>/dbt``: where dbt's target/ (manifest, partial parse) and logs/ go, so that an installed
+    package (or a read-only checkout) works and tests leave the checkout untouched."""
+    state = (stack_env or {}).get("LTVFEED_STATE_DIR") or os.environ.get("LTVFEED_STATE_DIR")
+    if state:
+        return Path(state) / "dbt"
+    from ltvfeed.settings import get_settings
+
+    return get_settings().state_dir / "dbt"
+
+
+def manifest_path(stack_env: Mapping[str, str] | None = None) -> Path:
+    """The manifest ``ltvfeed dbt parse`` writes and Cosmos reads."""
+    return dbt_work_dir(stack_env) / "target" / "manifest.json"
 
 
 def dbt_command() -> list[str]:
@@ -63,16 +81,19 @@ def dbt_vars(
     return chosen
 
 
-def dbt_env(stack_env: dict[str, str], target_path: Path | None = None) -> dict[str, str]:
-    """os.environ + the stack's variables + where dbt finds the project and writes its artifacts."""
+def dbt_env(stack_env: Mapping[str, str], target_path: Path | None = None) -> dict[str, str]:
+    """os.environ + the stack's variables + where dbt finds the project and writes its artifacts (target and
+    logs under the state dir, never in the project)."""
     project = dbt_project_dir()
+    target = target_path or dbt_work_dir(stack_env) / "target"
     return {
         **os.environ,
         **stack_env,
         "DBT_PROJECT_DIR": str(project),
         "DBT_PROFILES_DIR": str(project),
-        "DBT_TARGET_PATH": str(target_path or project / "target"),
-        "DBT_LOG_PATH": str(project / "logs"),
+        "DBT_TARGET_PATH": str(target),
+        "DBT_LOG_PATH": str(dbt_work_dir(stack_env) / "logs"),
+        "DBT_PACKAGES_INSTALL_PATH": str(dbt_work_dir(stack_env) / "dbt_packages"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_VERSION_CHECK": "false",
         "DBT_USE_COLORS": "false",
@@ -80,8 +101,24 @@ def dbt_env(stack_env: dict[str, str], target_path: Path | None = None) -> dict[
     }
 
 
+@contextmanager
+def run_target(stack_env: Mapping[str, str]) -> Iterator[Path]:
+    """A target folder of this invocation alone (overlapping runs for different cutoffs must not share one),
+    seeded with the shared partial-parse cache; removed afterwards."""
+    shared = dbt_work_dir(stack_env) / "target"
+    target = dbt_work_dir(stack_env) / "runs" / uuid.uuid4().hex[:12] / "target"
+    target.mkdir(parents=True)
+    cache = shared / "partial_parse.msgpack"
+    if cache.is_file():
+        shutil.copy2(cache, target / cache.name)
+    try:
+        yield target
+    finally:
+        shutil.rmtree(target.parent, ignore_errors=True)
+
+
 def run_dbt(
-    stack_env: dict[str, str],
+    stack_env: Mapping[str, str],
     args: list[str],
     *,
     target_path: Path | None = None,
@@ -89,9 +126,13 @@ def run_dbt(
 ) -> None:
     """Run ``dbt <args>`` in the project; raise UserError naming every failing node when dbt fails.
 
-    ``target_path`` separates concurrent runs (each needs its own target/); ``echo`` receives dbt's output
-    lines as they come (the CLI prints them; tests and tasks may leave it out).
+    ``target_path`` is where dbt writes its artifacts; by default a folder of this invocation alone under the
+    state dir (concurrent runs each need their own). ``echo`` receives dbt's output lines as they come (the CLI
+    prints them; tests and tasks may leave it out).
     """
+    if target_path is None:
+        with run_target(stack_env) as target:
+            return run_dbt(stack_env, args, target_path=target, echo=echo)
     env = dbt_env(stack_env, target_path)
     results_file = Path(env["DBT_TARGET_PATH"]) / "run_results.json"
     results_file.unlink(missing_ok=True)  # a stale file would report an earlier run's failures
@@ -177,9 +218,11 @@ def build(
     run_dbt(stack.env(), args, target_path=target_path, echo=echo)
 
 
-def parse(stack_env: dict[str, str] | None = None, *, target_path: Path | None = None) -> Path:
-    """``dbt parse``: validates the project and writes target/manifest.json (Cosmos can load it); no database
-    connection is made. Returns the manifest's path."""
+def parse(stack_env: Mapping[str, str] | None = None, *, target_path: Path | None = None) -> Path:
+    """``dbt parse``: validates the project and writes target/manifest.json (Cosmos can load it; by default
+    :func:`manifest_path` under the state dir); no database connection is made. Returns the manifest's path."""
     env = stack_env or {}
-    run_dbt(env, ["parse"], target_path=target_path)
-    return Path(dbt_env(env, target_path)["DBT_TARGET_PATH"]) / "manifest.json"
+    target = target_path or manifest_path(env).parent
+    target.mkdir(parents=True, exist_ok=True)
+    run_dbt(env, ["parse"], target_path=target)
+    return target / "manifest.json"

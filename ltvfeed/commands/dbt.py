@@ -39,7 +39,7 @@ def build_cmd(
 
 @dbt_app.command("parse")
 def parse_cmd() -> None:
-    """Validate the project and write dbt/target/manifest.json (no database needed)."""
+    """Validate the project and write <state_dir>/dbt/target/manifest.json for Cosmos (no database needed)."""
     from ltvfeed.dbt_runner import parse
 
     manifest = parse()

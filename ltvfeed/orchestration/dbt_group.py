@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ltvfeed.dbt_runner import dbt_project_dir
+from ltvfeed.dbt_runner import dbt_project_dir, manifest_path
 from ltvfeed.orchestration.assets import MARTS_ASSET_URI
 
 __all__ = ["MARTS_ASSET_URI", "warehouse_task_group"]
@@ -15,14 +15,16 @@ def warehouse_task_group(group_id: str, dbt_vars: dict[str, str]):
     """A Cosmos ``DbtTaskGroup`` over dbt/; ``dbt_vars`` values may be Jinja templates (rendered per run).
 
     The profile reads LTVFEED_DBT_* from the environment (see ``Stack.env``), so the same project runs against
-    embedded or configured PostgreSQL. The graph is read from dbt/target/manifest.json when present (written
-    by ``ltvfeed dbt parse``), else from ``dbt ls``.
+    embedded or configured PostgreSQL. The graph is read from ``<state_dir>/dbt/target/manifest.json`` when
+    present (written by ``ltvfeed dbt parse``), else from ``dbt ls``. Cosmos runs each task's dbt in a temporary
+    copy of the project, so nothing is written into dbt/; its cache lives under the state dir too
+    (``AIRFLOW__COSMOS__CACHE_DIR``, see ``Stack.env``).
     """
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
     project = dbt_project_dir()
-    manifest = project / "target" / "manifest.json"
+    manifest = manifest_path()
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
