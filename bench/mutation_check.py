@@ -16,6 +16,7 @@ import argparse
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -137,6 +138,7 @@ def main() -> int:
     mutants = [m for m in MUTANTS if opts.k.lower() in m.name.lower()]
     if not mutants:
         sys.exit(f"no mutant matches {opts.k!r}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the running tests and the copy go too
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ltvfeed_mutants_") as tmp:
         copy = Path(tmp)
@@ -152,7 +154,7 @@ def main() -> int:
         plan = {m.name: tests_naming(copy, m.function) for m in mutants}
         every = sorted({t for tests in plan.values() for t in tests})
         code, summary = run_tests(copy, mapping, every, opts.timeout)
-        print(f"unmutated copy: {len(every)} test files, {summary}")
+        print(f"unmutated copy: {len(every)} test files, {summary}", flush=True)
         if code != 0:
             print("mutation check: the tests fail without any mutant; fix them first")
             return 1
@@ -163,7 +165,7 @@ def main() -> int:
             source = target.read_text()
             if source.count(m.original) != 1:
                 stale += 1
-                print(f"STALE        {m.name}: {m.original!r} is not exactly once in {m.path}")
+                print(f"STALE        {m.name}: {m.original!r} is not exactly once in {m.path}", flush=True)
                 continue
             target.write_text(source.replace(m.original, m.planted))
             try:
@@ -173,7 +175,8 @@ def main() -> int:
                 target.write_text(source)
             caught = code in (1, 2)  # tests failed, or could not even be collected
             survivors += not caught
-            print(f"{'caught' if caught else 'NOT CAUGHT':<12} {m.name}  [{', '.join(tests) or '-'}: {summary}]")
+            verdict = "caught" if caught else "NOT CAUGHT"
+            print(f"{verdict:<12} {m.name}  [{', '.join(tests) or '-'}: {summary}]", flush=True)
     print(f"{len(mutants) - survivors - stale} of {len(mutants)} mutants caught, {survivors} survived, {stale} stale "
           f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
     return 1 if survivors or stale else 0
