@@ -30,7 +30,8 @@ from ltvfeed.settings import Settings
 
 FEED_LEN = 12
 USERS = ["u0", "u1", "u2"]
-OPTIONS = ApiOptions(redis_timeout_s=0.075, redis_cooldown_s=0.3)
+# A generous timeout: the in-process fakeredis shares the GIL with the app (tests of timeouts set their own).
+OPTIONS = ApiOptions(redis_timeout_s=0.5, redis_cooldown_s=0.3)
 
 
 def make_feed(user: str, tag: str, *, classic: bool = False) -> Feed:
@@ -287,7 +288,8 @@ def test_readiness(api, writer):
 
 def test_redis_refused_gives_degraded_classic_fast(api, writer, gate):
     gen = publish(writer, "a")
-    with api(gate.url) as client:  # start-up caches the classic feed
+    fast = ApiOptions(redis_timeout_s=0.075, redis_cooldown_s=0.3)  # what a dead connection may cost, once
+    with api(gate.url, fast) as client:  # start-up caches the classic feed
         assert client.get("/v1/users/u1/feed").json()["personalised"] is True
         gate.refuse()
         latencies, bodies = [], []
@@ -574,10 +576,14 @@ def test_huge_header_is_refused_fast_and_others_are_served_meanwhile():
                 with contextlib.suppress(OSError):
                     slow.sendall(b"X-Slow: 1\r\n")
             assert raw_status(slow) == 408 and time.perf_counter() - start < 2.0
-        time.sleep(0.2)
+        answered = len(latencies)
+        deadline = time.monotonic() + 10
+        while len(latencies) < answered + 3 and time.monotonic() < deadline:  # still answering afterwards
+            time.sleep(0.05)
         stop.set()
         probe.join(timeout=10)
-    assert len(latencies) > 20 and max(latencies) < 0.5, (len(latencies), max(latencies, default=None))
+    # 36 s for the 100 MB head and others held up for seconds before the limit; a loaded machine adds some 100 ms
+    assert len(latencies) >= 3 and max(latencies) < 1.5, (len(latencies), max(latencies, default=None))
 
 
 # ---- Redis back, but empty: degraded answers, then the generation republished from its archive ---------------
@@ -594,9 +600,7 @@ def test_generation_lost_from_redis_is_served_degraded_then_republished(api, wri
     archive = writer.archive_dir
     gen = publish(writer, "r")
     assert (archive / f"{gen}.parquet").exists()
-    options = ApiOptions(
-        redis_timeout_s=0.075, redis_cooldown_s=0.3, self_heal=heal == "by itself", heal_interval_s=0.2
-    )
+    options = ApiOptions(redis_timeout_s=0.5, redis_cooldown_s=0.3, self_heal=heal == "by itself", heal_interval_s=0.2)
     with api(options=options) as client:
         assert client.get("/v1/users/u1/feed").json()["personalised"] is True
         assert lose_everything(writer) > len(USERS)
