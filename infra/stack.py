@@ -61,6 +61,8 @@ class Stack:
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "true",
             "GX_ANALYTICS_ENABLED": "False",
+            # Cosmos caches (dbt ls output, partial parse) per state dir, not in the machine-wide temp dir
+            "AIRFLOW__COSMOS__CACHE_DIR": str(self.settings.state_dir / "cosmos"),
         }
 
 
@@ -159,8 +161,14 @@ def status(settings: Settings) -> list[tuple[str, bool, str]]:
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop the embedded servers (configured ones are not ours to stop); data stays for the next ``up``."""
-    stopped = []
+    """Stop every server of this state dir: the MLflow server, those recorded under ``<state_dir>/run`` (e.g.
+    ``ltvfeed features serve``), then the embedded servers (configured ones are not ours to stop); data stays
+    for the next ``up``."""
+    from ltvfeed.infra import processes
+    from ltvfeed.infra.mlflow_server import stop_mlflow_server
+
+    stopped = ["mlflow server"] if stop_mlflow_server(settings) else []
+    stopped += processes.stop_all(settings.state_dir)
     if settings.redis_url is None and embedded.stop_redis(settings.state_dir):
         stopped.append("redis")
     if settings.pg_dsn is None and embedded.stop_postgres(settings.state_dir):

@@ -78,12 +78,12 @@ def serve_cmd(
     port: int = typer.Option(6566, "--port", min=1, max=65535, help="TCP port."),
 ) -> None:
     """Run Feast's HTTP feature server (POST /get-online-features) on the stack's registry and Redis."""
-    from ltvfeed.features import serve_command
+    from ltvfeed.features.server import serve
     from ltvfeed.infra.stack import up
 
-    cmd, env = serve_command(up(get_settings()), host, port)
-    typer.echo(f"feast feature server on http://{host}:{port} (POST /get-online-features)")
-    raise typer.Exit(_run(cmd, env))
+    stack = up(get_settings())
+    typer.echo(f"feast feature server on http://{host}:{port} (POST /get-online-features); stop: Ctrl-C")
+    raise typer.Exit(serve(stack, host, port))
 
 
 @features_app.command(

@@ -37,7 +37,20 @@ def feast_cli(stack: Stack, args: list[str]) -> tuple[list[str], dict[str, str]]
 
 
 def serve_command(stack: Stack, host: str = "127.0.0.1", port: int = DEFAULT_FEAST_PORT) -> tuple[list[str], dict]:
-    """``feast serve`` (HTTP: POST /get-online-features) on host:port; loopback unless told otherwise."""
+    """``feast serve`` (HTTP: POST /get-online-features) on host:port; loopback unless told otherwise. Gunicorn's
+    control socket goes under the state dir (per port), not into the home folder shared by every run."""
     if not 0 < port < 65536:
         raise UserError(f"port must be 1..65535, got {port}")
-    return feast_cli(stack, ["serve", "--host", host, "--port", str(port), "--no-access-log"])
+    cmd, env = feast_cli(stack, ["serve", "--host", host, "--port", str(port), "--no-access-log"])
+    runtime = stack.settings.state_dir / "run" / f"feast-{port}"
+    runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return cmd, {**env, "XDG_RUNTIME_DIR": str(runtime)}
+
+
+def serve(stack: Stack, host: str = "127.0.0.1", port: int = DEFAULT_FEAST_PORT) -> int:
+    """Run ``feast serve`` in the foreground as its own process group, recorded as ``run/feast-<port>.pid``:
+    SIGTERM/SIGINT (or ``ltvfeed stack down``) stops gunicorn's master and workers together, freeing the port."""
+    from ltvfeed.infra.processes import run_group_in_foreground
+
+    cmd, env = serve_command(stack, host, port)
+    return run_group_in_foreground(cmd, state_dir=stack.settings.state_dir, name=f"feast-{port}", env=env)
