@@ -46,3 +46,10 @@ def test_ltv_pipeline_shape(dagbag):
     assert dag.params["horizon_days"] == 365
     assert dag.doc_md and "ltv_pipeline" in dag.doc_md
     assert [o.uri for o in marts_gate.outlets] == ["ltvfeed://warehouse/marts"]
+
+
+def test_experiment_report_shape(dagbag):
+    dag = dagbag.dags["experiment_report"]
+    assert set(dag.task_ids) == {"running", "build_metrics", "report"}
+    assert dag.get_task("report").upstream_task_ids == {"running", "build_metrics"}
+    assert dag.get_task("build_metrics").upstream_task_ids == {"running"}

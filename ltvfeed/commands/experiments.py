@@ -147,51 +147,19 @@ def stop_cmd(name: str = typer.Argument(..., help="Experiment name")) -> None:
 def report_cmd(
     name: str = typer.Argument(..., help="Experiment name"),
     metrics_csv: Path = typer.Option(
-        None, "--metrics", help="Per-user metrics (CSV with the columns of ltvfeed.experiments.analysis.USER_COLUMNS)"
+        None,
+        "--metrics",
+        help="Per-user metrics CSV (columns of ltvfeed.experiments.analysis.USER_COLUMNS) instead of the dbt mart",
     ),
     out: Path = typer.Option(None, "--out", help="HTML file (default: <state_dir>/experiments/NAME.html)"),
     fixed_horizon: bool = typer.Option(False, "--fixed-horizon", help="Classic intervals (only at the planned end)"),
 ) -> None:
-    """Write the HTML report (verdict, SRM, every metric with intervals, cumulative lift, LTV surrogate)."""
-    import pandas as pd
+    """Write the HTML report (verdict, SRM, every metric with intervals, cumulative lift, LTV surrogate) from the
+    dbt mart experiment_user_metrics (or --metrics), and log it to MLflow (experiment ab_reports)."""
+    from ltvfeed.experiments.readout import report
 
-    from ltvfeed.experiments import registry
-    from ltvfeed.experiments.analysis import analyse
-    from ltvfeed.experiments.report import cumulative_lifts, render_html
-
-    stack = _stack()
-    record = registry.get(stack.warehouse_dsn, name)
-    if metrics_csv is None:
-        raise UserError(
-            "per-user experiment metrics are read from --metrics FILE in this version (the dbt model that builds "
-            "them from the exposure log is not there yet)"
-        )
-    try:
-        users = pd.read_csv(metrics_csv, parse_dates=["first_exposed_on"])
-    except (OSError, ValueError) as exc:
-        raise UserError(f"--metrics {metrics_csv}: {exc}") from exc
-    e = record.experiment
-
-    def run(frame: pd.DataFrame):
-        return analyse(
-            frame,
-            control=e.arms[0].name,
-            weights={a.name: a.weight for a in e.arms},
-            primary=e.primary_metric,
-            secondary=e.secondary_metrics,
-            guardrails=e.guardrail_metrics,
-            sequential=not fixed_horizon,
-        )
-
-    try:
-        analysis = run(users)
-    except ValueError as exc:
-        raise UserError(f"experiment {name}: {exc}") from exc
-    lifts = cumulative_lifts(users, run, e.primary_metric) if "first_exposed_on" in users else None
-    path = out or stack.settings.state_dir / "experiments" / f"{name}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(name, analysis, lifts))
-    typer.echo(f"{analysis.verdict}\nreport: {path}")
+    readout = report(_stack(), name, metrics_csv=metrics_csv, out=out, fixed_horizon=fixed_horizon)
+    typer.echo(f"{readout.analysis.verdict}\nreport: {readout.path}\nmlflow run: {readout.mlflow_run_id}")
 
 
 def register(app: typer.Typer) -> None:

@@ -148,7 +148,7 @@ def _effect(
     mean_c: float, mean_t: float, var_mean_c: float, var_mean_t: float, alpha: float, df: float | None
 ) -> Effect:
     diff = mean_t - mean_c
-    se = math.sqrt(var_mean_c + var_mean_t)
+    se = math.sqrt(max(var_mean_c + var_mean_t, 0.0))  # a constant metric's variance may round below 0
     if df is not None:
         q = float(stats.t.ppf(1 - alpha / 2, df))
         p = float(2 * stats.t.sf(abs(diff) / se, df)) if se > 0 else (0.0 if diff != 0 else 1.0)
@@ -159,7 +159,7 @@ def _effect(
         rel, rel_ci = float("nan"), (float("nan"), float("nan"))
     else:
         rel = mean_t / mean_c - 1
-        rel_se = math.sqrt(_relative(mean_c, mean_t, var_mean_c, var_mean_t))
+        rel_se = math.sqrt(max(_relative(mean_c, mean_t, var_mean_c, var_mean_t), 0.0))
         rel_ci = (rel - q * rel_se, rel + q * rel_se)
     return Effect(
         control_mean=mean_c,
