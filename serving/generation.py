@@ -94,6 +94,8 @@ class GenerationParams:
     purchase_scale: str = "user_max"  # see FeedConfig.purchase_scale
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
     fallback: str | None = None  # see FeedConfig.fallback; set by begin_generation from the model's evaluation
+    # False: never fall back, even when the champion lost to a baseline (experiments; the metadata still says)
+    baseline_fallback: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.as_of, date):

@@ -106,7 +106,7 @@ def begin_generation(settings: Settings, params: GenerationParams, origin: str =
         champion = champion_version(stack)
         versions = {PROPENSITY_MODEL: champion, **_ltv_read(stack, champion, params.as_of)}
         floor = champion_floor(stack, champion)
-        if floor["fallback"] is not None:  # the model lost to a baseline: users with history get its feed
+        if floor["fallback"] is not None and params.baseline_fallback:  # lost to a baseline: serve its feed
             params = dataclasses.replace(params, fallback=floor["fallback"])
     generation = feed_store(stack).begin_generation(
         model_versions=versions,
