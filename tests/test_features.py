@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -108,6 +109,21 @@ def test_every_service_is_keyed_by_one_entity() -> None:
     }
     # no service claims a consumer that does not read it (feed scoring reads the marts in batch)
     assert not any("feed scoring" in (s.description + str(s.tags)) for s in repo.feature_services)
+
+
+def test_feast_imported_for_reads_leaves_torch_and_typeguard_as_they_were() -> None:
+    """The quick import (no typeguard instrumentation, no torch) is undone afterwards in the same process."""
+    code = (
+        "import sys, typeguard; before = typeguard.typechecked\n"
+        "from ltvfeed.features.config import import_feast_for_reads; import_feast_for_reads()\n"
+        "import feast.torch_wrapper as w\n"
+        "assert 'feast' in sys.modules and not w.TORCH_AVAILABLE and typeguard.typechecked is before\n"
+        "assert 'torch' not in sys.modules\n"
+        "from feast import FeatureStore, RepoConfig\n"
+        "import torch; assert torch.zeros(1).sum().item() == 0\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_config_values() -> None:
@@ -360,6 +376,34 @@ def test_every_service_reads_online_with_its_own_key_alone(shop: Shop) -> None:
         values = store.get_online_features(features=service, entity_rows=[{key: KNOWN[key]}, {key: "nobody"}]).to_dict()
         assert values[key] == [KNOWN[key], "nobody"]
         _assert_each_view_has_values(service, values, f"SDK {name}")
+
+
+@pytest.mark.integration
+def test_cli_get_reads_each_service_by_its_key(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ltvfeed features get ID --service NAME`: the service's own key, on the running stack, as JSON lines."""
+    from typer.testing import CliRunner
+
+    from ltvfeed.cli import app
+    from ltvfeed.settings import get_settings
+
+    for key, value in shop.stack.env().items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        users = runner.invoke(app, ["features", "get", "u1", "nobody"])  # default: user_profile
+        assert users.exit_code == 0, users.output
+        rows = [json.loads(line) for line in users.output.splitlines()]
+        assert [r["user_id"] for r in rows] == ["u1", "nobody"]
+        assert rows[0]["frequency"] == 2 and rows[0]["expected_ltv"] == 10.0 and rows[1]["frequency"] is None
+        items = runner.invoke(app, ["features", "get", "i_shoe", "--service", "item_catalog"])
+        assert items.exit_code == 0, items.output
+        item = json.loads(items.output)
+        assert (item["item_id"], item["price"], item["in_stock"], item["category"]) == ("i_shoe", 50.0, False, "shoes")
+        unknown = runner.invoke(app, ["features", "get", "u1", "--service", "ranking"])
+        assert isinstance(unknown.exception, UserError) and "item_catalog" in str(unknown.exception)
+    finally:
+        get_settings.cache_clear()
 
 
 @pytest.mark.integration
