@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         "are either.",
     )
 
+    holdout_share: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Share of users kept out of all personalisation for the long run (always the classic feed).",
+    )
     collector_port: int = 8001
     collector_key: SecretStr | None = Field(
         default=None,

@@ -17,12 +17,16 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from ltvfeed.errors import UserError
+from ltvfeed.experiments.assignment import Holdout
+from ltvfeed.experiments.registry import RUNNING_KEY
 from ltvfeed.serving.api_models import ErrorResponse, FeedResponse, HealthResponse, ReadinessResponse
 from ltvfeed.serving.config import MAX_FEED_LENGTH
+from ltvfeed.serving.experiment_router import ExperimentRouter
 from ltvfeed.serving.feed_archive import feed_archive_dir, republish_if_lost
 from ltvfeed.serving.feed_service import (
     FeedService,
     FeedUnavailable,
+    async_client_for,
     classic_copy_path,
     open_serving_store,
     writer_store_for,
@@ -33,6 +37,7 @@ from ltvfeed.serving.metrics import ApiMetrics, MetricsMiddleware
 from ltvfeed.settings import Settings
 
 if TYPE_CHECKING:
+    from ltvfeed.experiments.exposures import ExposureLog
     from ltvfeed.infra.stack import Stack
 
 log = logging.getLogger(__name__)
@@ -77,13 +82,15 @@ def create_app(
     *,
     freshness: FreshnessFilter | None = None,
     options: ApiOptions | None = None,
+    exposures: ExposureLog | None = None,
 ) -> FastAPI:
     """The feed API over ``store``, or over a fail-fast store on the settings' Redis and ``redis_prefix``.
 
     A store passed in is used as is (and not closed): build it with
     :func:`~ltvfeed.serving.feed_service.open_serving_store` to get the short timeouts. Per-request reads go
     through an asyncio client with the store's connection settings and key layout. ``freshness`` is applied
-    to each feed before it is truncated to ``n`` (see :mod:`ltvfeed.serving.freshness`).
+    to each feed before it is truncated to ``n`` (see :mod:`ltvfeed.serving.freshness`). Running experiments
+    (and the ``holdout_share``) decide who gets the classic feed; ``exposures`` logs what was served under them.
     """
     options = options or ApiOptions()
     owns_store = store is None
@@ -108,11 +115,21 @@ def create_app(
         heal_interval_s=options.heal_interval_s,
     )
     unavailable_headers = {"Retry-After": str(options.retry_after_s)}
+    experiments_client = async_client_for(store)
+    router = ExperimentRouter(
+        experiments_client,
+        f"{settings.redis_prefix}{RUNNING_KEY}",
+        Holdout(share=settings.holdout_share),
+        exposures,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await service.warm()  # the classic feed in memory before the first request; Redis down is not fatal
+        await router.refresh()
         yield
+        await router.aclose()
+        await experiments_client.aclose()
         await service.aclose()
         if writer is not None:
             writer.client.close()
@@ -167,7 +184,10 @@ def create_app(
         try:
             # Built (and so validated) as the response model, serialised by pydantic-core; returning the bytes
             # skips FastAPI's second validation + serialisation pass of the same model (~0.15 ms a request).
-            body = FeedResponse.of(await service.feed(user_id, n)).model_dump_json()
+            route = router.route(user_id)
+            served = await service.feed(user_id, n, classic_only=route.classic_only)
+            feed_id = router.log_exposure(route, served)
+            body = FeedResponse.of(served, route.experiment, route.arm, feed_id).model_dump_json()
             return Response(body, media_type="application/json")
         except FeedUnavailable as exc:
             metrics.unavailable.inc()
@@ -212,9 +232,23 @@ def create_app_for_stack(stack: Stack, options: ApiOptions | None = None) -> Fas
     freshness, note = open_freshness(stack, enabled=stack.settings.api_freshness)
     log.info("%s", note)
     settings = stack.settings.model_copy(update={"redis_url": stack.redis_url})
-    app = create_app(settings, freshness=freshness, options=options)
+    app = create_app(settings, freshness=freshness, options=options, exposures=open_exposure_log(stack))
     app.state.freshness_note = note
     return app
+
+
+def open_exposure_log(stack: Stack) -> ExposureLog | None:
+    """The exposure log on the stack's warehouse (table created if missing), or None when the warehouse cannot
+    be reached now: feeds are still served, exposures not logged (the API logs why)."""
+    from ltvfeed.experiments.exposures import ExposureLog
+    from ltvfeed.experiments.registry import ensure_schema
+
+    try:
+        ensure_schema(stack.warehouse_dsn)
+    except Exception as exc:
+        log.warning("experiments: no exposure log (%s); feeds are served, exposures not recorded", exc)
+        return None
+    return ExposureLog(stack.warehouse_dsn).start()
 
 
 def create_app_from_env() -> FastAPI:

@@ -107,10 +107,24 @@ class FeedResponse(BaseModel):
         "feed (`ltvfeed feeds generate --n`, 10 by default), so asking for more returns these."
     )
     items: list[FeedItemOut]
+    experiment: str | None = Field(
+        default=None, description="The A/B experiment this answer was served under (null: none)."
+    )
+    arm: str | None = Field(default=None, description="The user's arm in that experiment.")
+    feed_id: str | None = Field(
+        default=None,
+        description="Id of this served feed (logged as an exposure): send it back as `properties.feed_id` with the "
+        "clicks and orders it leads to.",
+    )
 
     @classmethod
-    def of(cls, served: ServedFeed) -> FeedResponse:
+    def of(
+        cls, served: ServedFeed, experiment: str | None = None, arm: str | None = None, feed_id: str | None = None
+    ) -> FeedResponse:
         return cls(
+            experiment=experiment,
+            arm=arm,
+            feed_id=feed_id,
             user_id=served.user_id,
             generation=served.generation,
             generated_at=served.generated_at,

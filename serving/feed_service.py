@@ -237,8 +237,10 @@ class FeedService:
         self._redis_answered()
         return True
 
-    async def feed(self, user_id: str, n: int) -> ServedFeed:
-        """The best feed that can be served now; raises :class:`FeedUnavailable` when there is none."""
+    async def feed(self, user_id: str, n: int, *, classic_only: bool = False) -> ServedFeed:
+        """The best feed that can be served now; raises :class:`FeedUnavailable` when there is none.
+        ``classic_only``: the classic feed even for a user with a personal one (an experiment's control arm, the
+        long-term holdout)."""
         if self.clock() < self._skip_redis_until:
             return await self._degraded(user_id, n)
         try:
@@ -252,7 +254,7 @@ class FeedService:
             if self._classic is None:
                 raise FeedUnavailable("no committed feed generation yet")
             return await self._degraded(user_id, n)
-        if personal is not None:
+        if personal is not None and not classic_only:
             return await self._serve(user_id, personal, n, personalised=True, degraded=False, fresh=fresh)
         classic = self._classic
         if classic is None:
