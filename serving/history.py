@@ -66,6 +66,12 @@ def pair_probability(users: UserBatch, catalogue: Catalogue, horizon_days: float
     return np.clip(1.0 - np.exp(-expected), 0.0, 1.0)
 
 
+def either_reason(p_model: np.ndarray, p_history: np.ndarray) -> np.ndarray:
+    """P(purchase) the feed ranks by: the model's P and the history's P as independent reasons to buy. Training's
+    promotion gate evaluates this same combination (what is served), not the model alone."""
+    return 1.0 - (1.0 - p_model) * (1.0 - p_history)
+
+
 def history_probability(users: UserBatch, catalogue: Catalogue, items: np.ndarray, horizon_days: float) -> np.ndarray:
     """[B, M]: P(bought again within ``horizon_days``) for ``items`` (-1 padding and never-bought items: 0)."""
     at = pair_positions(users, catalogue, items)

@@ -19,7 +19,7 @@ from ltvfeed.serving.candidates import generate_candidates
 from ltvfeed.serving.config import FeedConfig
 from ltvfeed.serving.diversity import CandidateSimilarity, select_diverse
 from ltvfeed.serving.feed import Feed, FeedItem
-from ltvfeed.serving.history import history_probability
+from ltvfeed.serving.history import either_reason, history_probability
 from ltvfeed.serving.inputs import CLASSIC_USER_ID, Catalogue, UserBatch
 from ltvfeed.serving.normalise import clip_probability, scale_purchase
 from ltvfeed.serving.propensity import Propensity
@@ -68,7 +68,7 @@ def _rank_chunk(users: UserBatch, catalogue: Catalogue, cfg: FeedConfig, propens
         probability = clip_probability(propensity(users.user_index, safe), safe.shape)
         if "history" in cfg.candidates.sources and users.purchase_history is not None:
             again = history_probability(users, catalogue, candidates, cfg.candidates.history_horizon_days)
-            probability = 1.0 - (1.0 - probability) * (1.0 - again)  # either reason to buy
+            probability = either_reason(probability, again)
         purchase = scale_purchase(probability, valid, cfg.purchase_scale)
         base = base + w.purchase * purchase
     similarity = CandidateSimilarity(candidates, catalogue, cfg.diversity)

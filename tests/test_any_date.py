@@ -81,9 +81,16 @@ def _tasks(shop, dag_id: str) -> dict[str, str | None]:
     return {t.label: t.state for t in meta.task_runs(dag_id, runs[-1][1])}
 
 
+@pytest.fixture(scope="module")
+def pipeline_run(shop) -> subprocess.CompletedProcess:
+    """`ltvfeed pipeline run --as-of END` once for the module: the retrain reads the marts it builds, whichever
+    test runs first."""
+    return _cli(shop, "pipeline", "run", "--as-of", END.isoformat())
+
+
 @pytest.mark.integration
-def test_pipeline_run_in_2017_runs_every_task(shop):
-    done = _cli(shop, "pipeline", "run", "--as-of", END.isoformat())
+def test_pipeline_run_in_2017_runs_every_task(shop, pipeline_run):
+    done = pipeline_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     tasks = _tasks(shop, "ltv_pipeline")
     assert {"resolve_as_of", "ingest", "expectations_raw", "expectations_marts", "materialize_features"} <= set(tasks)
@@ -100,7 +107,8 @@ def test_pipeline_run_in_2017_runs_every_task(shop):
 
 
 @pytest.mark.integration
-def test_retrain_defaults_fit_a_short_history(shop):
+def test_retrain_defaults_fit_a_short_history(shop, pipeline_run):
+    assert pipeline_run.returncode == 0, pipeline_run.stderr[-3000:]
     done = _cli(shop, "pipeline", "run", "--dag-id", "ltv_retrain", "--as-of", END.isoformat())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert set(_tasks(shop, "ltv_retrain").values()) == {"success"}
@@ -114,7 +122,7 @@ def test_retrain_defaults_fit_a_short_history(shop):
 
 
 @pytest.mark.integration
-def test_retrain_with_a_horizon_the_history_cannot_hold_is_refused(shop):
+def test_retrain_with_a_horizon_the_history_cannot_hold_is_refused(shop, pipeline_run):
     done = _cli(
         shop, "pipeline", "run", "--dag-id", "ltv_retrain", "--as-of", END.isoformat(), "--conf", '{"horizon_days":365}'
     )

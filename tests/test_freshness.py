@@ -154,22 +154,25 @@ def _insert(conn: psycopg.Connection, table: str, rows: list[dict[str, Any]]) ->
 
 
 def load_shop(conn: psycopg.Connection) -> None:
-    """u1 bought i01 two days before T, i02 the day before, i03 40 days before (outside the window); u2 nothing."""
-    _insert(conn, "users", [{"user_id": u, "signup_at": at(T - timedelta(days=100))} for u in ("u1", "u2")])
+    """u1 bought i01 two days before T, i02 the day before, i03 40 days before (outside the window); u2 nothing;
+    u3 (the user the import test changes, so that no other test depends on its row) i01 three days before T."""
+    users = ("u1", "u2", "u3")
+    _insert(conn, "users", [{"user_id": u, "signup_at": at(T - timedelta(days=100))} for u in users])
     _insert(
         conn,
         "items",
         [{"item_id": i, "category": "misc", "price": "10.00", "is_repeat_purchase": i == "i_tea"} for i in ITEMS],
     )
-    orders = [("o1", "i01", at(T - timedelta(days=2), 9)), ("o2", "i02", at(T - timedelta(days=1), 10))]
-    orders.append(("o3", "i03", at(T - timedelta(days=40), 12)))
+    orders = [("o1", "u1", "i01", at(T - timedelta(days=2), 9)), ("o2", "u1", "i02", at(T - timedelta(days=1), 10))]
+    orders.append(("o3", "u1", "i03", at(T - timedelta(days=40), 12)))
+    orders.append(("o4", "u3", "i01", at(T - timedelta(days=3), 8)))
     _insert(
-        conn, "orders", [{"order_id": o, "user_id": "u1", "ordered_at": t, "amount": "10.00"} for o, _, t in orders]
+        conn, "orders", [{"order_id": o, "user_id": u, "ordered_at": t, "amount": "10.00"} for o, u, _, t in orders]
     )
     _insert(
         conn,
         "order_items",
-        [{"order_id": o, "item_id": i, "quantity": 1, "unit_price": "10.00"} for o, i, _ in orders],
+        [{"order_id": o, "item_id": i, "quantity": 1, "unit_price": "10.00"} for o, _, i, _ in orders],
     )
 
 
@@ -278,7 +281,7 @@ def test_push_lists_agree_with_the_mart(shop) -> None:
     with psycopg.connect(shop.warehouse_dsn) as conn:
         mart = conn.execute(
             "select user_id, recent_purchase_item_ids, recent_purchase_times, recent_purchase_repeatable "
-            "from marts.user_recent_purchases where as_of = %s order by user_id",
+            "from marts.user_recent_purchases where as_of = %s and user_id in ('u1', 'u2') order by user_id",
             (T,),
         ).fetchall()
         pushed = recent_purchase_frame(conn, ["u1", "u2"], now=cutoff(T))  # the push anchored at the cutoff
@@ -293,22 +296,22 @@ def write_csv(path: Path, header: str, rows: list[str]) -> None:
 
 @pytest.mark.integration
 def test_imported_order_is_pushed_and_dropped_at_request_time(shop, tmp_path: Path, monkeypatch) -> None:
-    """Today's generation (cutoff T 00:00) serves i02 (bought before the cutoff: kept). A new order of i05 and of
-    the repeat-purchase i_tea is imported through the CLI, which pushes u1's whole recent list to Redis; the API
+    """Today's generation (cutoff T 00:00) serves i01 (bought before the cutoff: kept). A new order of i05 and of
+    the repeat-purchase i_tea is imported through the CLI, which pushes u3's whole recent list to Redis; the API
     built like ``ltvfeed serve`` builds it then drops i05 and moves the next item up, keeping i_tea."""
     from typer.testing import CliRunner
 
     from ltvfeed.cli import app
     from ltvfeed.settings import get_settings
 
-    publish(shop, T, {"u1": ["i02", "i05", "i06", "i_tea", "i07", "i08"]})
+    publish(shop, T, {"u3": ["i01", "i05", "i06", "i_tea", "i07", "i08"]})
     api = create_app_for_stack(shop, options=OPTIONS)
     assert "freshness filter on" in api.state.freshness_note
     with TestClient(api) as client:
-        assert get_feed(client, "u1", 3) == (["i02", "i05", "i06"], "applied")
+        assert get_feed(client, "u3", 3) == (["i01", "i05", "i06"], "applied")
 
         now = datetime.now(UTC)
-        write_csv(tmp_path / "orders" / "o.csv", "order_id,user_id,ordered_at,amount", [f"o10,u1,{now},15.00"])
+        write_csv(tmp_path / "orders" / "o.csv", "order_id,user_id,ordered_at,amount", [f"o10,u3,{now},15.00"])
         write_csv(
             tmp_path / "order_items" / "l.csv",
             "order_id,item_id,quantity,unit_price",
@@ -324,11 +327,11 @@ def test_imported_order_is_pushed_and_dropped_at_request_time(shop, tmp_path: Pa
         assert run.exit_code == 0, run.output
         assert "recent purchases pushed online for 1 user(s)" in run.output
 
-        assert get_feed(client, "u1", 3) == (["i02", "i06", "i_tea"], "applied")  # i05 gone, i_tea kept
-        assert get_feed(client, "u1", 10)[0] == ["i02", "i06", "i_tea", "i07", "i08"]
+        assert get_feed(client, "u3", 3) == (["i01", "i06", "i_tea"], "applied")  # i05 gone, i_tea kept
+        assert get_feed(client, "u3", 10)[0] == ["i01", "i06", "i_tea", "i07", "i08"]
 
-    row = online_row(shop, "u1")  # the push carried the whole list, not only the new order
-    assert row[ITEM_IDS] == ["i05", "i_tea", "i02", "i01"] and row[REPEATABLE] == [False, True, False, False]
+    row = online_row(shop, "u3")  # the push carried the whole list, not only the new order
+    assert row[ITEM_IDS] == ["i05", "i_tea", "i01"] and row[REPEATABLE] == [False, True, False]
     assert row[TIMES][0] == int(now.timestamp())
 
 

@@ -14,8 +14,8 @@ _HOMES = {
     "cutoff": ("ltvfeed.cutoff", "cutoff_instant"),  # as_of 00:00 UTC: a snapshot's feature_timestamp
     **{n: ("ltvfeed.features.config", n) for n in ("feast_env", "feast_project", "feature_repo_dir")},
     **{n: ("ltvfeed.features.config", n) for n in ("feature_store", "repo_config")},
-    **{n: ("ltvfeed.features.materialize", n) for n in ("Window", "clear_online", "materialize")},
-    "materialize_incremental": ("ltvfeed.features.materialize", "materialize_incremental"),
+    **{n: ("ltvfeed.features.materialization", n) for n in ("Window", "clear_online", "materialize")},
+    "materialize_incremental": ("ltvfeed.features.materialization", "materialize_incremental"),
     **{n: ("ltvfeed.features.repository", n) for n in ("ApplyResult", "apply", "load_definitions")},
     **{
         n: ("ltvfeed.features.retrieval", n)

@@ -301,6 +301,28 @@ def load_tables(
     return FeatureTables(as_of, users, items, categories, note)
 
 
+def history_probabilities(
+    dsn: str, tables: FeatureTables, user_rows: np.ndarray, horizon_days: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user row, item row, P) in ``tables``' rows: P(bought again within ``horizon_days``) of every item each of
+    ``user_rows`` bought before the cutoff, read and estimated exactly as feed generation does
+    (:mod:`ltvfeed.serving.history`), so the promotion gate judges the probability that is served."""
+    from ltvfeed.serving.generation_inputs import WarehouseInputs
+    from ltvfeed.serving.history import pair_probability
+    from ltvfeed.serving.inputs import Catalogue, UserBatch
+
+    user_rows = np.asarray(user_rows, dtype=np.int64)
+    user_ids = tables.users[USER_KEY].astype(str).to_numpy()[user_rows]
+    with WarehouseInputs(dsn, tables.as_of, max_recent_views=0, non_merchandise=()) as warehouse:
+        catalogue = Catalogue.from_frame(warehouse.catalogue_frame())
+        chunk = warehouse.user_chunk(user_ids)
+    batch = UserBatch.from_frames(catalogue, user_ids, purchases=chunk.purchases, max_recent_views=0)
+    p = pair_probability(batch, catalogue, horizon_days)
+    items = tables.item_index.get_indexer(pd.Index(catalogue.item_ids[batch.purchased_items].astype(str)))
+    known = items >= 0
+    return user_rows[batch.purchased_rows[known]], items[known], p[known]
+
+
 # ------------------------------------------------------------------------------------------ negative sampling
 
 

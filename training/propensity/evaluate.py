@@ -34,6 +34,9 @@ from ltvfeed.training.metrics import auc
 from ltvfeed.training.propensity.data import LabelledPairs
 
 METRICS = ("auc", "ndcg", "recall")
+# rows of the comparison that are the model: what is served (two-tower P with the history's P) first, then the
+# two-tower alone, logged for information
+MODEL_ROWS = ("model", "two_tower")
 _BLOCK = 1 << 22  # scores per block when ranking users x items
 
 
@@ -208,30 +211,62 @@ def evaluate_ranker(ranker: Ranker, holdout: Holdout) -> dict[str, float]:
     }
 
 
+class PairValues:
+    """Sparse per-(user row, item row) values over ``n_items`` columns; pairs not given read 0."""
+
+    def __init__(self, n_items: int, user_rows, item_rows, values) -> None:
+        self.n_items = n_items
+        keys = np.asarray(user_rows, dtype=np.int64) * n_items + np.asarray(item_rows, dtype=np.int64)
+        order = np.argsort(keys)
+        self.keys, self.values = keys[order], np.asarray(values, dtype=np.float64)[order]
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        if not len(self.keys):
+            return np.zeros(keys.shape)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[at] == keys, self.values[at], 0.0)
+
+    def pairs(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        return self.lookup(np.asarray(user_rows, dtype=np.int64) * self.n_items + np.asarray(item_rows, dtype=np.int64))
+
+    def block(self, user_rows: np.ndarray) -> np.ndarray:
+        """[len(user_rows), n_items]."""
+        return self.lookup(np.asarray(user_rows, dtype=np.int64)[:, None] * self.n_items + np.arange(self.n_items))
+
+
 class BuyAgainRanker:
     """ "Buy it again": the user's own purchase counts (user row, item row, times), popularity breaking ties."""
 
     def __init__(self, n_users: int, popularity: np.ndarray, user_rows, item_rows, times) -> None:
         pop = np.nan_to_num(np.asarray(popularity, dtype=np.float64), nan=0.0)
         self.tie = pop / (pop.max() + 1.0)  # < 1: never outranks one purchase
-        self.n_items = len(pop)
-        keys = np.asarray(user_rows, dtype=np.int64) * self.n_items + np.asarray(item_rows, dtype=np.int64)
-        order = np.argsort(keys)
-        self.keys, self.times = keys[order], np.asarray(times, dtype=np.float64)[order]
-
-    def _times(self, keys: np.ndarray) -> np.ndarray:
-        if not len(self.keys):
-            return np.zeros(keys.shape)
-        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return np.where(self.keys[at] == keys, self.times[at], 0.0)
+        self.times = PairValues(len(pop), user_rows, item_rows, times)
 
     def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
-        keys = np.asarray(user_rows, dtype=np.int64) * self.n_items + np.asarray(item_rows, dtype=np.int64)
-        return self._times(keys) + self.tie[item_rows]
+        return self.times.pairs(user_rows, item_rows) + self.tie[item_rows]
 
     def block_scores(self, user_rows: np.ndarray) -> np.ndarray:
-        keys = np.asarray(user_rows, dtype=np.int64)[:, None] * self.n_items + np.arange(self.n_items)
-        return self._times(keys) + self.tie
+        return self.times.block(user_rows) + self.tie
+
+
+class ServedRanker:
+    """What the feed ranks by: the model's P combined with P(bought again) from the user's own history
+    (:func:`ltvfeed.serving.history.either_reason`); ``history`` holds P(bought again) per pair."""
+
+    def __init__(self, scorer, history: PairValues) -> None:
+        self.model = ScorerRanker(scorer)
+        self.history = history
+
+    def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        from ltvfeed.serving.history import either_reason
+
+        return either_reason(self.model.pair_scores(user_rows, item_rows), self.history.pairs(user_rows, item_rows))
+
+    def block_scores(self, user_rows: np.ndarray) -> np.ndarray:
+        from ltvfeed.serving.history import either_reason
+
+        p_model = 1.0 / (1.0 + np.exp(-np.asarray(self.model.block_scores(user_rows), dtype=np.float64)))
+        return either_reason(p_model, self.history.block(user_rows))
 
 
 def baselines(holdout: Holdout, history: pd.DataFrame | None = None) -> dict[str, Ranker]:
@@ -252,9 +287,11 @@ def baselines(holdout: Holdout, history: pd.DataFrame | None = None) -> dict[str
     return out
 
 
-def baseline_veto(table: pd.DataFrame, metric: str, model_row: str = "model") -> str | None:
-    """Why the model must not be promoted (it does not strictly beat the best baseline on ``metric``), or None."""
-    others = table.drop(index=model_row)[metric].dropna()
+def baseline_veto(table: pd.DataFrame, metric: str, model_rows: tuple[str, ...] = MODEL_ROWS) -> str | None:
+    """Why the model must not be promoted (what is served, ``model_rows[0]``, does not strictly beat the best
+    baseline on ``metric``), or None. The other model rows are for information, never a baseline."""
+    model_row = model_rows[0]
+    others = table.drop(index=[r for r in model_rows if r in table.index])[metric].dropna()
     if others.empty:
         return None
     best = str(others.idxmax())

@@ -27,7 +27,7 @@ from ltvfeed.training.propensity.config import (
 if TYPE_CHECKING:
     from ltvfeed.infra.stack import Stack
     from ltvfeed.training.propensity.data import FeatureTables
-    from ltvfeed.training.propensity.evaluate import Holdout
+    from ltvfeed.training.propensity.evaluate import Holdout, PairValues
     from ltvfeed.training.propensity.fit import FitReport
 
 log = logging.getLogger(__name__)
@@ -69,14 +69,15 @@ def check_dates(cutoff: date, eval_cutoff: date, horizon_days: int, data_end: da
     return complete
 
 
-def evaluate_pyfunc(model, tables: FeatureTables, holdout: Holdout) -> dict[str, float]:
+def evaluate_pyfunc(model, tables: FeatureTables, holdout: Holdout, history: PairValues) -> dict[str, float]:
     """The model row's metrics of a registered pyfunc model on the holdout (its rows rebuilt over the holdout's
-    snapshot): the function register_and_promote applies to challenger and champion alike."""
-    from ltvfeed.training.propensity.evaluate import ScorerRanker, evaluate_ranker
+    snapshot), as served (with ``history``, P(bought again) per pair): the function register_and_promote applies
+    to challenger and champion alike."""
+    from ltvfeed.training.propensity.evaluate import ServedRanker, evaluate_ranker
     from ltvfeed.training.propensity.registry import scorer_from_pyfunc
 
     scorer = scorer_from_pyfunc(model).with_tables(tables.users, tables.items, tables.as_of)
-    return evaluate_ranker(ScorerRanker(scorer), holdout)
+    return evaluate_ranker(ServedRanker(scorer, history), holdout)
 
 
 def _example(holdout: Holdout, n: int = 5) -> pd.DataFrame:
@@ -105,9 +106,17 @@ def train_propensity(
     """Train on ``cutoff``, evaluate on ``eval_cutoff`` against the baselines, log everything to MLflow
     (experiment ``purchase_propensity``), register the model as ``purchase_propensity`` and promote it to
     champion if it beats the current one on the same holdout."""
-    from ltvfeed.training.propensity.data import data_end, load_tables, purchase_counts, window_pairs
+    from ltvfeed.training.propensity.data import (
+        data_end,
+        history_probabilities,
+        load_tables,
+        purchase_counts,
+        window_pairs,
+    )
     from ltvfeed.training.propensity.evaluate import (
+        PairValues,
         ScorerRanker,
+        ServedRanker,
         baseline_veto,
         baselines,
         compare,
@@ -140,7 +149,11 @@ def train_propensity(
     }
     scorer = PropensityScorer(network, eval_tables.users, eval_tables.items, metadata)
     history = purchase_counts(stack.warehouse_dsn, eval_cutoff - timedelta(days=cfg.popularity_days), eval_cutoff)
-    table = compare(holdout, {"model": ScorerRanker(scorer), **baselines(holdout, history)})
+    again = PairValues(
+        len(eval_tables.items), *history_probabilities(stack.warehouse_dsn, eval_tables, holdout.users, horizon_days)
+    )
+    served = ServedRanker(scorer, again)
+    table = compare(holdout, {"model": served, "two_tower": ScorerRanker(scorer), **baselines(holdout, history)})
     veto = baseline_veto(table, f"ndcg_at_{cfg.eval_k}")
 
     import mlflow
@@ -184,7 +197,7 @@ def train_propensity(
             info.model_uri,
             MODEL_NAME,
             holdout.holdout_id,
-            lambda model: evaluate_pyfunc(model, eval_tables, holdout),
+            lambda model: evaluate_pyfunc(model, eval_tables, holdout, again),
             promotion,
             data_through=eval_cutoff + timedelta(days=horizon_days),
             veto=veto,
