@@ -45,6 +45,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller (or the only process): workers inherit the id
         os.environ[RUN_ENV] = uuid.uuid4().hex[:8]
+    # Hypothesis keeps its example database in ./.hypothesis by default: tests write nothing into the checkout
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "ltvfeed-hypothesis")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -491,29 +491,61 @@ def test_second_as_of_adds_rows_without_touching_first(shop: Shop) -> None:
 
 @pytest.mark.integration
 def test_planted_violations_fail_the_dbt_tests(shop: Shop) -> None:
-    """Runs last in this module: it damages the marts on purpose."""
+    """Damages the marts on purpose, then puts them back (tests run in random order)."""
+    undo = []
     with psycopg.connect(shop.dsn) as conn:
+        last_order_at = conn.execute(
+            "select last_order_at from marts.user_features where as_of = %s and user_id = 'u1'", (T1,)
+        ).fetchone()[0]
+        recent = conn.execute(
+            "select recent_purchase_times[1] from marts.user_recent_purchases where as_of = %s and user_id = 'u1'",
+            (T2,),
+        ).fetchone()[0]
         conn.execute(
             "update marts.user_features set last_order_at = feature_timestamp + interval '1 hour' "
             "where as_of = %s and user_id = 'u1'",
             (T1,),
         )
+        undo.append(
+            (
+                "update marts.user_features set last_order_at = %s where as_of = %s and user_id = 'u1'",
+                (last_order_at, T1),
+            )
+        )
         conn.execute("update marts.item_performance set views_30d = views_30d + 1 where as_of = %s", (T2,))
+        undo.append(("update marts.item_performance set views_30d = views_30d - 1 where as_of = %s", (T2,)))
         conn.execute(  # an order of u1's on T2 itself: after the cutoff
             "update marts.user_recent_purchases set recent_purchase_times[1] = %s where as_of = %s and user_id = 'u1'",
             (int(ts("2024-03-05 08:00:00").timestamp()), T2),
         )
-    with pytest.raises(UserError) as failure:
-        shop.dbt(
-            "test after planting violations",
-            ["test", "--select", "user_features", "item_performance", "user_recent_purchases",
-             "--vars", f'{{"as_of": "{T2}"}}'],
-        )  # fmt: skip
+        undo.append(
+            (
+                "update marts.user_recent_purchases set recent_purchase_times[1] = %s "
+                "where as_of = %s and user_id = 'u1'",
+                (recent, T2),
+            )
+        )
+    try:
+        with pytest.raises(UserError) as failure:
+            shop.dbt(
+                "test after planting violations",
+                ["test", "--select", "user_features", "item_performance", "user_recent_purchases",
+                 "--vars", f'{{"as_of": "{T2}"}}'],
+            )  # fmt: skip
+    finally:
+        with psycopg.connect(shop.dsn) as conn:
+            for statement, params in undo:
+                conn.execute(statement, params)
     message = str(failure.value)
     assert "before_as_of_user_features_last_order_at" in message
     assert "assert_item_performance_match_raw" in message
     assert "assert_user_recent_purchases_match_raw" in message
     assert "Got 1 result" in message
+    shop.dbt(  # put back: the same tests pass again
+        "test after repair",
+        ["test", "--select", "user_features", "item_performance", "user_recent_purchases",
+         "--vars", f'{{"as_of": "{T2}"}}'],
+    )  # fmt: skip
 
 
 @pytest.mark.integration

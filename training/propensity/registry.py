@@ -114,6 +114,7 @@ def champion_floor(stack: Stack, version: str, metric: str = FLOOR_METRIC) -> di
     run's metrics): ``{"metric", "model", "baselines": {name: value}, "fallback"}``, where ``fallback`` names
     the best baseline when the model did not beat it (a version promoted by hand past the gate), else None.
     Feed generation records this and serves users with history that baseline's feed instead."""
+    from ltvfeed.training.propensity.evaluate import MODEL_ROWS
     from ltvfeed.training.tracking import configure_mlflow
 
     client = configure_mlflow(stack)
@@ -121,6 +122,7 @@ def champion_floor(stack: Stack, version: str, metric: str = FLOOR_METRIC) -> di
     metrics = client.get_run(run_id).data.metrics if run_id else {}
     suffix = f".{metric}"
     found = {k[: -len(suffix)]: float(v) for k, v in metrics.items() if k.endswith(suffix)}
+    found = {name: v for name, v in found.items() if name not in MODEL_ROWS}  # the model's own rows: no baseline
     mine = metrics.get(metric)
     fallback = None
     if mine is not None and found:
