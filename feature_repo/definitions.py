@@ -121,6 +121,29 @@ user_recent_purchases_push = PushSource(
     "(ltvfeed.features.recent_purchases.push_recent_purchases).",
 )
 
+# No snapshot at all: the collector pushes each user's live activity after a commit (PushMode.ONLINE). The batch
+# source Feast requires is an empty query of the same columns, so materialisation loads nothing and keeps what was
+# pushed.
+user_live_activity_source = PostgreSQLSource(
+    name="user_live_activity_source",
+    query="""
+        select null::text as user_id, null::timestamptz as feature_timestamp,
+            null::text[] as live_categories, null::bigint[] as live_views, null::bigint[] as live_clicks,
+            null::bigint[] as live_add_to_cart, null::text[] as last_viewed_item_ids,
+            null::text[] as wishlist_item_ids, null::text[] as saved_item_ids, null::text[] as profile_categories
+        where false
+    """,
+    timestamp_field="feature_timestamp",
+    description="None: user_live_activity is written by pushes only (ltvfeed.features.live_activity).",
+)
+
+user_live_activity_push = PushSource(
+    name="user_live_activity_push",
+    batch_source=user_live_activity_source,
+    description="Live activity recomputed from raw.events and raw.preferences after the collector stores events "
+    "(ltvfeed.features.live_activity.push_live_activity).",
+)
+
 # Written by LTV batch scoring (not dbt; see ltvfeed/sql/warehouse.sql). feature_timestamp carries a revision
 # offset of microseconds so that re-scoring a snapshot with another model version is newer (see the table).
 user_ltv_source = PostgreSQLSource(
@@ -139,6 +162,8 @@ user_ltv_source = PostgreSQLSource(
 # Predictions are refreshed by ltv_retrain (weekly, and when the marts are refreshed): a week plus a few days
 # of grace before they read as missing instead of silently stale.
 PREDICTION_TTL = timedelta(days=10)
+# Live activity counts the last hour as of its push: a day without a push and it reads as missing, not as stale.
+LIVE_TTL = timedelta(days=1)
 
 
 def _fields(dtype, *names: str) -> list[Field]:
@@ -297,6 +322,24 @@ user_recent_purchases = FeatureView(
     tags={"mart": "user_recent_purchases", "group": "freshness"},
 )
 
+user_live_activity = FeatureView(
+    name="user_live_activity",
+    entities=[user],
+    ttl=LIVE_TTL,
+    schema=[
+        Field(name="live_categories", dtype=Array(String), description="Most engaged first, last hour."),
+        *_fields(Array(Int64), "live_views", "live_clicks", "live_add_to_cart"),
+        Field(name="last_viewed_item_ids", dtype=Array(String), description="Last hour, most recent first."),
+        *_fields(Array(String), "wishlist_item_ids", "saved_item_ids", "profile_categories"),
+    ],
+    source=user_live_activity_push,
+    online=True,
+    description="What the customer is doing now: views, clicks and add-to-carts of the last hour per category "
+    "(live_views[i] for live_categories[i]), the items viewed in it, and the current wishlist, saved items and "
+    "profile categories. Pushed by the event collector within seconds; no snapshot.",
+    tags={"group": "live", "pushed_by": "collector"},
+)
+
 # ----------------------------------------------------------------------------------------- item feature views
 
 item_performance = FeatureView(
@@ -368,4 +411,12 @@ freshness = FeatureService(
     description="What the feed API reads per request to drop items bought since the served feed generation. "
     "Not a model input: kept apart from ltv_model so that training features do not change. Keyed by user_id.",
     tags={"consumer": "feed API freshness filter"},
+)
+
+live_activity = FeatureService(
+    name="live_activity",
+    features=[user_live_activity],
+    description="A session in progress, for apps: the last hour's engagement per category, the items viewed in "
+    "it and the current preferences, pushed by the event collector. Keyed by user_id.",
+    tags={"consumer": "apps reacting to live sessions"},
 )

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ltvfeed.collector import signing
 from ltvfeed.collector.app import CollectorLimits, _BadRequest, parse_body
-from ltvfeed.collector.realtime import RealtimePusher
+from ltvfeed.collector.realtime import Channel, RealtimePusher, any_event, is_order
 from ltvfeed.collector.schema import OrderEvent, Rejection, json_schema, validate_event
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -143,17 +143,22 @@ def test_body_parser_limits() -> None:
     assert parse_body(b'[{"a":"x\\u0000"}]', "application/json", "", limits)[1]
 
 
-def test_realtime_pusher_retries_failed_pushes() -> None:
-    calls: list[list[str]] = []
+def test_realtime_pusher_routes_users_per_channel_and_retries_failed_pushes() -> None:
+    calls: dict[str, list[list[str]]] = {"orders": [], "all": []}
     fail = [True]
 
-    def push(users: list[str]) -> int:
-        calls.append(users)
-        if fail[0]:
-            raise ConnectionError("redis down")
-        return len(users)
+    def push(name: str):
+        def run(users: list[str]) -> int:
+            calls[name].append(users)
+            if fail[0] and name == "orders":
+                raise ConnectionError("redis down")
+            return len(users)
 
-    pusher = RealtimePusher(push, interval_s=3600)
+        return run
+
+    pusher = RealtimePusher(
+        [Channel("orders", is_order, push("orders")), Channel("all", any_event, push("all"))], interval_s=3600
+    )
     order = validate_event(
         0,
         {
@@ -166,11 +171,14 @@ def test_realtime_pusher_retries_failed_pushes() -> None:
             "lines": [{"item_id": "i", "quantity": 1, "unit_price": "1"}],
         },
     )
-    pusher.after_commit([("p", order), ("p", validate_event(1, _event(1)))])
-    pusher.flush()
+    other = validate_event(1, _event(1))
+    pusher.after_commit([("p", order), ("p", other)])
+    pusher.flush()  # the order channel fails: its user stays queued; the other channel went through
+    assert calls == {"orders": [["u9"]], "all": [sorted({"u9", other.user_id})]}
     fail[0] = False
     pusher.flush()
-    assert calls == [["u9"], ["u9"]] and pusher.pushed == 1
+    assert calls["orders"] == [["u9"], ["u9"]] and len(calls["all"]) == 1
+    assert pusher.pushed == 1 + len({"u9", other.user_id})
 
 
 # -- integration: the collector on the real servers --------------------------------------------------------------

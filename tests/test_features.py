@@ -53,6 +53,7 @@ from ltvfeed.features import (
     training_frame,
 )
 from ltvfeed.features.config import redis_connection_string
+from ltvfeed.features.live_activity import push_live_activity
 from ltvfeed.orchestration.feature_tasks import apply_features, materialize_features
 
 T1 = date(2024, 3, 1)
@@ -81,13 +82,16 @@ def test_definitions_and_services() -> None:
         "item_performance",
         "user_ltv",  # LTV predictions (marts.user_ltv_predictions, written by batch scoring)
         "user_recent_purchases",  # the feed API's freshness filter (snapshots + pushes)
+        "user_live_activity",  # the last hour and current preferences (collector pushes only)
     }
     assert all(v.batch_source.timestamp_field == "feature_timestamp" for v in views.values())
-    assert all(v.ttl == TTL for name, v in views.items() if name != "user_ltv")  # snapshots of the marts
-    assert views["user_ltv"].ttl == timedelta(days=10)  # refreshed weekly by ltv_retrain
+    pushed_only, weekly = "user_live_activity", "user_ltv"
+    assert all(v.ttl == TTL for name, v in views.items() if name not in (weekly, pushed_only))  # mart snapshots
+    assert views[weekly].ttl == timedelta(days=10)  # refreshed weekly by ltv_retrain
+    assert views[pushed_only].ttl == timedelta(days=1)  # a day without a push reads as missing
     assert views["user_category_propensity"].entities == ["user", "category"]
     services = {s.name: s for s in repo.feature_services}
-    assert set(services) == {"ltv_model", "user_profile", "item_catalog", "ltv_scores", "freshness"}
+    assert set(services) == {"ltv_model", "user_profile", "item_catalog", "ltv_scores", "freshness", "live_activity"}
     for service in services.values():  # plain feature names must not clash inside a service
         names = [f.name for p in service.feature_view_projections for f in p.features]
         assert len(names) == len(set(names)), service.name
@@ -106,6 +110,7 @@ def test_every_service_is_keyed_by_one_entity() -> None:
         "user_profile": {("user",)},
         "ltv_scores": {("user",)},
         "freshness": {("user",)},
+        "live_activity": {("user",)},
         "item_catalog": {("item",)},
     }
     # no service claims a consumer that does not read it (feed scoring reads the marts in batch)
@@ -255,8 +260,9 @@ def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         applied = apply_features(settings)
         assert applied["project"] == feast_project(settings.redis_prefix) and not applied["deleted"]
         loaded = materialize_features(settings, T2)
-        assert not loaded["skipped"] and len(loaded["materialized"]) == 10
+        assert not loaded["skipped"] and len(loaded["materialized"]) == 11
         s.timings["apply + materialize"] = round(time.perf_counter() - start, 1)
+        push_live_activity(s.stack, [KNOWN["user_id"]])  # the collector's push: live activity has no snapshot
         yield s
     finally:
         try:
@@ -371,7 +377,7 @@ def test_every_service_reads_online_with_its_own_key_alone(shop: Shop) -> None:
     """What an app does: the Feast SDK with the service and nothing but its entity's key."""
     store = feature_store(shop.stack)
     services = _services(shop)
-    assert set(services.values()) == {"user_id", "item_id"} and len(services) == 5
+    assert set(services.values()) == {"user_id", "item_id"} and len(services) == 6
     for name, key in services.items():
         service = store.get_feature_service(name)
         values = store.get_online_features(features=service, entity_rows=[{key: KNOWN[key]}, {key: "nobody"}]).to_dict()
@@ -550,4 +556,5 @@ def test_reapply_is_idempotent_and_keys_are_removed(shop: Shop) -> None:
     clear_online(shop.stack)
     assert ours() == []
     materialize(shop.stack, datetime(2000, 1, 1, tzinfo=UTC), cutoff(T2))  # every view's newest row up to T2
+    push_live_activity(shop.stack, [KNOWN["user_id"]])  # and what only pushes write
     assert len(ours()) >= 3 + 3

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -333,6 +334,56 @@ def test_imported_order_is_pushed_and_dropped_at_request_time(shop, tmp_path: Pa
     row = online_row(shop, "u3")  # the push carried the whole list, not only the new order
     assert row[ITEM_IDS] == ["i05", "i_tea", "i01"] and row[REPEATABLE] == [False, True, False]
     assert row[TIMES][0] == int(now.timestamp())
+
+
+@pytest.mark.integration
+def test_collector_events_reach_the_online_store_within_seconds(shop) -> None:
+    """Events posted to the collector (built like ``ltvfeed collect``) are pushed after commit: u9's order of i00
+    drops i00 from the feed the API serves (the freshness view), and the last hour's views, add-to-cart and
+    wishlist are readable with ``get_online_features`` (service live_activity)."""
+    from ltvfeed.collector import signing
+    from ltvfeed.collector.partners import add_partner, fernet
+    from ltvfeed.collector.service import create_app_for_stack as create_collector
+    from ltvfeed.features import feature_store
+    from ltvfeed.features import live_activity as live
+
+    publish(shop, T, {"u1": ["i04"]})
+    collector = create_collector(shop)
+    secret = add_partner(shop.warehouse_dsn, fernet(shop.settings), "partner_live")
+    now = datetime.now(UTC)
+
+    def event(k: int, kind: str, minutes: float, **fields: Any) -> dict[str, Any]:
+        moment = (now - timedelta(minutes=minutes)).isoformat()
+        return {"event_id": f"live{k}", "type": kind, "timestamp": moment, "user_id": "u9", **fields}
+
+    events = [
+        event(1, "view", 30, item_id="i04"),
+        event(2, "view", 20, item_id="i05"),
+        event(3, "view", 10, item_id="i04"),
+        event(4, "view", 90, item_id="i08"),  # outside the hour
+        event(5, "add_to_cart", 5, item_id="i05"),
+        event(6, "wishlist_add", 4, item_id="i06"),
+        event(7, "order", 1, order_id="live-o1", amount="10.00",
+              lines=[{"item_id": "i00", "quantity": 1, "unit_price": "10.00"}]),
+    ]  # fmt: skip
+    body = json.dumps(events).encode()
+    with TestClient(collector) as client:
+        headers = {"Content-Type": "application/json", **signing.signed_headers("partner_live", secret, body)}
+        answer = client.post("/v1/events", content=body, headers=headers)
+        assert answer.status_code == 200 and answer.json()["stored"] == len(events), answer.text
+        store, refs = feature_store(shop), [f"{live.VIEW}:{f}" for f in live.FEATURES]
+        deadline = time.monotonic() + 15
+        while True:
+            row = {k: v[0] for k, v in store.get_online_features(refs, [{"user_id": "u9"}]).to_dict().items()}
+            if row["wishlist_item_ids"] and online_row(shop, "u9")[ITEM_IDS]:
+                break
+            assert time.monotonic() < deadline, row
+            time.sleep(0.2)
+    assert (row["live_categories"], row["live_views"], row["live_add_to_cart"]) == (["misc"], [3], [1])
+    assert row["last_viewed_item_ids"] == ["i04", "i05"] and row["wishlist_item_ids"] == ["i06"]
+    assert online_row(shop, "u9")[ITEM_IDS] == ["i00"]
+    with TestClient(create_app_for_stack(shop, options=OPTIONS)) as api:
+        assert get_feed(api, "u9", 2) == (["i01", "i02"], "applied")  # the classic feed without i00, just bought
 
 
 @pytest.mark.integration

@@ -1,10 +1,11 @@
-"""After commit: orders that arrived through the collector reach the online store within seconds.
+"""After commit: what arrived through the collector reaches the online store within seconds.
 
-The writer hands over the users of stored orders; a background thread pushes their recent-purchase lists
-(:func:`ltvfeed.features.recent_purchases.push_recent_purchases`) at most every :data:`PUSH_INTERVAL_S`, so the
-feed API's freshness filter drops an item a user has just bought. Pushes are best effort: if Redis or the
-feature store is down, the users stay queued and are pushed on the next round (the daily snapshot catches up
-with anything older).
+The writer hands over what it stored; a background thread pushes, at most every :data:`PUSH_INTERVAL_S`, each
+channel's users: orders -> the recent-purchase lists (:func:`ltvfeed.features.recent_purchases.push_recent_purchases`,
+so the feed API's freshness filter drops an item a user has just bought), and interactions, preferences and
+orders -> the live activity (:func:`ltvfeed.features.live_activity.push_live_activity`, the last hour's engagement
+and the current preferences apps read). Pushes are best effort: if Redis or the feature store is down, the users
+stay queued and are pushed on the next round (the daily snapshot catches up with anything older).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from ltvfeed.collector.schema import Event, OrderEvent
 
@@ -20,10 +22,28 @@ log = logging.getLogger(__name__)
 PUSH_INTERVAL_S = 0.5
 
 
+@dataclass(frozen=True)
+class Channel:
+    """One online view kept current: which stored events concern it and how to push a batch of users."""
+
+    name: str
+    concerns: Callable[[Event], bool]
+    push: Callable[[list[str]], int]
+
+
+def is_order(event: Event) -> bool:
+    return isinstance(event, OrderEvent)
+
+
+def any_event(event: Event) -> bool:
+    return True
+
+
 class RealtimePusher:
-    def __init__(self, push: Callable[[list[str]], int], interval_s: float = PUSH_INTERVAL_S) -> None:
-        self._push, self._interval = push, interval_s
-        self._pending: set[str] = set()
+    def __init__(self, channels: Iterable[Channel], interval_s: float = PUSH_INTERVAL_S) -> None:
+        self._channels = list(channels)
+        self._interval = interval_s
+        self._pending: dict[str, set[str]] = {c.name: set() for c in self._channels}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="collector-realtime", daemon=True)
@@ -34,22 +54,25 @@ class RealtimePusher:
         return self
 
     def after_commit(self, stored: Iterable[tuple[str, Event]]) -> None:
-        users = {e.user_id for _, e in stored if isinstance(e, OrderEvent)}
-        if users:
-            with self._lock:
-                self._pending |= users
+        events = [e for _, e in stored]
+        with self._lock:
+            for channel in self._channels:
+                self._pending[channel.name] |= {e.user_id for e in events if channel.concerns(e)}
 
     def flush(self) -> None:
-        with self._lock:
-            users, self._pending = sorted(self._pending), set()
-        if not users:
-            return
-        try:
-            self.pushed += self._push(users)
-        except Exception as exc:  # keep them for the next round
-            log.warning("collector: real-time push of %d users failed (%s); retrying", len(users), exc)
+        for channel in self._channels:
             with self._lock:
-                self._pending |= set(users)
+                users, self._pending[channel.name] = sorted(self._pending[channel.name]), set()
+            if not users:
+                continue
+            try:
+                self.pushed += channel.push(users)
+            except Exception as exc:  # keep them for the next round
+                log.warning(
+                    "collector: real-time push (%s) of %d users failed (%s); retrying", channel.name, len(users), exc
+                )
+                with self._lock:
+                    self._pending[channel.name] |= set(users)
 
     def close(self) -> None:
         self._stop.set()

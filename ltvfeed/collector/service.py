@@ -9,11 +9,22 @@ from fastapi import FastAPI
 from ltvfeed.collector.app import CollectorLimits, create_collector_app
 from ltvfeed.collector.partners import CredentialCache, ensure_collector_schema, fernet
 from ltvfeed.collector.ratelimit import RateLimiter
-from ltvfeed.collector.realtime import RealtimePusher
+from ltvfeed.collector.realtime import Channel, RealtimePusher, any_event, is_order
 from ltvfeed.collector.writer import GroupCommitWriter
 
 if TYPE_CHECKING:
     from ltvfeed.infra.stack import Stack
+
+
+def realtime_channels(stack: Stack) -> list[Channel]:
+    """The online views the collector keeps current: recent purchases (orders) and live activity (everything)."""
+    from ltvfeed.features.live_activity import push_live_activity
+    from ltvfeed.features.recent_purchases import push_recent_purchases
+
+    return [
+        Channel("recent_purchases", is_order, lambda users: push_recent_purchases(stack, users)),
+        Channel("live_activity", any_event, lambda users: push_live_activity(stack, users)),
+    ]
 
 
 def create_app_for_stack(stack: Stack, *, realtime: bool = True) -> FastAPI:
@@ -24,9 +35,7 @@ def create_app_for_stack(stack: Stack, *, realtime: bool = True) -> FastAPI:
     cache = CredentialCache(stack.warehouse_dsn, fernet(settings))
     pusher = None
     if realtime:
-        from ltvfeed.features.recent_purchases import push_recent_purchases
-
-        pusher = RealtimePusher(lambda users: push_recent_purchases(stack, users)).start()
+        pusher = RealtimePusher(realtime_channels(stack)).start()
     writer = GroupCommitWriter(stack.warehouse_dsn, on_commit=pusher.after_commit if pusher else None).start()
     client = aredis.Redis.from_url(stack.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     limiter = RateLimiter(

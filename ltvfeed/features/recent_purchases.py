@@ -9,13 +9,14 @@ raw orders (the mart's logic, anchored at now instead of a cutoff) and stamps it
 newer than the day's snapshot, so it wins over it, and older than the next snapshot, which includes those orders.
 
 Callers: ``ltvfeed import`` / ``import-dir`` after loading orders or order lines (:func:`push_imported_purchases`),
-and the planned event-collection API, which knows its users and calls :func:`push_recent_purchases` directly.
+and the event collector (:mod:`ltvfeed.collector.realtime`), which knows its users and calls
+:func:`push_recent_purchases` directly.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -71,7 +72,8 @@ def window_start(now: datetime) -> datetime:
     return now - timedelta(days=RECENT_PURCHASE_DAYS)
 
 
-def _user_ids(user_ids: Iterable[str]) -> list[str]:
+def user_id_list(user_ids: Iterable[str]) -> list[str]:
+    """Distinct user ids in first-seen order; a single string or an empty id is a caller's mistake."""
     if isinstance(user_ids, str | bytes):
         raise UserError(f"give a list of user ids, not the single string {user_ids!r}")
     users = list(dict.fromkeys(str(u) for u in user_ids))
@@ -85,7 +87,7 @@ def recent_purchase_frame(conn: psycopg.Connection, user_ids: Iterable[str], *, 
     ``now`` (empty lists without recent purchases) and ``feature_timestamp`` = ``now``."""
     if now.tzinfo is None:
         raise UserError(f"now must be timezone-aware, got {now!r}")
-    users = _user_ids(user_ids)
+    users = user_id_list(user_ids)
     lists: dict[str, tuple[list[str], list[int], list[bool]]] = {u: ([], [], []) for u in users}
     rows = conn.execute(_LISTS, {"users": users, "start": window_start(now)}).fetchall() if users else []
     for user, item, purchased_at, repeatable in rows:
@@ -108,25 +110,38 @@ def push_recent_purchases(stack: Stack, user_ids: Iterable[str], *, store: Featu
     """Recompute the complete recent-purchase lists of ``user_ids`` from the warehouse and push them to the online
     store; returns the number of users pushed. Call it after the orders are committed: the push is stamped with
     the time taken before reading them, so a later push (or snapshot) always has seen at least as much."""
+    return push_online(stack, PUSH_SOURCE, user_ids, recent_purchase_frame, store=store)
+
+
+def push_online(
+    stack: Stack,
+    push_source: str,
+    user_ids: Iterable[str],
+    frame: Callable[..., pd.DataFrame],
+    *,
+    store: FeatureStore | None = None,
+) -> int:
+    """Push ``frame(conn, users, now=...)`` (whole rows, recomputed from the warehouse at ``now``) for ``user_ids``
+    through ``push_source`` to the online store, in batches; returns the number of users pushed."""
     from feast.data_source import PushMode
     from feast.errors import PushSourceNotFoundException
 
     from ltvfeed.db import connect
     from ltvfeed.features.config import feature_store
 
-    users = _user_ids(user_ids)
+    users = user_id_list(user_ids)
     if not users:
         return 0
     store = store or feature_store(stack)
     for start in range(0, len(users), _PUSH_BATCH):
         now = datetime.now(UTC)
         with connect(stack.warehouse_dsn) as conn:
-            frame = recent_purchase_frame(conn, users[start : start + _PUSH_BATCH], now=now)
+            rows = frame(conn, users[start : start + _PUSH_BATCH], now=now)
         try:
-            store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+            store.push(push_source, rows, to=PushMode.ONLINE)
         except PushSourceNotFoundException as exc:
             raise FeatureStoreNotApplied(
-                f"the feature store has no push source {PUSH_SOURCE!r} yet (run `ltvfeed features apply`)"
+                f"the feature store has no push source {push_source!r} yet (run `ltvfeed features apply`)"
             ) from exc
     return len(users)
 
