@@ -183,5 +183,21 @@ def test_rows_at_exactly_the_cutoff_are_after_it_in_every_mart(stack, run_id: st
 
         labels = rows("select * from marts.ltv_labels where cutoff = %s and horizon_days = 1")
         assert [(r["user_id"], float(r["revenue"])) for r in labels] == [("u_in", 1000.0)]  # [cutoff, cutoff + 1)
+
+        # the Python reads at the same boundary: feed generation's inputs and the propensity windows
+        from datetime import date, timedelta
+
+        from ltvfeed.serving.generation_inputs import WarehouseInputs
+        from ltvfeed.training.propensity.data import purchase_counts, purchases
+
+        as_of = date.fromisoformat(T)
+        with WarehouseInputs(dsn, as_of, non_merchandise=()) as warehouse:
+            catalogue = warehouse.catalogue_frame().set_index("item_id")
+            chunk = warehouse.user_chunk(["u_in"])
+        assert catalogue.loc["i_in", "popularity"] == 1 and catalogue.loc["i_at", "popularity"] == 0
+        assert chunk.purchases["item_id"].tolist() == ["i_in"] and chunk.views["item_id"].tolist() == ["i_in"]
+        assert purchase_counts(dsn, as_of - timedelta(days=30), as_of)["item_id"].tolist() == ["i_in"]
+        window = purchases(dsn, as_of, as_of + timedelta(days=1))  # labels: [cutoff, cutoff + 1 day)
+        assert sorted(window["item_id"].astype(str)) == ["i_at"]
     finally:
         drop_database(stack.pg_dsn, name)
