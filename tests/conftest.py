@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,13 +67,52 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(shared, ignore_errors=True)
 
 
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")  # Debian's packages
+CHROMIUM_FLAGS = (  # offline: nothing but the page's own origin may be fetched
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    no_browser = pytest.mark.skip(reason=f"browser test: needs Debian's chromium ({CHROMIUM}) and {CHROMEDRIVER}")
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        for item in items:
+            if "browser" in item.keywords:
+                item.add_marker(no_browser)
     if config.getoption("--integration"):
         return
     skip = pytest.mark.skip(reason="integration test: run with --integration")
     for item in items:
         if "integration" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def headless_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Any]]:
+    """Starts headless Chromium (a fresh profile each) on demand; every browser started is quit afterwards."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    started = []
+
+    def start():
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+            options.add_argument(flag)
+        started.append(webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for browser in started:
+            browser.quit()
 
 
 def _shared_dir() -> Path:

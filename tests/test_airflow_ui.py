@@ -25,12 +25,7 @@ import pytest
 
 from ltvfeed.settings import Settings
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()), reason="no chromium"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
 
 def _free_port() -> int:
@@ -118,28 +113,6 @@ def _runs(base: str, token: str, dag_id: str) -> list[dict]:
         return json.load(resp)["dag_runs"]
 
 
-def _browser(tmp_path: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_window_size(1400, 1000)
-    driver.implicitly_wait(120)  # a loaded 2-core machine renders the UI slowly
-    return driver
-
-
 def _wait_all_finished(base: str, password: str, dag_id: str, want: int, timeout_s: float) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -150,11 +123,7 @@ def _wait_all_finished(base: str, password: str, dag_id: str, want: int, timeout
         time.sleep(10)
 
 
-@pytest.mark.xfail(
-    reason="issue 11 open: under load the UI's backfill form did not create the 3-day backfill (trigger works)",
-    strict=False,
-)
-def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_ui, tmp_path):
+def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_ui, tmp_path, headless_browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -172,7 +141,9 @@ def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_
         except urllib.error.HTTPError as exc:
             assert exc.code == 404 and time.monotonic() < deadline, exc
             time.sleep(5)
-    driver = _browser(tmp_path)
+    driver = headless_browser()
+    driver.set_window_size(1400, 1000)
+    driver.implicitly_wait(120)  # a loaded 2-core machine renders the UI slowly
     try:
         driver.get(f"{base}/auth/login")  # a page of the origin, so that its cookie can be set
         driver.add_cookie({"name": "_token", "value": _token(base, password), "path": "/"})
@@ -225,8 +196,6 @@ def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_
     except Exception:
         driver.save_screenshot(str(tmp_path / "failure.png"))  # what the browser showed
         raise
-    finally:
-        driver.quit()
 
     # SIGTERM: the supervisor stops every component's process group (and their workers) within seconds
     groups = json.loads((settings.state_dir / "run" / "airflow.pid").read_text())["groups"]

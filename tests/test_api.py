@@ -437,7 +437,6 @@ def test_degraded_answers_skip_the_freshness_filter(api, writer, gate):
 @pytest.mark.integration
 def test_ltvfeed_serve_command_serves_the_committed_generation(stack, run_id, tmp_path):
     """The command people run: `ltvfeed serve` as its own process, configured only through the environment."""
-    import os
     import shutil
     import subprocess
     import sys
@@ -636,43 +635,20 @@ def test_generation_lost_from_redis_is_served_degraded_then_republished(api, wri
 
 
 # ---- /docs offline, in a real browser -------------------------------------------------------------------------
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
-@pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-    reason=f"headless browser test: needs Debian's chromium ({CHROMIUM}) and chromedriver ({CHROMEDRIVER})",
-)
-def test_docs_render_offline_in_a_browser(tmp_path):
+@pytest.mark.browser
+def test_docs_render_offline_in_a_browser(tmp_path, headless_browser):
     """Swagger UI at /docs draws every operation with no network but the API's own port: every asset the page
     loads comes from the API itself (the browser runs with background networking off)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     settings = Settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0", state_dir=tmp_path)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
     with served(create_app(settings, options=OPTIONS), "httptools") as port:
-        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        try:
-            browser.get(f"http://127.0.0.1:{port}/docs")
-            paths = WebDriverWait(browser, 30).until(
-                lambda b: [e.text for e in b.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")] or None
-            )
-            loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-        finally:
-            browser.quit()
+        browser = headless_browser()
+        browser.get(f"http://127.0.0.1:{port}/docs")
+        paths = WebDriverWait(browser, 30).until(
+            lambda b: [e.text for e in b.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")] or None
+        )
+        loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert {FEED_ROUTE, "/healthz", "/readyz", "/metrics"} <= {p.replace("\u200b", "") for p in paths}, paths
     assert loaded and all(url.startswith(f"http://127.0.0.1:{port}/") for url in loaded), loaded

@@ -128,6 +128,32 @@ def test_report_is_self_contained_html_with_every_part() -> None:
     assert "<script" not in page
 
 
+@pytest.mark.browser
+def test_report_renders_in_a_browser_with_its_plots(tmp_path, headless_browser) -> None:
+    """The page as a person opens it (a file, offline): both plots decode and have a size, the verdict, SRM,
+    metrics and LTV sections are shown, and nothing was fetched."""
+    from selenium.webdriver.common.by import By
+
+    users = _users(3000, 3000, conversion_lift=0.04, seed=6)
+    analysis = _analyse(users)
+    path = tmp_path / "report.html"
+    path.write_text(render_html("feed-v1", analysis, cumulative_lifts(users, _analyse, "conversion_rate")))
+    browser = headless_browser()
+    browser.get(path.as_uri())
+    sizes = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])"
+    )
+    assert sorted(s[0] for s in sizes) == ["cumulative lift", "forest plot"]
+    assert all(complete and w > 200 and h > 100 for _, complete, w, h in sizes), sizes
+    for section in ("verdict", "srm", "metrics", "ltv"):
+        assert browser.find_element(By.ID, section).is_displayed(), section
+    rows = browser.find_elements(By.CSS_SELECTOR, "#metrics tr")
+    assert len(rows) == 1 + len(analysis.results)
+    assert analysis.verdict in browser.find_element(By.ID, "verdict").text
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert all(url.startswith("data:") for url in fetched), fetched
+
+
 # -- registry (real PostgreSQL + Redis) --------------------------------------------------------------------------
 
 
