@@ -181,6 +181,24 @@ def test_realtime_pusher_routes_users_per_channel_and_retries_failed_pushes() ->
     assert pusher.pushed == 1 + len({"u9", other.user_id})
 
 
+def test_realtime_pusher_drops_users_when_the_feature_store_was_never_applied(caplog) -> None:
+    from ltvfeed.features.recent_purchases import FeatureStoreNotApplied
+
+    calls: list[list[str]] = []
+
+    def push(users: list[str]) -> int:
+        calls.append(users)
+        raise FeatureStoreNotApplied("no push source yet (run `ltvfeed features apply`)")
+
+    pusher = RealtimePusher([Channel("live_activity", any_event, push)], interval_s=3600)
+    for k in range(2):
+        pusher.after_commit([("p", validate_event(k, _event(k)))])
+        pusher.flush()
+    pusher.flush()  # nothing queued: dropped, not retried
+    assert calls == [["u1"], ["u1"]] and pusher.pushed == 0
+    assert sum("not pushed online" in r.message for r in caplog.records) == 1  # warned once
+
+
 # -- integration: the collector on the real servers --------------------------------------------------------------
 
 

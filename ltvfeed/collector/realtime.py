@@ -5,7 +5,8 @@ channel's users: orders -> the recent-purchase lists (:func:`ltvfeed.features.re
 so the feed API's freshness filter drops an item a user has just bought), and interactions, preferences and
 orders -> the live activity (:func:`ltvfeed.features.live_activity.push_live_activity`, the last hour's engagement
 and the current preferences apps read). Pushes are best effort: if Redis or the feature store is down, the users
-stay queued and are pushed on the next round (the daily snapshot catches up with anything older).
+stay queued and are pushed on the next round (the daily snapshot catches up with anything older); on a stack whose
+feature store was never applied, nothing is pushed and one warning says so.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ltvfeed.collector.schema import Event, OrderEvent
+from ltvfeed.features.recent_purchases import FeatureStoreNotApplied
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class RealtimePusher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="collector-realtime", daemon=True)
         self.pushed = 0
+        self._not_applied: set[str] = set()  # channels whose feature store is not applied (warned once)
 
     def start(self) -> RealtimePusher:
         self._thread.start()
@@ -67,6 +70,10 @@ class RealtimePusher:
                 continue
             try:
                 self.pushed += channel.push(users)
+            except FeatureStoreNotApplied as exc:  # nothing online to keep current: the users are dropped
+                if channel.name not in self._not_applied:
+                    log.warning("collector: %s not pushed online: %s", channel.name, exc)
+                self._not_applied.add(channel.name)
             except Exception as exc:  # keep them for the next round
                 log.warning(
                     "collector: real-time push (%s) of %d users failed (%s); retrying", channel.name, len(users), exc

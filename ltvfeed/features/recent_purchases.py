@@ -124,7 +124,7 @@ def push_online(
     """Push ``frame(conn, users, now=...)`` (whole rows, recomputed from the warehouse at ``now``) for ``user_ids``
     through ``push_source`` to the online store, in batches; returns the number of users pushed."""
     from feast.data_source import PushMode
-    from feast.errors import PushSourceNotFoundException
+    from feast.errors import DataSourceObjectNotFoundException, PushSourceNotFoundException
 
     from ltvfeed.db import connect
     from ltvfeed.features.config import feature_store
@@ -133,6 +133,13 @@ def push_online(
     if not users:
         return 0
     store = store or feature_store(stack)
+    missing = FeatureStoreNotApplied(
+        f"the feature store has no push source {push_source!r} yet (run `ltvfeed features apply`)"
+    )
+    try:  # before reading the warehouse: nothing to compute for a store that cannot take it
+        store.get_data_source(push_source)
+    except DataSourceObjectNotFoundException as exc:
+        raise missing from exc
     for start in range(0, len(users), _PUSH_BATCH):
         now = datetime.now(UTC)
         with connect(stack.warehouse_dsn) as conn:
@@ -140,9 +147,7 @@ def push_online(
         try:
             store.push(push_source, rows, to=PushMode.ONLINE)
         except PushSourceNotFoundException as exc:
-            raise FeatureStoreNotApplied(
-                f"the feature store has no push source {push_source!r} yet (run `ltvfeed features apply`)"
-            ) from exc
+            raise missing from exc
     return len(users)
 
 
