@@ -18,6 +18,10 @@ Baselines: ``popularity`` (the item's orders in the look-back before T2, the sam
 ``classic`` (marts.item_performance.commercial_score, the non-personal feed's ranking) and ``buy_again`` (the
 items the user bought in the look-back, most often bought first, then popularity). They are the floor: a model
 that does not beat the best of them on NDCG@k is never promoted (:func:`baseline_veto`).
+
+The model is judged as the feed uses it (:class:`ServedRanker`, row ``model``): its P combined with the user's
+own P(bought again) from :mod:`ltvfeed.serving.history`, the P(purchase) term of the served score. The two-tower
+alone is logged beside it (row ``two_tower``) for information, never as a baseline.
 """
 
 from __future__ import annotations
