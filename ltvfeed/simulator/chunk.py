@@ -203,6 +203,19 @@ def _preferences_table(config: SimulationConfig, catalog: Catalog, prefs: Prefer
     )
 
 
+def chunk_rng(config: SimulationConfig, chunk_index: int) -> np.random.Generator:
+    """The random stream of one chunk; its population is the first thing drawn from it, so
+    :func:`chunk_population` gives back exactly the users :func:`simulate_chunk` simulated."""
+    return np.random.default_rng(np.random.SeedSequence([config.seed, 0x5E55, chunk_index]))
+
+
+def chunk_population(
+    config: SimulationConfig, partners: Partners, chunk_index: int, first_user: int, n_users: int
+) -> Population:
+    """The hidden traits of one chunk's users, as :func:`simulate_chunk` drew them."""
+    return draw_population(config, partners, first_user, n_users, chunk_rng(config, chunk_index))
+
+
 def simulate_chunk(
     config: SimulationConfig,
     catalog: Catalog,
@@ -213,7 +226,7 @@ def simulate_chunk(
     counters: IdCounters,
 ) -> ChunkTables:
     """Simulate users ``first_user .. first_user + n_users - 1`` (0-based) and advance ``counters``."""
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5E55, chunk_index]))
+    rng = chunk_rng(config, chunk_index)
     pop = draw_population(config, partners, first_user, n_users, rng)
     user_ids = sequential_ids("u", first_user + 1 + np.arange(n_users), ID_WIDTH["u"])
     sessions = draw_sessions(config, partners, pop, rng)

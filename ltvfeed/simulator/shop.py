@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ltvfeed.simulator.catalog import build_catalog
-from ltvfeed.simulator.chunk import ChunkTables, IdCounters, simulate_chunk
+from ltvfeed.simulator.chunk import ChunkTables, IdCounters, chunk_population, simulate_chunk
 from ltvfeed.simulator.config import SimulationConfig
-from ltvfeed.simulator.population import draw_partners
+from ltvfeed.simulator.population import Population, draw_partners
 from ltvfeed.simulator.schema import (
     GROUND_TRUTH_KINDS,
     GROUND_TRUTH_SCHEMAS,
@@ -30,6 +30,12 @@ GROUND_TRUTH_DIR = "ground_truth"
 EVENTS_PER_FILE = 2_000_000
 
 
+def chunk_bounds(config: SimulationConfig) -> Iterator[tuple[int, int, int]]:
+    """(chunk index, first user (0-based), users in the chunk) of every chunk, in order."""
+    for index, first in enumerate(range(0, config.n_users, config.chunk_users)):
+        yield index, first, min(config.chunk_users, config.n_users - first)
+
+
 def iter_chunks(config: SimulationConfig, progress: bool = False) -> tuple[pa.Table, Iterator[ChunkTables]]:
     """The items table and a generator of user chunks (users, their activity and ground truth)."""
     catalog = build_catalog(config)
@@ -38,12 +44,19 @@ def iter_chunks(config: SimulationConfig, progress: bool = False) -> tuple[pa.Ta
     def chunks() -> Iterator[ChunkTables]:
         counters = IdCounters()
         with tqdm(total=config.n_users, unit="user", desc="simulate", disable=not progress) as bar:
-            for index, first in enumerate(range(0, config.n_users, config.chunk_users)):
-                n = min(config.chunk_users, config.n_users - first)
+            for index, first, n in chunk_bounds(config):
                 yield simulate_chunk(config, catalog, partners, index, first, n, counters)
                 bar.update(n)
 
     return catalog.table, chunks()
+
+
+def hidden_populations(config: SimulationConfig) -> Iterator[Population]:
+    """Every chunk's users with their hidden traits, exactly as the simulation drew them (no activity is
+    simulated): what the closed-loop response model reads (:mod:`ltvfeed.simulator.response`)."""
+    partners = draw_partners(config)
+    for index, first, n in chunk_bounds(config):
+        yield chunk_population(config, partners, index, first, n)
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
