@@ -54,21 +54,19 @@ def ltv_pipeline():
 
     @task
     def expectations_raw(as_of: str) -> dict[str, object]:
-        from datetime import date
-
+        from ltvfeed.cutoff import parse_as_of
         from ltvfeed.orchestration.tasks import quality_gate
         from ltvfeed.settings import Settings
 
-        return quality_gate(Settings(), "raw", date.fromisoformat(as_of))
+        return quality_gate(Settings(), "raw", parse_as_of(as_of))
 
     @task(outlets=[Asset(MARTS_ASSET_URI)])
     def expectations_marts(as_of: str) -> dict[str, object]:
-        from datetime import date
-
+        from ltvfeed.cutoff import parse_as_of
         from ltvfeed.orchestration.tasks import quality_gate
         from ltvfeed.settings import Settings
 
-        result = quality_gate(Settings(), "marts", date.fromisoformat(as_of))
+        result = quality_gate(Settings(), "marts", parse_as_of(as_of))
         # consumers scheduled on the asset (retraining, feed generation) take exactly this snapshot
         get_current_context()["outlet_events"][Asset(MARTS_ASSET_URI)].extra = {"as_of": as_of}
         return result
@@ -82,12 +80,11 @@ def ltv_pipeline():
 
     @task
     def materialize_features(as_of: str) -> dict[str, object]:
-        from datetime import date
-
+        from ltvfeed.cutoff import parse_as_of
         from ltvfeed.orchestration.feature_tasks import materialize_features as load
         from ltvfeed.settings import Settings
 
-        return load(Settings(), date.fromisoformat(as_of))
+        return load(Settings(), parse_as_of(as_of))
 
     as_of = resolve_as_of()
     dbt = warehouse_task_group(

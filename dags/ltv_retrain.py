@@ -72,12 +72,11 @@ def ltv_retrain():
 
     @task
     def prepare_training_data(as_of: str) -> dict:
-        from datetime import date
-
+        from ltvfeed.cutoff import parse_as_of
         from ltvfeed.orchestration.ltv_tasks import prepare_training_data as prepare
         from ltvfeed.settings import Settings
 
-        return prepare(Settings(), date.fromisoformat(as_of), get_current_context()["params"])
+        return prepare(Settings(), parse_as_of(as_of), get_current_context()["params"])
 
     @task
     def train_and_register(prepared: dict) -> dict:
@@ -95,21 +94,19 @@ def ltv_retrain():
 
     @task
     def batch_score(as_of: str, gate: dict) -> dict:
-        from datetime import date
-
+        from ltvfeed.cutoff import parse_as_of
         from ltvfeed.orchestration.ltv_tasks import batch_score as score
         from ltvfeed.settings import Settings
 
-        return score(Settings(), date.fromisoformat(as_of))
+        return score(Settings(), parse_as_of(as_of))
 
     @task(outlets=[Asset(LTV_PREDICTIONS_ASSET_URI)])
     def materialize_predictions(as_of: str, scored: dict) -> dict:
-        from datetime import date
-
+        from ltvfeed.cutoff import parse_as_of
         from ltvfeed.orchestration.ltv_tasks import materialize_predictions as load
         from ltvfeed.settings import Settings
 
-        loaded = load(Settings(), date.fromisoformat(as_of))
+        loaded = load(Settings(), parse_as_of(as_of))
         get_current_context()["outlet_events"][Asset(LTV_PREDICTIONS_ASSET_URI)].extra = {"as_of": as_of}
         return loaded
 

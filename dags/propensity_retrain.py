@@ -55,12 +55,11 @@ def propensity_retrain():
 
     @task
     def prepare(as_of: str) -> dict:
-        from datetime import date
-
+        from ltvfeed.cutoff import parse_as_of
         from ltvfeed.orchestration.propensity_tasks import prepare_propensity_data
         from ltvfeed.settings import Settings
 
-        return prepare_propensity_data(Settings(), date.fromisoformat(as_of), get_current_context()["params"])
+        return prepare_propensity_data(Settings(), parse_as_of(as_of), get_current_context()["params"])
 
     @task
     def train_and_register(prepared: dict) -> dict:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import typer
 
-from ltvfeed.errors import UserError
+from ltvfeed.commands.options import date_option
 from ltvfeed.settings import get_settings
 
 features_app = typer.Typer(help="Feast feature store: register definitions, load Redis, read features, serve.")
@@ -35,13 +35,7 @@ def materialize_cmd(
     from ltvfeed.features import cutoff, materialize_incremental
     from ltvfeed.infra.stack import up
 
-    if end is None:
-        until = datetime.now(UTC)
-    else:
-        try:
-            until = cutoff(date.fromisoformat(end))
-        except ValueError as exc:
-            raise UserError(f"--end must be a date YYYY-MM-DD, got {end!r}") from exc
+    until = datetime.now(UTC) if end is None else cutoff(date_option(end, "--end"))
     windows = materialize_incremental(up(get_settings()), until)
     for w in windows:
         span = f"{w.start.isoformat()} .. {w.end.isoformat()}" if w.start else "skipped (already loaded past end)"

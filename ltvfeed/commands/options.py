@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from ltvfeed.errors import UserError
+from ltvfeed.cutoff import parse_as_of
 
 
 def date_option(value: str | None, option: str) -> date | None:
-    """A YYYY-MM-DD option value; None stays None (option not given)."""
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise UserError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from exc
+    """A YYYY-MM-DD option value; None stays None (option not given); the cutoff rule's parser, so a bad date
+    reads the same everywhere."""
+    return parse_as_of(value, option)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
+from ltvfeed.cutoff import parse_as_of
 from ltvfeed.errors import UserError
 from ltvfeed.infra.stack import Stack, up
 from ltvfeed.serving.feed_store import OPEN, FeedStore
@@ -60,9 +61,8 @@ def propensity_source(stack: Stack, plan: Plan) -> PropensitySource:
 def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationParams:
     """The DAG's params (``n``, ``weights``, ``shards``, ``K``, ``chunk_users``, ``propensity_source``,
     ``purchase_scale``, ``diversity``)."""
-    as_of = as_of if isinstance(as_of, date) else date.fromisoformat(as_of)
     return GenerationParams(
-        as_of=as_of,
+        as_of=parse_as_of(as_of),
         n=params.get("n", 10),
         weights=weights_from_mapping(params.get("weights")),
         shards=params.get("shards", 4),

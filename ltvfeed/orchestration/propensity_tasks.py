@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import Any
 
-from ltvfeed.cutoff import DEFAULT_PROPENSITY_HORIZON_DAYS
+from ltvfeed.cutoff import DEFAULT_PROPENSITY_HORIZON_DAYS, parse_as_of
 from ltvfeed.errors import UserError
 from ltvfeed.infra.stack import Stack, up
 from ltvfeed.settings import Settings
@@ -104,8 +104,8 @@ def train_and_register(settings: Settings, prepared: Mapping[str, Any], params: 
     cfg = PropensityConfig(seed=int(params.get("seed") or 0), max_epochs=int(params.get("max_epochs") or 40), **tuning)
     result = train_propensity(
         up(settings),
-        date.fromisoformat(prepared["cutoff"]),
-        date.fromisoformat(prepared["eval_cutoff"]),
+        parse_as_of(prepared["cutoff"], "cutoff"),
+        parse_as_of(prepared["eval_cutoff"], "eval_cutoff"),
         int(prepared["horizon_days"]),
         cfg,
     )
