@@ -114,6 +114,26 @@ def convert(csv: Path, out: Path, end: date, max_users: int | None) -> dict:
     }
 
 
+DEFAULT_WEIGHTS = ("default", "concept", "0/1/0")
+
+
+def weight_setting(text: str):
+    """A ``--weights`` value: a preset name (``default``, ``concept``, ...) or ``commercial/purchase/diversity``."""
+    from ltvfeed.serving.config import ScoringWeights
+
+    if "/" not in text:
+        return ScoringWeights.preset(text)
+    return ScoringWeights(*(float(x) for x in text.split("/")))
+
+
+def weights_label(weights) -> str:
+    """``0.2/0.8/0``, marked ``(default)`` when it is the shipped default."""
+    from ltvfeed.serving.config import ScoringWeights
+
+    label = f"{weights.commercial:g}/{weights.purchase:g}/{weights.diversity:g}"
+    return label + (" (default)" if weights == ScoringWeights() else "")
+
+
 def diversity_of(feeds: dict[str, list[str]]) -> dict[str, float]:
     """Share of distinct feeds among users, and the share of feeds holding the most frequent item."""
     lists = [tuple(f) for f in feeds.values() if f]
@@ -133,7 +153,6 @@ def run(a: argparse.Namespace) -> dict:
     from ltvfeed.ingest import import_directory
     from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
     from ltvfeed.serving.baselines import buy_again_items, popular_now_items
-    from ltvfeed.serving.config import ScoringWeights
     from ltvfeed.serving.generation import GenerationParams
     from ltvfeed.serving.generation_inputs import WarehouseInputs
     from ltvfeed.serving.inputs import Catalogue, UserBatch
@@ -200,15 +219,15 @@ def run(a: argparse.Namespace) -> dict:
                     u: [str(ids[i]) for i in row if i >= 0] for u, row in zip(batch.user_ids, again, strict=True)
                 },
             }
-            settings_list = [("category_affinity", ScoringWeights(*w)) for w in a.weights]
+            settings_list = [("category_affinity", w) for w in a.weights]
             if a.train and model.get("promoted"):
-                settings_list += [("registry", ScoringWeights(*w)) for w in a.weights]
+                settings_list += [("registry", w) for w in a.weights]
             store = feed_store(stack)
             for source, weights in settings_list:
                 t = time.perf_counter()
                 params = GenerationParams(as_of=as_of, n=a.n, shards=2, weights=weights, propensity_source=source)
                 run_generation(settings, params, progress=False)
-                w = f"{weights.commercial:g}/{weights.purchase:g}/{weights.diversity:g}"
+                w = weights_label(weights)
                 timings[f"generation {source} {w} s"] = round(time.perf_counter() - t, 1)
                 feeds = {u: f.item_ids for u, f in store.read_feeds(users).items() if f is not None}
                 arms[f"ltvfeed personalised, {source}, w={w}"] = feeds
@@ -248,13 +267,16 @@ def main() -> None:
     parser.add_argument("--no-train", dest="train", action="store_false", help="Skip the propensity model")
     parser.add_argument(
         "--weights",
-        type=lambda s: tuple(float(x) for x in s.split("/")),
+        type=weight_setting,
         nargs="+",
-        default=[(0.5, 0.4, 0.1), (0.1, 0.8, 0.1), (0.0, 1.0, 0.0)],
-        help="commercial/purchase/diversity settings to generate, e.g. 0.5/0.4/0.1",
+        default=None,
+        help="weight settings to generate: presets or commercial/purchase/diversity, e.g. 0.3/0.6/0.1 (default: "
+        + " ".join(DEFAULT_WEIGHTS)
+        + ")",
     )
     parser.add_argument("--json", type=Path, help="Also write the results here")
     a = parser.parse_args()
+    a.weights = list(dict.fromkeys(a.weights or [weight_setting(w) for w in DEFAULT_WEIGHTS]))  # once each
     r = run(a)
     print(f"Instacart sample: {r['data']}; as_of {r['as_of']}; scored on {r['evaluated']}")
     if r["model"]:

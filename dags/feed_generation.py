@@ -20,8 +20,10 @@ once complete:
 
 Runs daily at 03:00 UTC, whenever the `ltvfeed://warehouse/marts` asset is updated (the marts gate of
 `ltv_pipeline` passed) and after retraining (asset `ltvfeed://models/purchase_propensity`, published by
-`propensity_retrain`). Params: `as_of`, `n` (feed length), `weights` (`w_c` commercial, `w_p` purchase
-propensity, `w_d` diversity), `shards`, `K` (candidates per user), `chunk_users`, `propensity_source`:
+`propensity_retrain`). Params: `as_of`, `n` (feed length), `weights` (a preset name: `default`, the best measured
+setting, `concept`, the concept's 0.5/0.4/0.1, or `classic`; or `w_c` commercial, `w_p` purchase propensity,
+`w_d` diversity, overriding the `preset` they name, `default` if none), `shards`, `K` (candidates per user),
+`chunk_users`, `propensity_source`:
 `registry` (default: the `purchase_propensity` champion in MLflow; required) or `category_affinity`
 (cold start, for a shop without a trained model yet: P(purchase) from category affinity in the marts),
 `diversity` (`category_weight`, `view_weight`: how much similarity to recently viewed items lowers a score),
@@ -43,6 +45,7 @@ from airflow.sdk import (
 
 from ltvfeed.orchestration.assets import MARTS_ASSET_URI, PROPENSITY_MODEL_ASSET_URI
 from ltvfeed.orchestration.dag_defaults import DAG_DEFAULTS
+from ltvfeed.serving.config import describe_presets
 
 
 @dag(
@@ -58,9 +61,11 @@ from ltvfeed.orchestration.dag_defaults import DAG_DEFAULTS
         "as_of": Param(None, type=["null", "string"], format="date", description="Cutoff date; default: logical date"),
         "n": Param(10, type="integer", minimum=1, maximum=100, description="Feed length"),
         "weights": Param(
-            {"w_c": 0.5, "w_p": 0.4, "w_d": 0.1},
-            type="object",
-            description="Score weights: w_c commercial, w_p purchase propensity, w_d diversity",
+            "default",
+            type=["string", "object"],
+            description=f"Score weights (commercial/purchase/diversity): a preset name ({describe_presets()}) or "
+            'an object of w_c commercial, w_p purchase propensity, w_d diversity and "preset", the setting they '
+            "override (default if none)",
         ),
         "shards": Param(4, type="integer", minimum=1, maximum=1024, description="Parallel shards (mapped tasks)"),
         "K": Param(200, type="integer", minimum=1, maximum=10000, description="Candidates scored per user"),

@@ -46,18 +46,25 @@ WEIGHT_KEYS = {"w_c": "commercial", "w_p": "purchase", "w_d": "diversity"}
 MAX_CHUNK_USERS = 100_000
 
 
-def weights_from_mapping(values: Mapping[str, Any] | None) -> ScoringWeights:
-    """Weights from ``{"w_c", "w_p", "w_d"}`` (the DAG/CLI form) or ``{"commercial", "purchase", "diversity"}``;
-    missing ones take their defaults (0.5 / 0.4 / 0.1)."""
+def weights_from_mapping(values: Mapping[str, Any] | str | None) -> ScoringWeights:
+    """Weights from a preset name (``"default"``, ``"concept"``, ``"classic"``: see
+    :data:`~ltvfeed.serving.config.WEIGHT_PRESETS`) or a mapping of ``{"w_c", "w_p", "w_d"}`` (the DAG/CLI form)
+    or ``{"commercial", "purchase", "diversity"}``, optionally with ``"preset"``: the weights it names override
+    that preset's (``default`` when none is named); missing ones take the preset's."""
     if values is None:
         return ScoringWeights()
+    if isinstance(values, str):
+        return ScoringWeights.preset(values)
     if not isinstance(values, Mapping):
-        raise UserError(f"weights must be a mapping like {{'w_c': 0.5, 'w_p': 0.4, 'w_d': 0.1}}, got {values!r}")
+        raise UserError(
+            f"weights must be a preset name or a mapping like {{'w_c': 0.5, 'w_p': 0.4, 'w_d': 0.1}}, got {values!r}"
+        )
     names = {WEIGHT_KEYS.get(k, k): v for k, v in values.items()}
+    base = ScoringWeights.preset(str(names.pop("preset", "default")))
     unknown = sorted(set(names) - set(WEIGHT_KEYS.values()))
     if unknown:
-        raise UserError(f"unknown weight(s) {unknown}: use w_c (commercial), w_p (purchase), w_d (diversity)")
-    return ScoringWeights(**names)
+        raise UserError(f"unknown weight(s) {unknown}: use preset, w_c (commercial), w_p (purchase), w_d (diversity)")
+    return replace(base, **names)
 
 
 def diversity_from_mapping(values: Mapping[str, Any] | None) -> DiversityConfig:

@@ -64,8 +64,8 @@ def test_invalid_shards_are_rejected(shard, shards) -> None:
 
 
 def test_params_validate_and_round_trip() -> None:
-    params = GenerationParams(as_of=AS_OF, n=5, weights=weights_from_mapping({"w_c": 0.2, "w_p": 0.7}), shards=3, k=50)
-    assert params.weights == ScoringWeights(0.2, 0.7, 0.1)  # w_d default
+    params = GenerationParams(as_of=AS_OF, n=5, weights=weights_from_mapping({"w_c": 0.3, "w_p": 0.7}), shards=3, k=50)
+    assert params.weights == ScoringWeights(0.3, 0.7, ScoringWeights().diversity)  # w_d: the default's
     again = GenerationParams.from_dict(json.loads(json.dumps(params.to_dict())))  # the XCom trip
     assert again == params
     cfg = params.feed_config()
@@ -81,6 +81,22 @@ def test_params_validate_and_round_trip() -> None:
             GenerationParams(as_of=AS_OF, **bad)
     with pytest.raises(UserError, match="unknown weight"):
         weights_from_mapping({"w_x": 1})
+
+
+def test_weights_default_is_the_best_measured_and_the_concept_stays_selectable() -> None:
+    """The default (docs/benchmarks.md, issue 14) and the concept's setting by name, alone or overridden, in the
+    forms the CLI and the DAG pass; an unknown preset is refused."""
+    assert ScoringWeights() == ScoringWeights(0.2, 0.8, 0.0)
+    assert weights_from_mapping(None) == weights_from_mapping("default") == ScoringWeights()
+    assert weights_from_mapping("concept") == ScoringWeights(0.5, 0.4, 0.1)
+    assert weights_from_mapping({"preset": "concept", "w_d": 0}) == ScoringWeights(0.5, 0.4, 0.0)
+    assert weights_from_mapping({"w_p": 0.5}) == ScoringWeights(0.2, 0.5, 0.0)
+    assert weights_from_mapping("classic") == ScoringWeights.classic()
+    round_trip = GenerationParams.from_dict(GenerationParams(as_of=AS_OF, weights=ScoringWeights.concept()).to_dict())
+    assert round_trip.weights == ScoringWeights.concept()
+    for bad in ("best", {"preset": "nope"}):
+        with pytest.raises(UserError, match="unknown weight preset"):
+            weights_from_mapping(bad)
     with pytest.raises(UserError, match="as_of"):
         GenerationParams.from_dict({"as_of": "yesterday"})
 
@@ -345,7 +361,8 @@ def test_feed_generation_dag_shape() -> None:
         "K": 200,
         "propensity_source": "registry",
     }
-    assert dag.params["weights"] == {"w_c": 0.5, "w_p": 0.4, "w_d": 0.1}
+    assert weights_from_mapping(dag.params["weights"]) == ScoringWeights()  # the one default
+    assert "concept 0.5/0.4/0.1" in dag.params.get_param("weights").description
 
 
 # ================================================================================ real PostgreSQL and Redis
@@ -511,7 +528,7 @@ def test_generation_over_shards_is_served_and_read_back(shop) -> None:
     assert classic is not None and classic.item_ids == best
     meta = store.generation_meta(result["generation"])
     assert meta.status == "committed" and meta.expected_shards == 3 and meta.n_users == len(users)
-    assert meta.weights == {"commercial": 0.5, "purchase": 0.4, "diversity": 0.1}
+    assert meta.weights == dataclasses.asdict(p.weights)  # the default: see test_weights_default_is_the_best_measured
     assert meta.extra["as_of"] == "2026-06-01" and meta.extra["propensity_source"] == "category_affinity"
     assert meta.model_versions == {"purchase_propensity": "category_affinity (marts.user_category_propensity)"}
     assert meta.generated_at and meta.committed_at
@@ -633,7 +650,7 @@ def test_cli_generate_show_generations_rollback(shop, monkeypatch) -> None:
         previous = earlier.output.split("generation ", 1)[1].split()[0]
         run = runner.invoke(
             app,
-            ["feeds", "generate", "--shards", "2", "--n", "4", "--w-d", "0",
+            ["feeds", "generate", "--shards", "2", "--n", "4", "--weights", "concept", "--w-d", "0",
              "--propensity-source", "category_affinity", "--no-progress"],
         )  # fmt: skip
         assert run.exit_code == 0, run.output

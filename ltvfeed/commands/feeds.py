@@ -12,6 +12,7 @@ import typer
 
 from ltvfeed.commands.options import date_option
 from ltvfeed.errors import UserError
+from ltvfeed.serving.config import describe_presets
 from ltvfeed.settings import get_settings
 
 feeds_app = typer.Typer(help="Personalised feeds: generate a generation, inspect it, roll back.")
@@ -32,9 +33,15 @@ def generate_cmd(
     shards: int = typer.Option(4, "--shards", help="Shards (the DAG runs them as parallel tasks; here in turn)."),
     n: int = typer.Option(10, "--n", help="Feed length."),
     k: int = typer.Option(200, "--k", help="Candidates scored per user."),
-    w_c: float = typer.Option(0.5, "--w-c", help="Weight of commercial performance."),
-    w_p: float = typer.Option(0.4, "--w-p", help="Weight of P(purchase)."),
-    w_d: float = typer.Option(0.1, "--w-d", help="Weight of diversity."),
+    weights: str = typer.Option(
+        "default",
+        "--weights",
+        help=f"Named weights, commercial/purchase/diversity ({describe_presets()}; default: the best measured); "
+        "--w-c/--w-p/--w-d override single weights of it.",
+    ),
+    w_c: float | None = typer.Option(None, "--w-c", help="Weight of commercial performance (default: the preset's)."),
+    w_p: float | None = typer.Option(None, "--w-p", help="Weight of P(purchase) (default: the preset's)."),
+    w_d: float | None = typer.Option(None, "--w-d", help="Weight of diversity (default: the preset's)."),
     chunk_users: int = typer.Option(5000, "--chunk-users", help="Users read and ranked at a time (bounds memory)."),
     propensity_source: str = typer.Option(
         "registry",
@@ -62,7 +69,9 @@ def generate_cmd(
     params = GenerationParams(
         as_of=cutoff,
         n=n,
-        weights=weights_from_mapping({"w_c": w_c, "w_p": w_p, "w_d": w_d}),
+        weights=weights_from_mapping(
+            {"preset": weights} | {k: v for k, v in {"w_c": w_c, "w_p": w_p, "w_d": w_d}.items() if v is not None}
+        ),
         shards=shards,
         k=k,
         chunk_users=chunk_users,
