@@ -58,7 +58,7 @@ def _accepted_values(path: Path, column: str) -> list[list[str]]:
 def test_event_types_match_python() -> None:
     staging = dbt_project_dir() / "models" / "staging"
     declared = _accepted_values(staging / "_raw__sources.yml", "event_type") + _accepted_values(
-        staging / "_stg__models.yml", "event_type"
+        staging / "stg_events.yml", "event_type"
     )
     assert len(declared) == 2, "expected accepted_values on raw.events and stg_events"
     for values in declared:
@@ -68,7 +68,7 @@ def test_event_types_match_python() -> None:
 def test_preference_kinds_match_python() -> None:
     staging = dbt_project_dir() / "models" / "staging"
     declared = _accepted_values(staging / "_raw__sources.yml", "kind") + _accepted_values(
-        staging / "_stg__models.yml", "kind"
+        staging / "stg_preferences.yml", "kind"
     )
     assert len(declared) == 2
     for values in declared:

@@ -1,7 +1,7 @@
 """Expectation suites for the dbt marts (dbt/models/marts, schema ``marts``).
 
 EVERY mart column the gate reads is named in the constants below and nowhere else: when a model renames or
-adds a column, align it here. Column names follow dbt/models/marts/_marts__models.yml.
+adds a column, align it here. Column names follow the models' YAML in dbt/models/marts/.
 
 Snapshot marts (user_features, item_performance, user_category_propensity) keep one snapshot per as_of;
 the gate validates the run's snapshot only (``snapshot_column="as_of"``), so backfills of old cutoffs are
