@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ltvfeed.errors import UserError
+from ltvfeed.simulator.btyd_customers import simulate_bgnbd_population
 from ltvfeed.training.baselines import (
     BgnbdParams,
     BtydBaseline,
@@ -25,7 +26,6 @@ from ltvfeed.training.baselines import (
     gamma_gamma_expected_value,
     gamma_gamma_log_likelihood,
 )
-from ltvfeed.training.synthetic import simulate_bgnbd_population
 
 TRUE_BGNBD = BgnbdParams(r=0.8, alpha=40.0, a=1.5, b=4.0)
 TRUE_GG = GammaGammaParams(p=3.0, q=5.0, gamma=200.0)

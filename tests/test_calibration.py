@@ -7,10 +7,10 @@ import pytest
 from scipy.stats import spearmanr
 
 from ltvfeed.errors import UserError
+from ltvfeed.simulator.btyd_customers import make_shop
 from ltvfeed.training.calibration import MeanCalibration
 from ltvfeed.training.fit import LtvModel, TrainConfig
 from ltvfeed.training.metrics import decile_table, total_ratio
-from ltvfeed.training.synthetic import make_shop
 
 
 def biased_world(n: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

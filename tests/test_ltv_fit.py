@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from ltvfeed.errors import UserError
+from ltvfeed.simulator.btyd_customers import make_shop
 from ltvfeed.training.baselines import BtydBaseline, NaiveBaseline
 from ltvfeed.training.features import MISSING_INDEX, OOV_INDEX, FeatureEncoder
 from ltvfeed.training.fit import LtvModel, TrainConfig, split_by_user
 from ltvfeed.training.metrics import evaluate, normalized_gini
 from ltvfeed.training.network import PREDICTION_COLUMNS
-from ltvfeed.training.synthetic import make_shop
 from ltvfeed.training.ziln import ziln_loss
 
 RFM_COLUMNS = ["user_id", "frequency", "recency_days", "tenure_days", "monetary_avg", "monetary_total"]

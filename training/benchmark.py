@@ -1,6 +1,6 @@
 """Quality and speed check of the LTV network against the baselines.
 
-Not a unit test. Two sources: ``synthetic`` (training/synthetic.py: BG/NBD customers with informative
+Not a unit test. Two sources: ``synthetic`` (ltvfeed/simulator/btyd_customers.py: BG/NBD customers with informative
 engagement and demographics; train on ``n_train`` users, score another shop) and ``simulator`` (the shop
 simulator in ltvfeed.simulator: raw tables in memory, features rebuilt in pandas the way the dbt
 ``user_features`` mart defines them, label = the simulator's hidden 90-day future spend; users split in half
@@ -38,7 +38,7 @@ class BenchmarkResult:
 def run_benchmark(n_train: int = 100_000, n_test: int = 50_000, horizon_days: int = 90, seed: int = 0):
     """Fit the ZILN net (all features, and transaction-log features only), BG/NBD + Gamma-Gamma and the
     naive baseline on one synthetic shop; evaluate all on another."""
-    from ltvfeed.training.synthetic import make_shop
+    from ltvfeed.simulator.btyd_customers import make_shop
 
     train_df, train_y = make_shop(n_train, horizon_days=horizon_days, seed=seed)
     test_df, test_y = make_shop(n_test, horizon_days=horizon_days, seed=seed + 1)
