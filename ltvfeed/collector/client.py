@@ -29,12 +29,16 @@ class EventClient:
         backoff_s: float = 0.2,
         timeout_s: float = 30.0,
         gzip_body: bool = True,
+        http: httpx.Client | None = None,
     ) -> None:
+        """``http``: a client to send through instead of a new one (e.g. an in-process ``TestClient`` over the
+        collector app); it is not closed here."""
         self.url = url.rstrip("/") + "/v1/events"
         self.partner_id, self._secret = partner_id, secret
         self.batch_size, self.max_retries, self.backoff_s = batch_size, max_retries, backoff_s
         self.gzip_body = gzip_body
-        self._http = httpx.Client(timeout=timeout_s)
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=timeout_s)
 
     def __enter__(self) -> EventClient:
         return self
@@ -43,7 +47,8 @@ class EventClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     @staticmethod
     def new_event_id() -> str:

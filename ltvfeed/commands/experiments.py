@@ -162,5 +162,52 @@ def report_cmd(
     typer.echo(f"{readout.analysis.verdict}\nreport: {readout.path}\nmlflow run: {readout.mlflow_run_id}")
 
 
+@experiments_app.command("simulate")
+def simulate_cmd(
+    users: int = typer.Option(5000, "--users", help="Simulated users"),
+    items: int = typer.Option(300, "--items", help="Items in the catalogue"),
+    history_days: int = typer.Option(180, "--history-days", help="The shop's past before the experiment, days"),
+    days: int = typer.Option(60, "--days", help="Simulated experiment days (ending yesterday)"),
+    seed: int = typer.Option(7, "--seed", help="Random seed: same options, same shop and same responses"),
+    regenerate_every: int = typer.Option(
+        30, "--regenerate-every", help="Days between feed generations during the run (0: never)"
+    ),
+    arms: str = typer.Option(
+        "control:classic=1,treatment:personalised=1", "--arms", help="NAME:FEED=WEIGHT,... (the first is control)"
+    ),
+    name: str = typer.Option(None, "--name", help="Experiment name (default: closed-loop-seedS)"),
+) -> None:
+    """A whole simulated experiment, closed loop: a simulated shop whose users respond to the feeds the feed API
+    serves them (through the real assignment, exposure log, collector, dbt metrics and stats engine), in its own
+    warehouse database and Redis prefix (emptied first). Prints every metric's lift with its interval and the
+    HTML report's path."""
+    from ltvfeed.experiments.closed_loop import ClosedLoopConfig, run_closed_loop
+    from ltvfeed.experiments.closed_loop_shop import fresh_stack
+    from ltvfeed.experiments.lift_table import format_lift_table
+
+    config = ClosedLoopConfig(
+        users=users,
+        items=items,
+        history_days=history_days,
+        days=days,
+        seed=seed,
+        regenerate_every=regenerate_every,
+        name=name,
+        arms=tuple(_parse_arms(arms)),
+    )
+    settings = get_settings()
+    result = run_closed_loop(fresh_stack(settings), config, settings.state_dir / "closed_loop", echo=typer.echo)
+    c = result.counts
+    typer.echo(
+        f"\n{c.visits:,} visits, {c.feeds_served:,} feeds served, {c.exposures_logged:,} exposures logged "
+        f"({c.exposures_dropped} dropped), {c.events_emitted:,} events emitted, {c.events_stored:,} stored "
+        f"({c.events_duplicate} duplicate, {c.events_rejected} rejected), {len(c.generations)} generation(s); "
+        f"simulated {result.start} to {result.end}, "
+        f"{result.seconds:.0f} s\n"
+    )
+    typer.echo(format_lift_table(result.readout.analysis))
+    typer.echo(f"report: {result.readout.path}\nmlflow run: {result.readout.mlflow_run_id}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(experiments_app, name="experiments")
