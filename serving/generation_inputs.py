@@ -32,6 +32,7 @@ from ltvfeed.cutoff import cutoff_instant
 from ltvfeed.errors import UserError
 from ltvfeed.serving.inputs import HISTORY_COLUMNS, non_merchandise
 from ltvfeed.serving.shards import check_shard, shard_sql
+from ltvfeed.snapshots import MissingSnapshot
 
 CATALOGUE_COLUMNS = [
     "item_id",
@@ -59,24 +60,6 @@ class UserChunk:
 
     def __len__(self) -> int:
         return len(self.user_ids)
-
-
-class MissingSnapshot(UserError):
-    """The marts have no snapshot for the requested as_of: the pipeline has not run for that day."""
-
-
-def latest_snapshot(dsn: str) -> date:
-    """The newest as_of with a catalogue (marts.item_performance) snapshot: the CLI's default cutoff."""
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            found = conn.execute("select max(as_of) from marts.item_performance").fetchone()[0]
-    except psycopg.errors.UndefinedTable:
-        found = None
-    if found is None:
-        raise MissingSnapshot(
-            "the warehouse has no marts snapshot yet; run the pipeline first (`ltvfeed pipeline run`)"
-        )
-    return found
 
 
 class WarehouseInputs:

@@ -299,7 +299,7 @@ def _rows(dsn: str, query: str, *args):
 def prepared(shop):
     """The plan's snapshots built by dbt (only E existed) and its labels checked, once for the module; every test
     then trains under a model name of its own, so no test depends on versions another one made."""
-    from ltvfeed.training.ltv_data import snapshot_dates
+    from ltvfeed.snapshots import snapshot_dates
     from ltvfeed.training.ltv_run import prepare_training_data
 
     assert snapshot_dates(shop.warehouse_dsn) == [E]

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from ltvfeed.dbt_runner import dbt_project_dir
+from ltvfeed.errors import UserError
 from ltvfeed.quality import DataQualityError, GateConfig, run_gate
 from ltvfeed.quality import mart_suites as marts
 from ltvfeed.quality.config import future_bound, raw_parameters, stale_bound
@@ -48,8 +49,6 @@ def test_bounds_follow_as_of_and_allow_backfills() -> None:
 
 
 def test_bad_config_is_a_user_error() -> None:
-    from ltvfeed.errors import UserError
-
     with pytest.raises(UserError, match="unknown raw table"):
         GateConfig(required_tables=("customers",))
 
@@ -361,6 +360,21 @@ def test_bad_marts_fail_by_name(marts_dsn: str, gx_dir: Path) -> None:
         message
     )
     assert "marts.user_category_propensity.propensity" in message and "e.g. 1.5" in message
+
+
+@pytest.mark.integration
+def test_gate_on_some_marts_checks_only_those(marts_dsn: str, gx_dir: Path) -> None:
+    """A snapshot built for some marts only (ltvfeed.snapshots) is gated on those: failures elsewhere are not
+    its business, and a list no suite checks is an error, not a pass that checked nothing."""
+    with psycopg.connect(marts_dsn) as conn:
+        conn.execute("update marts.user_category_propensity set propensity = 1.5 where user_id = 'u2'")
+        conn.execute("delete from marts.item_performance where as_of = %s", (AS_OF,))  # not built for AS_OF
+    assert run_gate(marts_dsn, "marts", AS_OF, gx_dir, tables=("marts.user_features",)).success
+    with pytest.raises(DataQualityError) as caught:
+        run_gate(marts_dsn, "marts", AS_OF, gx_dir, tables=("marts.user_features", "marts.user_category_propensity"))
+    assert {table for table, _, _ in _failures(caught.value)} == {"marts.user_category_propensity"}
+    with pytest.raises(UserError, match=r"no marts expectation suite checks any of marts\.nothing"):
+        run_gate(marts_dsn, "marts", AS_OF, gx_dir, tables=("marts.nothing",))
 
 
 @pytest.mark.integration

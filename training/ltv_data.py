@@ -17,7 +17,6 @@ Two ways to place the cutoffs (:class:`TrainingPlan`):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -231,23 +230,6 @@ def _table_exists(conn, table: str) -> bool:
     return conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is not None
 
 
-def snapshot_dates(dsn: str) -> list[date]:
-    """as_of dates that have a ``user_features`` snapshot, ascending (empty before the first dbt build)."""
-    with _connect(dsn) as conn:
-        if not _table_exists(conn, "marts.user_features"):
-            return []
-        return [r[0] for r in conn.execute("select distinct as_of from marts.user_features order by 1")]
-
-
-def latest_snapshot(dsn: str, on_or_before: date | None = None) -> date:
-    """The newest ``user_features`` as_of (not after ``on_or_before`` when given)."""
-    dates = [d for d in snapshot_dates(dsn) if on_or_before is None or d <= on_or_before]
-    if not dates:
-        after = f" on or before {on_or_before}" if on_or_before else ""
-        raise UserError(f"no user_features snapshot{after}: build the marts first (ltvfeed pipeline run / dbt build)")
-    return dates[-1]
-
-
 def data_range(dsn: str) -> tuple[date, date] | None:
     """(first day with a customer, first day not yet observed) of the raw data, UTC; None without data.
 
@@ -276,34 +258,16 @@ def ensure_snapshots(
     echo: Callable[[str], None] | None = None,
     target_path: Path | None = None,
 ) -> list[date]:
-    """Build the ``user_features`` snapshots missing among ``as_of_dates`` (dbt, one build per date), then
-    rebuild ``ltv_labels`` for ``horizon_days`` (cheap; counts orders that arrived late). Returns the dates built.
-
-    Snapshots already present are left as they are: the daily pipeline built and gated them.
-    """
+    """The ``user_features`` snapshots missing among ``as_of_dates`` (built and gated as the pipeline does, see
+    :mod:`ltvfeed.snapshots`), then ``ltv_labels`` rebuilt for ``horizon_days`` (cheap; counts orders that
+    arrived late). Returns the dates built."""
     from ltvfeed.dbt_runner import build
+    from ltvfeed.snapshots import USER_MART, build_missing_snapshots, dbt_target_dir
 
-    wanted = sorted(set(as_of_dates))
-    present = set(snapshot_dates(stack.warehouse_dsn))
-    missing = [d for d in wanted if d not in present]
     with dbt_target_dir(target_path) as target:
-        for as_of in missing:
-            log.info("building the user_features snapshot for as_of %s (dbt)", as_of)
-            build(stack, as_of, horizon_days, "+user_features", target_path=target, echo=echo)
+        built = build_missing_snapshots(stack, as_of_dates, (USER_MART,), horizon_days, echo=echo, target_path=target)
         build(stack, None, horizon_days, "ltv_labels", target_path=target, echo=echo)
-    return missing
-
-
-@contextlib.contextmanager
-def dbt_target_dir(target_path: Path | None):
-    """A dbt target folder of our own: concurrent dbt runs (the daily pipeline) must not share one."""
-    if target_path is not None:
-        yield target_path
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="ltvfeed-dbt-") as tmp:
-        yield Path(tmp)
+    return built
 
 
 def read_labels(dsn: str, cutoffs: Sequence[date], horizon_days: int) -> pd.DataFrame:

@@ -115,12 +115,12 @@ def predict_customers(
     """customer_id, predicted_ltv (revenue over the next ``horizon_days`` from ``as_of``), prob_return (buys
     at least once in that time), one row per customer seen before ``as_of``; and the plan used."""
     from ltvfeed.dbt_runner import build
+    from ltvfeed.snapshots import dbt_target_dir
     from ltvfeed.training.fit import LtvModel
     from ltvfeed.training.ltv_data import (
         as_model_input,
         complete_labels,
         data_range,
-        dbt_target_dir,
         ltv_feature_schema,
         read_labels,
         snapshot_features,

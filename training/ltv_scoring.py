@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
-from ltvfeed.training.ltv_data import FeatureSchema, as_model_input, latest_snapshot, snapshot_features
+from ltvfeed.snapshots import latest_snapshot
+from ltvfeed.training.ltv_data import FeatureSchema, as_model_input, snapshot_features
 from ltvfeed.training.ltv_run import MODEL_NAME
 
 if TYPE_CHECKING:

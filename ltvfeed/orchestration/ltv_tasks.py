@@ -28,7 +28,7 @@ def retrain_as_of(settings: Settings, context: Mapping[str, Any]) -> date:
     """The run's cutoff by the one rule; a run with nothing to go by (no param, logical date or event) takes the
     newest snapshot in the warehouse."""
     from ltvfeed.orchestration.tasks import run_as_of
-    from ltvfeed.training.ltv_data import latest_snapshot
+    from ltvfeed.snapshots import latest_snapshot
 
     return run_as_of(context, fallback=lambda: latest_snapshot(up(settings).warehouse_dsn))
 

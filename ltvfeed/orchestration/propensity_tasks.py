@@ -8,25 +8,16 @@ is read, so a backfilled run reproduces what a run on D did.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
 
 from ltvfeed.cutoff import DEFAULT_PROPENSITY_HORIZON_DAYS, parse_as_of
 from ltvfeed.errors import UserError
-from ltvfeed.infra.stack import Stack, up
+from ltvfeed.infra.stack import up
 from ltvfeed.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# What the model reads, plus user_recent_purchases: `feast apply` checks every view's source table exists.
-MARTS_FOR_RANKING = (
-    "marts.user_features",
-    "marts.item_performance",
-    "marts.user_category_propensity",
-    "marts.user_recent_purchases",
-)
-DBT_SELECT = " ".join(f"+{table.split('.')[1]}" for table in MARTS_FOR_RANKING)
 
 
 def propensity_cutoffs(as_of: date, horizon_days: int) -> tuple[date, date]:
@@ -37,40 +28,11 @@ def propensity_cutoffs(as_of: date, horizon_days: int) -> tuple[date, date]:
     return eval_cutoff - timedelta(days=horizon_days), eval_cutoff
 
 
-def missing_snapshots(dsn: str, dates: list[date]) -> list[date]:
-    """Dates among ``dates`` lacking a snapshot in any of the marts the propensity model reads."""
-    from ltvfeed.db import connect
-
-    missing = set()
-    with connect(dsn) as conn:
-        for table in MARTS_FOR_RANKING:
-            if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
-                return sorted(set(dates))
-            query = f"select distinct as_of from {table} where as_of = any(%s)"
-            present = {r[0] for r in conn.execute(query, (dates,))}
-            missing |= set(dates) - present
-    return sorted(missing)
-
-
-def ensure_ranking_snapshots(
-    stack: Stack, dates: list[date], *, echo: Callable[[str], None] | None = None
-) -> list[date]:
-    """Build (dbt) the user, item and user x category snapshots missing for ``dates``; returns those built."""
-    from ltvfeed.dbt_runner import build
-    from ltvfeed.training.ltv_data import dbt_target_dir
-
-    missing = missing_snapshots(stack.warehouse_dsn, dates)
-    with dbt_target_dir(None) as target:
-        for as_of in missing:
-            log.info("building the ranking marts snapshot for as_of %s (dbt)", as_of)
-            build(stack, as_of, None, DBT_SELECT, target_path=target, echo=echo)
-    return missing
-
-
 def prepare_propensity_data(settings: Settings, as_of: date, params: Mapping[str, Any]) -> dict[str, Any]:
     """Pick the cutoffs, build their missing snapshots, register the Feast definitions (training reads user
     features through Feast). Fails before any training when the data cannot cover the evaluation window."""
     from ltvfeed.features import apply
+    from ltvfeed.snapshots import RANKING_MARTS, build_missing_snapshots
     from ltvfeed.training.propensity.data import data_end
     from ltvfeed.training.propensity.train import check_dates
 
@@ -83,7 +45,7 @@ def prepare_propensity_data(settings: Settings, as_of: date, params: Mapping[str
             f"the evaluation window [{eval_cutoff}, {as_of}) is not complete: the data ends on {end}; "
             "run for an earlier as_of"
         )
-    built = ensure_ranking_snapshots(stack, [cutoff, eval_cutoff])
+    built = build_missing_snapshots(stack, [cutoff, eval_cutoff], RANKING_MARTS)
     apply(stack)
     return {
         "as_of": as_of.isoformat(),

@@ -6,6 +6,7 @@ Airflow tasks call :func:`run_gate` between ingestion and dbt (``raw``) and afte
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -32,9 +33,16 @@ select coalesce(
 
 
 def run_gate(
-    dsn: str, layer: Layer, as_of: date, data_docs_dir: Path, *, config: GateConfig | None = None
+    dsn: str,
+    layer: Layer,
+    as_of: date,
+    data_docs_dir: Path,
+    *,
+    config: GateConfig | None = None,
+    tables: Collection[str] | None = None,
 ) -> GateResult:
-    """Validate ``layer`` ("raw" or "marts") of the warehouse at ``dsn`` for ``as_of``.
+    """Validate ``layer`` ("raw" or "marts") of the warehouse at ``dsn`` for ``as_of``; only the suites of
+    ``tables`` when given (a snapshot built for some marts only, see :mod:`ltvfeed.snapshots`).
 
     ``data_docs_dir`` is the GX project root (``settings.quality_dir``); Data Docs are (re)built under it on
     every call, pass or fail, at ``data_docs_dir/data_docs/index.html``. Returns the result when every
@@ -46,7 +54,9 @@ def run_gate(
         raise UserError(f"unknown layer {layer!r}; choose one of: {', '.join(LAYERS)}")
     config = config or GateConfig()
     check_server(dsn)
-    suites = _suites(dsn, layer, config)
+    suites = [s for s in _suites(dsn, layer, config) if tables is None or s.table in tables]
+    if not suites:
+        raise UserError(f"no {layer} expectation suite checks any of {', '.join(sorted(tables or ()))}")
     existing = _existing_tables(dsn, [s.table for s in suites])
     present = [s for s in suites if s.table in existing]
     parameters = _parameters(dsn, layer, as_of, config)
