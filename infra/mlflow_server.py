@@ -1,6 +1,6 @@
 """The MLflow tracking server (UI + REST API), started on demand in the background like the embedded servers.
 
-Training and serving do not need it (they use the backend database directly, see ltvfeed.training.tracking);
+Training and serving do not need it (they use the backend database directly, see ltvfeed.infra.tracking);
 it is for people: browsing runs, comparing versions, moving the ``champion`` alias by hand. It uses the same
 backend database and artifact folder as in-process code, so what one writes the other sees.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ltvfeed.errors import UserError
-from ltvfeed.training.tracking import artifact_root, mlflow_env, tracking_uri
+from ltvfeed.infra.tracking import artifact_root, mlflow_env, tracking_uri
 
 if TYPE_CHECKING:
     from ltvfeed.infra.stack import Stack

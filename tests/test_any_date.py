@@ -112,7 +112,7 @@ def test_retrain_defaults_fit_a_short_history(shop, pipeline_run):
     done = _cli(shop, "pipeline", "run", "--dag-id", "ltv_retrain", "--as-of", END.isoformat())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert set(_tasks(shop, "ltv_retrain").values()) == {"success"}
-    from ltvfeed.training.tracking import configure_mlflow
+    from ltvfeed.infra.tracking import configure_mlflow
 
     client = configure_mlflow(shop)
     run = client.search_runs([client.get_experiment_by_name("ltv").experiment_id])[0]

@@ -40,7 +40,7 @@ def shop(simulated_shop, tmp_path_factory):
 
 
 def _mlflow_runs(shop) -> list:
-    from ltvfeed.training.tracking import configure_mlflow
+    from ltvfeed.infra.tracking import configure_mlflow
 
     client = configure_mlflow(shop)
     experiment = client.get_experiment_by_name("ltv")

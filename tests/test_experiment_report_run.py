@@ -35,8 +35,8 @@ def exp_stack(stack, run_id: str):
 def test_report_from_the_mart_logged_to_mlflow(exp_stack) -> None:
     from mlflow import MlflowClient
 
+    from ltvfeed.infra.tracking import tracking_uri
     from ltvfeed.orchestration.experiment_tasks import build_metrics, report_experiment, running_experiments
-    from ltvfeed.training.tracking import tracking_uri
 
     name = f"feed-{uuid.uuid4().hex[:6]}"
     dsn = exp_stack.warehouse_dsn

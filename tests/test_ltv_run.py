@@ -285,7 +285,7 @@ PLAN = plan_for_as_of(E, horizon_days=H, n_cutoffs=2, step_days=30)
 
 
 def _client(shop):
-    from ltvfeed.training.tracking import configure_mlflow
+    from ltvfeed.infra.tracking import configure_mlflow
 
     return configure_mlflow(shop)
 

@@ -45,7 +45,7 @@ def test_busy_port_is_an_actionable_error(tmp_path):
 @pytest.mark.integration
 def test_server_starts_answers_and_stops(stack, tmp_path):
     from ltvfeed.db import drop_database, ensure_database
-    from ltvfeed.training.tracking import use_experiment
+    from ltvfeed.infra.tracking import use_experiment
 
     name = f"{stack.settings.mlflow_db}_{uuid.uuid4().hex[:6]}"
     ensure_database(stack.pg_dsn, name)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from ltvfeed.errors import UserError
+from ltvfeed.infra.tracking import check_name, configure_mlflow, use_experiment
 from ltvfeed.training.registry import (
     AGAINST_TAG,
     CHALLENGER,
@@ -33,7 +34,6 @@ from ltvfeed.training.registry import (
     register_version,
     rollback,
 )
-from ltvfeed.training.tracking import check_name, configure_mlflow, use_experiment
 
 MODEL = "ltv_test"
 FEATURES = ["x", "z"]
@@ -112,7 +112,7 @@ def test_telemetry_is_switched_off_even_after_mlflow_was_imported(tmp_path):
         "import mlflow\n"
         "from mlflow.telemetry import get_telemetry_client\n"
         "before = get_telemetry_client() is not None\n"
-        "from ltvfeed.training.tracking import disable_telemetry\n"
+        "from ltvfeed.infra.tracking import disable_telemetry\n"
         "disable_telemetry()\n"
         "print(before, get_telemetry_client() is None)\n"
     )

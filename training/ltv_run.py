@@ -289,9 +289,9 @@ def _record_run(
 ) -> LtvRunResult:
     import mlflow
 
+    from ltvfeed.infra.tracking import use_experiment
     from ltvfeed.training.ltv_pyfunc import log_ltv_model
     from ltvfeed.training.registry import register_and_promote
-    from ltvfeed.training.tracking import use_experiment
 
     use_experiment(stack, config.experiment)
     run_name = f"{config.model_name} h{plan.horizon_days} {plan.train_cutoffs[-1]}"

@@ -72,8 +72,8 @@ class ScoreResult:
 
 def load_champion_version(stack: Stack, model_name: str = MODEL_NAME) -> tuple[str, Any]:
     """(version, pyfunc model) of the model's champion, resolved through the alias now."""
+    from ltvfeed.infra.tracking import configure_mlflow
     from ltvfeed.training.registry import current_champion
-    from ltvfeed.training.tracking import configure_mlflow
 
     configure_mlflow(stack)
     version = current_champion(stack, model_name)

@@ -27,7 +27,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ltvfeed.errors import UserError
-from ltvfeed.training.tracking import check_name, configure_mlflow
+from ltvfeed.infra.tracking import check_name, configure_mlflow
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

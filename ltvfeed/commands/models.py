@@ -121,7 +121,7 @@ def rollback_cmd(
 def ui_cmd() -> None:
     """Start the tracking server in the background (if not running) and print its URL."""
     from ltvfeed.infra.mlflow_server import start_mlflow_server
-    from ltvfeed.training.tracking import artifact_root
+    from ltvfeed.infra.tracking import artifact_root
 
     stack = _stack()
     url = start_mlflow_server(stack)

@@ -108,7 +108,7 @@ def log_to_mlflow(stack, readout: Readout, record: ExperimentRecord) -> str:
     """One MLflow run per report under :data:`MLFLOW_EXPERIMENT`; returns its run id."""
     import mlflow
 
-    from ltvfeed.training.tracking import use_experiment
+    from ltvfeed.infra.tracking import use_experiment
 
     use_experiment(stack, MLFLOW_EXPERIMENT)
     e = record.experiment

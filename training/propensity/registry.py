@@ -68,7 +68,7 @@ LTV_FEATURES_PARAM = "ltv_feature_columns"  # run param: the LTV prediction colu
 def ltv_model_read_by(stack: Stack, version: str) -> str | None:
     """The LTV model whose predictions ``purchase_propensity`` ``version`` reads as user features (its run's
     ``ltv_model`` param), or None when it reads none: what a feed generation records beside the version."""
-    from ltvfeed.training.tracking import configure_mlflow
+    from ltvfeed.infra.tracking import configure_mlflow
 
     client = configure_mlflow(stack)
     run_id = client.get_model_version(MODEL_NAME, str(version)).run_id
@@ -87,7 +87,7 @@ def load_propensity(stack: Stack, alias: str = "champion", as_of: date | None = 
     """
     from mlflow.exceptions import MlflowException
 
-    from ltvfeed.training.tracking import configure_mlflow
+    from ltvfeed.infra.tracking import configure_mlflow
 
     client = configure_mlflow(stack)
     try:
@@ -114,8 +114,8 @@ def champion_floor(stack: Stack, version: str, metric: str = FLOOR_METRIC) -> di
     run's metrics): ``{"metric", "model", "baselines": {name: value}, "fallback"}``, where ``fallback`` names
     the best baseline when the model did not beat it (a version promoted by hand past the gate), else None.
     Feed generation records this and serves users with history that baseline's feed instead."""
+    from ltvfeed.infra.tracking import configure_mlflow
     from ltvfeed.training.propensity.evaluate import MODEL_ROWS
-    from ltvfeed.training.tracking import configure_mlflow
 
     client = configure_mlflow(stack)
     run_id = client.get_model_version(MODEL_NAME, str(version)).run_id

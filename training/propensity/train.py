@@ -106,6 +106,7 @@ def train_propensity(
     """Train on ``cutoff``, evaluate on ``eval_cutoff`` against the baselines, log everything to MLflow
     (experiment ``purchase_propensity``), register the model as ``purchase_propensity`` and promote it to
     champion if it beats the current one on the same holdout."""
+    from ltvfeed.infra.tracking import use_experiment
     from ltvfeed.training.propensity.data import (
         data_end,
         history_probabilities,
@@ -127,7 +128,6 @@ def train_propensity(
     from ltvfeed.training.propensity.registry import LTV_FEATURES_PARAM, log_scorer
     from ltvfeed.training.propensity.scorer import PropensityScorer
     from ltvfeed.training.registry import register_and_promote
-    from ltvfeed.training.tracking import use_experiment
 
     cfg = cfg or PropensityConfig()
     promotion = promotion or PropensityPromotionConfig()
