@@ -32,7 +32,7 @@ from ltvfeed.cutoff import cutoff_instant
 from ltvfeed.errors import UserError
 from ltvfeed.serving.inputs import HISTORY_COLUMNS, non_merchandise
 from ltvfeed.serving.shards import check_shard, shard_sql
-from ltvfeed.snapshots import MissingSnapshot
+from ltvfeed.warehouse.snapshots import MissingSnapshot
 
 CATALOGUE_COLUMNS = [
     "item_id",

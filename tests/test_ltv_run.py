@@ -299,8 +299,8 @@ def _rows(dsn: str, query: str, *args):
 def prepared(shop):
     """The plan's snapshots built by dbt (only E existed) and its labels checked, once for the module; every test
     then trains under a model name of its own, so no test depends on versions another one made."""
-    from ltvfeed.snapshots import snapshot_dates
     from ltvfeed.training.ltv_run import prepare_training_data
+    from ltvfeed.warehouse.snapshots import snapshot_dates
 
     assert snapshot_dates(shop.warehouse_dsn) == [E]
     prepare_training_data(shop, PLAN)

@@ -364,7 +364,7 @@ def test_bad_marts_fail_by_name(marts_dsn: str, gx_dir: Path) -> None:
 
 @pytest.mark.integration
 def test_gate_on_some_marts_checks_only_those(marts_dsn: str, gx_dir: Path) -> None:
-    """A snapshot built for some marts only (ltvfeed.snapshots) is gated on those: failures elsewhere are not
+    """A snapshot built for some marts only (ltvfeed.warehouse.snapshots) is gated on those: failures elsewhere are not
     its business, and a list no suite checks is an error, not a pass that checked nothing."""
     with psycopg.connect(marts_dsn) as conn:
         conn.execute("update marts.user_category_propensity set propensity = 1.5 where user_id = 'u2'")

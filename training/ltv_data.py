@@ -30,6 +30,7 @@ import pandas as pd
 
 from ltvfeed.cutoff import DEFAULT_HORIZON_DAYS, cutoff_instant
 from ltvfeed.errors import UserError
+from ltvfeed.warehouse.ltv_reads import CUTOFF
 
 if TYPE_CHECKING:
     from ltvfeed.infra.stack import Stack
@@ -40,7 +41,6 @@ LTV_SERVICE = "ltv_model"  # the Feast feature service holding the model's input
 # Order timestamps the BG/NBD baseline reads (frequency/recency/T); not model inputs, read beside Feast's frame.
 BASELINE_COLUMNS = ("first_order_at", "last_order_at")
 LABEL = "label"
-CUTOFF = "cutoff"
 DEFAULT_STEP_DAYS = 30
 
 
@@ -220,36 +220,6 @@ def _observed_note(observed_until: date | None, end: date) -> str:
 # ------------------------------------------------------------------------------------------ the warehouse
 
 
-def _connect(dsn: str):
-    import psycopg
-
-    return psycopg.connect(dsn, autocommit=True)
-
-
-def _table_exists(conn, table: str) -> bool:
-    return conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is not None
-
-
-def data_range(dsn: str) -> tuple[date, date] | None:
-    """(first day with a customer, first day not yet observed) of the raw data, UTC; None without data.
-
-    The end follows dbt's ``data_end_date``: the day after the latest event or order.
-    """
-    with _connect(dsn) as conn:
-        row = conn.execute(
-            """
-            select
-                (least((select min(ordered_at) from raw.orders), (select min(signup_at) from raw.users))
-                    at time zone 'UTC')::date,
-                (greatest((select max(occurred_at) from raw.events), (select max(ordered_at) from raw.orders))
-                    at time zone 'UTC')::date + 1
-            """
-        ).fetchone()
-    if row is None or row[0] is None or row[1] is None:
-        return None
-    return row[0], row[1]
-
-
 def ensure_snapshots(
     stack: Stack,
     as_of_dates: Iterable[date],
@@ -259,31 +229,15 @@ def ensure_snapshots(
     target_path: Path | None = None,
 ) -> list[date]:
     """The ``user_features`` snapshots missing among ``as_of_dates`` (built and gated as the pipeline does, see
-    :mod:`ltvfeed.snapshots`), then ``ltv_labels`` rebuilt for ``horizon_days`` (cheap; counts orders that
+    :mod:`ltvfeed.warehouse.snapshots`), then ``ltv_labels`` rebuilt for ``horizon_days`` (cheap; counts orders that
     arrived late). Returns the dates built."""
     from ltvfeed.dbt_runner import build
-    from ltvfeed.snapshots import USER_MART, build_missing_snapshots, dbt_target_dir
+    from ltvfeed.warehouse.snapshots import USER_MART, build_missing_snapshots, dbt_target_dir
 
     with dbt_target_dir(target_path) as target:
         built = build_missing_snapshots(stack, as_of_dates, (USER_MART,), horizon_days, echo=echo, target_path=target)
         build(stack, None, horizon_days, "ltv_labels", target_path=target, echo=echo)
     return built
-
-
-def read_labels(dsn: str, cutoffs: Sequence[date], horizon_days: int) -> pd.DataFrame:
-    """``marts.ltv_labels`` rows of ``cutoffs`` and ``horizon_days`` (revenue as float)."""
-    with _connect(dsn) as conn:
-        if not _table_exists(conn, "marts.ltv_labels"):
-            raise UserError("marts.ltv_labels does not exist: build the marts first (ltvfeed dbt build)")
-        rows = conn.execute(
-            """
-            select user_id, cutoff, horizon_days, revenue::double precision, orders, is_complete
-            from marts.ltv_labels
-            where horizon_days = %s and cutoff = any(%s)
-            """,
-            (horizon_days, list(cutoffs)),
-        ).fetchall()
-    return pd.DataFrame(rows, columns=["user_id", CUTOFF, "horizon_days", "revenue", "orders", "is_complete"])
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -351,21 +305,6 @@ def as_model_input(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index, columns=schema.columns)
 
 
-def _baseline_columns(dsn: str, cutoffs: Sequence[date]) -> pd.DataFrame:
-    with _connect(dsn) as conn:
-        rows = conn.execute(
-            f"""
-            select user_id, as_of, {", ".join(BASELINE_COLUMNS)}
-            from marts.user_features where as_of = any(%s)
-            """,
-            (list(cutoffs),),
-        ).fetchall()
-    frame = pd.DataFrame(rows, columns=["user_id", CUTOFF, *BASELINE_COLUMNS])
-    for c in BASELINE_COLUMNS:
-        frame[c] = pd.to_datetime(frame[c], utc=True)
-    return frame
-
-
 @dataclass
 class LabelledFrame:
     """Rows (user, cutoff): the Feast features, the baselines' order timestamps, and the horizon revenue."""
@@ -397,6 +336,7 @@ def labelled_frame(
     """Complete labels of ``cutoffs`` joined point-in-time (Feast ``ltv_model``) with each user's features at
     that cutoff, sorted by (cutoff, user_id) so a rerun sees the same rows in the same order."""
     from ltvfeed.features import training_frame
+    from ltvfeed.warehouse.ltv_reads import baseline_columns, read_labels
 
     labels = read_labels(stack.warehouse_dsn, cutoffs, horizon_days)
     labels = complete_labels(labels, cutoffs, horizon_days, observed_until)
@@ -410,7 +350,7 @@ def labelled_frame(
     features = training_frame(stack, entity, LTV_SERVICE, store=store)
     features[CUTOFF] = labels[CUTOFF].to_numpy()
     features = features.rename(columns={"event_timestamp": "feature_timestamp"})
-    extras = _baseline_columns(stack.warehouse_dsn, cutoffs)
+    extras = baseline_columns(stack.warehouse_dsn, cutoffs, BASELINE_COLUMNS)
     frame = features.merge(extras, on=["user_id", CUTOFF], how="left", validate="one_to_one")
     y = frame.pop(LABEL).to_numpy(np.float64)
     counts = frame.groupby(CUTOFF).size()
@@ -420,26 +360,3 @@ def labelled_frame(
         cutoffs=tuple(cutoffs),
         meta={"rows_per_cutoff": {c.isoformat(): int(n) for c, n in counts.items()}},
     )
-
-
-def snapshot_features(dsn: str, as_of: date, columns: Sequence[str]) -> pd.DataFrame:
-    """Every customer of the ``user_features`` snapshot ``as_of`` with ``columns`` (and user_id), by user_id.
-
-    The same values Feast's point-in-time join returns for entity rows at as_of 00:00 UTC (that snapshot's
-    feature_timestamp); read straight from the mart because one whole snapshot is one indexed query.
-    """
-    from psycopg import sql
-
-    names = [c for c in columns if c != "user_id"]
-    query = sql.SQL("select user_id, {} from marts.user_features where as_of = %s order by user_id").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in names)
-    )
-    with _connect(dsn) as conn:
-        if not _table_exists(conn, "marts.user_features"):
-            raise UserError("marts.user_features does not exist: build the marts first (ltvfeed dbt build)")
-        with conn.cursor() as cur:
-            cur.execute(query, (as_of,))
-            rows = cur.fetchall()
-    if not rows:
-        raise UserError(f"no user_features snapshot for as_of {as_of}")
-    return pd.DataFrame(rows, columns=["user_id", *names])

@@ -87,23 +87,6 @@ def extrapolate_prob(prob: np.ndarray, factor: float) -> np.ndarray:
     return 1.0 - np.power(1.0 - p, factor)
 
 
-def _first_day_before(dsn: str, as_of: date) -> date | None:
-    """First UTC day with an order or a signup before ``as_of`` (later data must not move it)."""
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(
-            """
-            select (least(
-                (select min(ordered_at) from raw.orders where ordered_at < %(cut)s),
-                (select min(signup_at) from raw.users where signup_at < %(cut)s)
-            ) at time zone 'UTC')::date
-            """,
-            {"cut": pd.Timestamp(as_of, tz="UTC").to_pydatetime()},
-        ).fetchone()
-    return row[0] if row else None
-
-
 def predict_customers(
     stack: Stack,
     as_of: date | None,
@@ -115,16 +98,15 @@ def predict_customers(
     """customer_id, predicted_ltv (revenue over the next ``horizon_days`` from ``as_of``), prob_return (buys
     at least once in that time), one row per customer seen before ``as_of``; and the plan used."""
     from ltvfeed.dbt_runner import build
-    from ltvfeed.snapshots import dbt_target_dir
     from ltvfeed.training.fit import LtvModel
     from ltvfeed.training.ltv_data import (
         as_model_input,
         complete_labels,
-        data_range,
         ltv_feature_schema,
-        read_labels,
-        snapshot_features,
     )
+    from ltvfeed.warehouse.extent import data_range, first_day_before
+    from ltvfeed.warehouse.ltv_reads import read_labels, snapshot_features
+    from ltvfeed.warehouse.snapshots import dbt_target_dir
 
     dsn = stack.warehouse_dsn
     span = data_range(dsn)
@@ -139,7 +121,7 @@ def predict_customers(
             f"the data ends on {data_end - timedelta(days=1)}: --as-of must be {data_end} or earlier, or the days in "
             "between would count as days without orders"
         )
-    first_day = _first_day_before(dsn, as_of)
+    first_day = first_day_before(dsn, as_of)
     if first_day is None:
         raise UserError(f"no customer has data before {as_of}")
     plan = plan_predict(as_of, horizon_days, first_day)

@@ -218,7 +218,9 @@ def prepare_training_data(
     its horizon, the Feast definitions registered, and a check that every cutoff has complete labels (fails
     before any training)."""
     from ltvfeed.features import apply
-    from ltvfeed.training.ltv_data import complete_labels, data_range, read_labels
+    from ltvfeed.training.ltv_data import complete_labels
+    from ltvfeed.warehouse.extent import data_range
+    from ltvfeed.warehouse.ltv_reads import read_labels
 
     span = data_range(stack.warehouse_dsn)
     if span is None:

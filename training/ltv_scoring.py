@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
-from ltvfeed.snapshots import latest_snapshot
-from ltvfeed.training.ltv_data import FeatureSchema, as_model_input, snapshot_features
+from ltvfeed.training.ltv_data import FeatureSchema, as_model_input
 from ltvfeed.training.ltv_run import MODEL_NAME
+from ltvfeed.warehouse.ltv_reads import snapshot_features
+from ltvfeed.warehouse.snapshots import latest_snapshot
 
 if TYPE_CHECKING:
     from ltvfeed.infra.stack import Stack

@@ -62,7 +62,7 @@ def generate_cmd(
     from ltvfeed.infra.stack import up
     from ltvfeed.orchestration.feed_tasks import run_generation
     from ltvfeed.serving.generation import GenerationParams, diversity_from_mapping, weights_from_mapping
-    from ltvfeed.snapshots import CATALOGUE_MART, latest_snapshot
+    from ltvfeed.warehouse.snapshots import CATALOGUE_MART, latest_snapshot
 
     settings = get_settings()
     cutoff = date_option(as_of, "--as-of") if as_of else latest_snapshot(up(settings).warehouse_dsn, CATALOGUE_MART)

@@ -13,7 +13,6 @@ from typing import Any
 
 from ltvfeed.cutoff import (
     MIN_FEATURE_HISTORY_DAYS,
-    cutoff_instant,
     default_ltv_horizon,
     parse_as_of,
 )
@@ -28,7 +27,7 @@ def retrain_as_of(settings: Settings, context: Mapping[str, Any]) -> date:
     """The run's cutoff by the one rule; a run with nothing to go by (no param, logical date or event) takes the
     newest snapshot in the warehouse."""
     from ltvfeed.orchestration.tasks import run_as_of
-    from ltvfeed.snapshots import latest_snapshot
+    from ltvfeed.warehouse.snapshots import latest_snapshot
 
     return run_as_of(context, fallback=lambda: latest_snapshot(up(settings).warehouse_dsn))
 
@@ -36,21 +35,12 @@ def retrain_as_of(settings: Settings, context: Mapping[str, Any]) -> date:
 def retrain_history(dsn: str, as_of: date) -> tuple[date, date] | None:
     """(first day with an order before ``as_of``, first day not observed by ``as_of``); None without orders.
     The end is dbt's ``data_end_date`` (the day after the latest event or order) capped at ``as_of``."""
-    from ltvfeed.db import connect
+    from ltvfeed.warehouse.extent import data_end, first_day_before
 
-    with connect(dsn) as conn:
-        row = conn.execute(
-            """
-            select
-                (min(ordered_at) filter (where ordered_at < %(cut)s) at time zone 'UTC')::date,
-                (greatest(max(ordered_at), (select max(occurred_at) from raw.events)) at time zone 'UTC')::date + 1
-            from raw.orders
-            """,
-            {"cut": cutoff_instant(as_of)},
-        ).fetchone()
-    if row is None or row[0] is None:
+    first = first_day_before(dsn, as_of, signups=False)
+    if first is None:
         return None
-    return row[0], min(as_of, row[1])
+    return first, min(as_of, data_end(dsn) or as_of)
 
 
 def plan_from_params(as_of: date, params: Mapping[str, Any], history: tuple[date, date] | None = None):

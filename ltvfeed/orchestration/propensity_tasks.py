@@ -32,9 +32,9 @@ def prepare_propensity_data(settings: Settings, as_of: date, params: Mapping[str
     """Pick the cutoffs, build their missing snapshots, register the Feast definitions (training reads user
     features through Feast). Fails before any training when the data cannot cover the evaluation window."""
     from ltvfeed.features import apply
-    from ltvfeed.snapshots import RANKING_MARTS, build_missing_snapshots
     from ltvfeed.training.propensity.data import data_end
     from ltvfeed.training.propensity.train import check_dates
+    from ltvfeed.warehouse.snapshots import RANKING_MARTS, build_missing_snapshots
 
     horizon = int(params.get("propensity_horizon_days") or DEFAULT_PROPENSITY_HORIZON_DAYS)
     cutoff, eval_cutoff = propensity_cutoffs(as_of, horizon)

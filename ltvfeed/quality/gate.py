@@ -17,19 +17,7 @@ from ltvfeed.quality.mart_suites import mart_suites
 from ltvfeed.quality.outcomes import DataQualityError, GateResult, missing_table_outcome, outcome_from_gx
 from ltvfeed.quality.raw_suites import raw_suites
 from ltvfeed.quality.rules import LAYERS, Layer, TableSuite
-from ltvfeed.warehouse import RAW_ENTITIES
-
-_CUSTOMERS_SQL = "select count(*) from (select user_id from raw.users union select user_id from raw.orders) c"
-_ITEMS_SQL = (
-    "select count(*) from (select item_id from raw.items union select item_id from raw.order_items "
-    "union select item_id from raw.events where item_id is not null) i"
-)
-_DATA_END_SQL = """
-select coalesce(
-    (greatest((select max(occurred_at) from raw.events), (select max(ordered_at) from raw.orders))
-        at time zone 'UTC')::date + 1,
-    (now() at time zone 'UTC')::date)
-"""
+from ltvfeed.warehouse.extent import data_end, known_entities, raw_entities_with_rows
 
 
 def run_gate(
@@ -42,7 +30,7 @@ def run_gate(
     tables: Collection[str] | None = None,
 ) -> GateResult:
     """Validate ``layer`` ("raw" or "marts") of the warehouse at ``dsn`` for ``as_of``; only the suites of
-    ``tables`` when given (a snapshot built for some marts only, see :mod:`ltvfeed.snapshots`).
+    ``tables`` when given (a snapshot built for some marts only, see :mod:`ltvfeed.warehouse.snapshots`).
 
     ``data_docs_dir`` is the GX project root (``settings.quality_dir``); Data Docs are (re)built under it on
     every call, pass or fail, at ``data_docs_dir/data_docs/index.html``. Returns the result when every
@@ -78,21 +66,13 @@ def default_as_of(dsn: str, layer: Layer) -> date:
     latest raw event or order, the cutoff ``ltvfeed dbt build`` uses when given none."""
     if layer == "raw":
         return datetime.now(UTC).date()
-    with connect(dsn) as conn:
-        return conn.execute(_DATA_END_SQL).fetchone()[0]
+    return data_end(dsn) or datetime.now(UTC).date()
 
 
 def _suites(dsn: str, layer: Layer, config: GateConfig) -> list[TableSuite]:
     if layer == "marts":
         return mart_suites(config.max_rows)
-    with connect(dsn) as conn:
-        non_empty = frozenset(
-            t
-            for t in RAW_ENTITIES
-            if conn.execute("select to_regclass(%s) is not null", (f"raw.{t}",)).fetchone()[0]
-            and conn.execute(f"select exists (select 1 from raw.{t})").fetchone()[0]
-        )
-    return raw_suites(config, non_empty)
+    return raw_suites(config, raw_entities_with_rows(dsn))
 
 
 def _existing_tables(dsn: str, tables: list[str]) -> set[str]:
@@ -103,7 +83,5 @@ def _existing_tables(dsn: str, tables: list[str]) -> set[str]:
 def _parameters(dsn: str, layer: Layer, as_of: date, config: GateConfig) -> dict[str, object]:
     if layer == "raw":
         return raw_parameters(as_of, datetime.now(UTC).date(), config)
-    with connect(dsn) as conn:
-        customers = conn.execute(_CUSTOMERS_SQL).fetchone()[0]
-        items = conn.execute(_ITEMS_SQL).fetchone()[0]
-    return marts_parameters(as_of, int(customers), int(items))
+    customers, items = known_entities(dsn)
+    return marts_parameters(as_of, customers, items)

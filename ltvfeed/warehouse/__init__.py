@@ -1,4 +1,14 @@
-"""The warehouse database: created on the stack's PostgreSQL server with the raw landing schema."""
+"""The warehouse: its database and schemas, and every read of ``raw.*`` and ``marts.*`` that training, serving
+and orchestration need, in one package.
+
+Training and serving take and return frames; what they read comes from here, so each SQL rule (which rows are
+before a cutoff, where the data ends, which snapshots exist) is written once:
+
+- this module: the database and its raw landing schema (``ensure_warehouse``), the raw entities' names;
+- :mod:`~ltvfeed.warehouse.extent`: where the data starts and ends;
+- :mod:`~ltvfeed.warehouse.snapshots`: which mart snapshots exist, building missing ones (dbt, then the gate);
+- :mod:`~ltvfeed.warehouse.ltv_reads`: LTV labels and the ``user_features`` snapshot as frames.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,69 @@
+"""What LTV training and scoring read from the marts, as frames: labels (``marts.ltv_labels``) and the
+``user_features`` snapshot of a cutoff. Rows are keyed by ``user_id`` and ``cutoff`` (the label's / snapshot's
+as_of)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import pandas as pd
+from psycopg import sql
+
+from ltvfeed.db import connect
+from ltvfeed.errors import UserError
+
+CUTOFF = "cutoff"
+LABEL_COLUMNS = ["user_id", CUTOFF, "horizon_days", "revenue", "orders", "is_complete"]
+
+
+def _require(conn, table: str) -> None:
+    if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
+        raise UserError(f"{table} does not exist: build the marts first (ltvfeed dbt build)")
+
+
+def read_labels(dsn: str, cutoffs: Sequence[date], horizon_days: int) -> pd.DataFrame:
+    """``marts.ltv_labels`` rows of ``cutoffs`` and ``horizon_days`` (revenue as float)."""
+    with connect(dsn, autocommit=True) as conn:
+        _require(conn, "marts.ltv_labels")
+        rows = conn.execute(
+            """
+            select user_id, cutoff, horizon_days, revenue::double precision, orders, is_complete
+            from marts.ltv_labels
+            where horizon_days = %s and cutoff = any(%s)
+            """,
+            (horizon_days, list(cutoffs)),
+        ).fetchall()
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS)
+
+
+def baseline_columns(dsn: str, cutoffs: Sequence[date], columns: Sequence[str]) -> pd.DataFrame:
+    """user_id, cutoff and the timestamp ``columns`` (UTC) of the ``user_features`` snapshots of ``cutoffs``:
+    what the BTYD and naive baselines need beside the model's features."""
+    query = sql.SQL("select user_id, as_of, {} from marts.user_features where as_of = any(%s)").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+    with connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(query, (list(cutoffs),)).fetchall()
+    frame = pd.DataFrame(rows, columns=["user_id", CUTOFF, *columns])
+    for c in columns:
+        frame[c] = pd.to_datetime(frame[c], utc=True)
+    return frame
+
+
+def snapshot_features(dsn: str, as_of: date, columns: Sequence[str]) -> pd.DataFrame:
+    """Every customer of the ``user_features`` snapshot ``as_of`` with ``columns`` (and user_id), by user_id.
+
+    The same values Feast's point-in-time join returns for entity rows at as_of 00:00 UTC (that snapshot's
+    feature_timestamp); read straight from the mart because one whole snapshot is one indexed query.
+    """
+    names = [c for c in columns if c != "user_id"]
+    query = sql.SQL("select user_id, {} from marts.user_features where as_of = %s order by user_id").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in names)
+    )
+    with connect(dsn, autocommit=True) as conn:
+        _require(conn, "marts.user_features")
+        rows = conn.execute(query, (as_of,)).fetchall()
+    if not rows:
+        raise UserError(f"no user_features snapshot for as_of {as_of}")
+    return pd.DataFrame(rows, columns=["user_id", *names])
