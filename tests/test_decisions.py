@@ -188,7 +188,7 @@ def test_rows_at_exactly_the_cutoff_are_after_it_in_every_mart(stack, run_id: st
         from datetime import date, timedelta
 
         from ltvfeed.serving.generation_inputs import WarehouseInputs
-        from ltvfeed.training.propensity.data import purchase_counts, purchases
+        from ltvfeed.warehouse.propensity_reads import purchase_counts, purchases
 
         as_of = date.fromisoformat(T)
         with WarehouseInputs(dsn, as_of, non_merchandise=()) as warehouse:

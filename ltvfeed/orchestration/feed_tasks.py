@@ -77,8 +77,8 @@ def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationP
 def _ltv_read(stack: Stack, champion: str, as_of: date) -> dict[str, str]:
     """{LTV model: version} whose predictions of snapshot ``as_of`` the propensity ``champion`` reads as user
     features (empty when it reads none, or the snapshot was not scored)."""
-    from ltvfeed.training.propensity.data import ltv_scoring_version
     from ltvfeed.training.propensity.registry import ltv_model_read_by
+    from ltvfeed.warehouse.propensity_reads import ltv_scoring_version
 
     model = ltv_model_read_by(stack, champion)
     version = ltv_scoring_version(stack.warehouse_dsn, as_of, model) if model else None

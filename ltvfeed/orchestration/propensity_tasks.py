@@ -32,14 +32,14 @@ def prepare_propensity_data(settings: Settings, as_of: date, params: Mapping[str
     """Pick the cutoffs, build their missing snapshots, register the Feast definitions (training reads user
     features through Feast). Fails before any training when the data cannot cover the evaluation window."""
     from ltvfeed.features import apply
-    from ltvfeed.training.propensity.data import data_end
     from ltvfeed.training.propensity.train import check_dates
+    from ltvfeed.warehouse.propensity_reads import orders_end
     from ltvfeed.warehouse.snapshots import RANKING_MARTS, build_missing_snapshots
 
     horizon = int(params.get("propensity_horizon_days") or DEFAULT_PROPENSITY_HORIZON_DAYS)
     cutoff, eval_cutoff = propensity_cutoffs(as_of, horizon)
     stack = up(settings)
-    end = data_end(stack.warehouse_dsn)
+    end = orders_end(stack.warehouse_dsn)
     if not check_dates(cutoff, eval_cutoff, horizon, end):
         raise UserError(
             f"the evaluation window [{eval_cutoff}, {as_of}) is not complete: the data ends on {end}; "

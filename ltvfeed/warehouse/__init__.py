@@ -7,7 +7,9 @@ before a cutoff, where the data ends, which snapshots exist) is written once:
 - this module: the database and its raw landing schema (``ensure_warehouse``), the raw entities' names;
 - :mod:`~ltvfeed.warehouse.extent`: where the data starts and ends;
 - :mod:`~ltvfeed.warehouse.snapshots`: which mart snapshots exist, building missing ones (dbt, then the gate);
-- :mod:`~ltvfeed.warehouse.ltv_reads`: LTV labels and the ``user_features`` snapshot as frames.
+- :mod:`~ltvfeed.warehouse.ltv_reads`: LTV labels and the ``user_features`` snapshot as frames;
+- :mod:`~ltvfeed.warehouse.propensity_reads`: purchase windows, the item / user / category snapshots and LTV
+  scores the propensity model reads.
 """
 
 from __future__ import annotations

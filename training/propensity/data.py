@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
-from decimal import Decimal
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,6 +30,14 @@ import pandas as pd
 
 from ltvfeed.cutoff import cutoff_instant
 from ltvfeed.errors import UserError
+from ltvfeed.warehouse.propensity_reads import (
+    POPULARITY,
+    category_propensity,
+    item_snapshot,
+    ltv_predictions,
+    purchases,
+    user_snapshot,
+)
 
 if TYPE_CHECKING:
     from ltvfeed.infra.stack import Stack
@@ -41,7 +48,6 @@ log = logging.getLogger(__name__)
 USER_KEY = "user_id"
 ITEM_KEY = "item_id"
 AFFINITY_PREFIX = "affinity__"
-POPULARITY = "popularity"
 LTV_COLUMNS = {"prob_return": "ltv_prob_return", "expected_ltv": "ltv_expected"}
 USER_SERVICE = "ltv_model"  # the Feast service with every per-customer feature
 
@@ -69,92 +75,10 @@ ITEM_COLUMNS = (
 )
 
 
-def _frame(dsn: str, query: str, params: tuple = ()) -> pd.DataFrame:
-    """Rows of a query as a DataFrame; PostgreSQL numerics (Decimal) become floats."""
-    import psycopg
-
-    with psycopg.connect(dsn) as conn:
-        cur = conn.execute(query, params)
-        columns = [c.name for c in cur.description]
-        frame = pd.DataFrame(cur.fetchall(), columns=columns)
-    for column in frame.columns:
-        if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, Decimal)).any():
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    return frame
-
-
-def data_end(dsn: str) -> date | None:
-    """The day after the latest raw order (UTC): windows ending later are not fully observed."""
-    rows = _frame(dsn, "select max(ordered_at) as last from raw.orders")
-    last = rows["last"].iloc[0] if len(rows) else None
-    if last is None or pd.isna(last):
-        return None
-    return pd.Timestamp(last).tz_convert(UTC).date() + timedelta(days=1)
-
-
-def purchases(dsn: str, start: date, end: date) -> pd.DataFrame:
-    """Distinct (user_id, item_id) pairs bought in [start, end) 00:00 UTC, sorted."""
-    return _frame(
-        dsn,
-        """
-        select distinct trim(o.user_id) as user_id, trim(oi.item_id) as item_id
-        from raw.orders as o
-        join raw.order_items as oi on trim(oi.order_id) = trim(o.order_id)
-        where o.ordered_at >= %s and o.ordered_at < %s
-        order by 1, 2
-        """,
-        (cutoff_instant(start), cutoff_instant(end)),
-    )
-
-
-def purchase_counts(dsn: str, start: date, end: date) -> pd.DataFrame:
-    """(user_id, item_id, times): orders containing the item per user in [start, end) 00:00 UTC."""
-    return _frame(
-        dsn,
-        """
-        select trim(o.user_id) as user_id, trim(oi.item_id) as item_id, count(distinct o.order_id) as times
-        from raw.orders as o
-        join raw.order_items as oi on trim(oi.order_id) = trim(o.order_id)
-        where o.ordered_at >= %s and o.ordered_at < %s
-        group by 1, 2
-        order by 1, 2
-        """,
-        (cutoff_instant(start), cutoff_instant(end)),
-    )
-
-
-def _require_snapshot(dsn: str, table: str, as_of: date) -> None:
-    found = _frame(dsn, f"select exists (select 1 from marts.{table} where as_of = %s) as found", (as_of,))
-    if not bool(found["found"].iloc[0]):
-        raise UserError(
-            f"marts.{table} has no snapshot for as_of {as_of}: build it first "
-            f"(`ltvfeed dbt build --as-of {as_of}` or the ltv_pipeline DAG for that date)"
-        )
-
-
 def load_items(dsn: str, as_of: date, popularity_days: int) -> pd.DataFrame:
     """Item features as of ``as_of`` (one row per item, sorted by item_id) with ``popularity``: orders containing
     the item in the ``popularity_days`` before the cutoff."""
-    _require_snapshot(dsn, "item_performance", as_of)
-    columns = ", ".join(f"p.{c}" for c in ITEM_COLUMNS)
-    items = _frame(
-        dsn,
-        f"""
-        with sold as (
-            select trim(oi.item_id) as item_id, count(distinct o.order_id) as orders
-            from raw.orders as o
-            join raw.order_items as oi on trim(oi.order_id) = trim(o.order_id)
-            where o.ordered_at >= %s and o.ordered_at < %s
-            group by 1
-        )
-        select p.item_id, {columns}, coalesce(s.orders, 0)::double precision as {POPULARITY}
-        from marts.item_performance as p
-        left join sold as s on s.item_id = p.item_id
-        where p.as_of = %s
-        order by p.item_id
-        """,
-        (cutoff_instant(as_of - timedelta(days=popularity_days)), cutoff_instant(as_of), as_of),
-    )
+    items = item_snapshot(dsn, as_of, ITEM_COLUMNS, popularity_days)
     items["category"] = items["category"].astype(str)
     return items.reset_index(drop=True)
 
@@ -170,27 +94,19 @@ def user_feature_names() -> list[str]:
 
 
 def _user_base(stack: Stack, as_of: date, source: str) -> pd.DataFrame:
-    dsn = stack.warehouse_dsn
-    _require_snapshot(dsn, "user_features", as_of)
     names = user_feature_names()
     if source == "marts":
-        cols = ", ".join(names)
-        return _frame(dsn, f"select user_id, {cols} from marts.user_features where as_of = %s order by 1", (as_of,))
+        return user_snapshot(stack.warehouse_dsn, as_of, names)
     from ltvfeed.features import training_frame
 
-    ids = _frame(dsn, "select user_id from marts.user_features where as_of = %s order by 1", (as_of,))
+    ids = user_snapshot(stack.warehouse_dsn, as_of, ())
     entity_df = pd.DataFrame({USER_KEY: ids[USER_KEY].astype(str), "event_timestamp": cutoff_instant(as_of)})
     return training_frame(stack, entity_df, service=USER_SERVICE)[[USER_KEY, *names]]
 
 
 def category_affinity(dsn: str, as_of: date, categories: tuple[str, ...]) -> pd.DataFrame:
     """user_id + one ``affinity__<category>`` column per category (0 without engagement in it)."""
-    _require_snapshot(dsn, "user_category_propensity", as_of)
-    long = _frame(
-        dsn,
-        "select user_id, category, propensity from marts.user_category_propensity where as_of = %s",
-        (as_of,),
-    )
+    long = category_propensity(dsn, as_of)
     wide = long.pivot_table(index=USER_KEY, columns="category", values="propensity", aggfunc="sum", fill_value=0.0)
     wide = wide.reindex(columns=list(categories), fill_value=0.0).astype("float64")
     wide.columns = [f"{AFFINITY_PREFIX}{c}" for c in categories]
@@ -199,47 +115,6 @@ def category_affinity(dsn: str, as_of: date, categories: tuple[str, ...]) -> pd.
 
 def affinity_columns(categories: tuple[str, ...]) -> list[str]:
     return [f"{AFFINITY_PREFIX}{c}" for c in categories]
-
-
-def _has_predictions(dsn: str) -> bool:
-    """Whether the warehouse has the predictions table yet (LTV batch scoring creates it)."""
-    exists = _frame(dsn, "select to_regclass('marts.user_ltv_predictions') is not null as found")
-    return bool(exists["found"].iloc[0])
-
-
-def ltv_predictions(dsn: str, as_of: date, model_name: str) -> pd.DataFrame:
-    """user_id, ltv_prob_return, ltv_expected: the newest scoring of snapshot ``as_of`` by ``model_name`` in
-    marts.user_ltv_predictions (written by LTV batch scoring from features as of that cutoff, so point-in-time
-    correct); empty when that snapshot was not scored."""
-    if not _has_predictions(dsn):
-        return pd.DataFrame(columns=[USER_KEY, *LTV_COLUMNS.values()])
-    frame = _frame(
-        dsn,
-        """
-        select distinct on (user_id) user_id, prob_return, expected_ltv
-        from marts.user_ltv_predictions
-        where as_of = %s and model_name = %s
-        order by user_id, feature_timestamp desc, scored_at desc
-        """,
-        (as_of, model_name),
-    )
-    return frame.rename(columns=LTV_COLUMNS)
-
-
-def ltv_scoring_version(dsn: str, as_of: date, model_name: str) -> str | None:
-    """The ``model_name`` version whose scoring of snapshot ``as_of`` :func:`ltv_predictions` reads (the newest),
-    or None when that snapshot was not scored."""
-    if not _has_predictions(dsn):
-        return None
-    newest = _frame(
-        dsn,
-        """
-        select model_version from marts.user_ltv_predictions where as_of = %s and model_name = %s
-        order by feature_timestamp desc, scored_at desc limit 1
-        """,
-        (as_of, model_name),
-    )
-    return None if newest.empty else str(newest["model_version"].iloc[0])
 
 
 def load_users(
@@ -255,7 +130,7 @@ def load_users(
     users[cols] = users[cols].fillna(0.0)
     note = "disabled"
     if ltv_model:
-        ltv = ltv_predictions(stack.warehouse_dsn, as_of, ltv_model)
+        ltv = ltv_predictions(stack.warehouse_dsn, as_of, ltv_model).rename(columns=LTV_COLUMNS)
         note = f"{ltv_model} predictions for {len(ltv)} users" if len(ltv) else f"no {ltv_model} predictions"
         if len(ltv):
             users = users.merge(ltv, on=USER_KEY, how="left")

@@ -107,13 +107,7 @@ def train_propensity(
     (experiment ``purchase_propensity``), register the model as ``purchase_propensity`` and promote it to
     champion if it beats the current one on the same holdout."""
     from ltvfeed.infra.tracking import use_experiment
-    from ltvfeed.training.propensity.data import (
-        data_end,
-        history_probabilities,
-        load_tables,
-        purchase_counts,
-        window_pairs,
-    )
+    from ltvfeed.training.propensity.data import history_probabilities, load_tables, window_pairs
     from ltvfeed.training.propensity.evaluate import (
         PairValues,
         ScorerRanker,
@@ -128,10 +122,11 @@ def train_propensity(
     from ltvfeed.training.propensity.registry import LTV_FEATURES_PARAM, log_scorer
     from ltvfeed.training.propensity.scorer import PropensityScorer
     from ltvfeed.training.registry import register_and_promote
+    from ltvfeed.warehouse.propensity_reads import orders_end, purchase_counts
 
     cfg = cfg or PropensityConfig()
     promotion = promotion or PropensityPromotionConfig()
-    complete = check_dates(cutoff, eval_cutoff, horizon_days, data_end(stack.warehouse_dsn))
+    complete = check_dates(cutoff, eval_cutoff, horizon_days, orders_end(stack.warehouse_dsn))
 
     train_tables = load_tables(stack, cutoff, cfg)
     train_pairs = window_pairs(stack, train_tables, horizon_days, cfg, seed=cfg.seed)
