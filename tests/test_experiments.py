@@ -245,3 +245,12 @@ def test_cli_create_start_report(stack, tmp_path) -> None:
         for key in client.scan_iter(match=f"{env['LTVFEED_REDIS_PREFIX']}*"):
             client.delete(key)
         drop_database(stack.pg_dsn, db)
+
+
+def test_without_ltv_predictions_the_report_says_so_instead_of_nan() -> None:
+    users = _users(800, 800, seed=8)
+    users[["predicted_ltv_first", "predicted_ltv_last"]] = np.nan
+    analysis = _analyse(users)
+    assert analysis.surrogate == {}
+    page = render_html("feed-v1", analysis, None)
+    assert "no LTV prediction covers these users" in page and "nan%" not in page

@@ -167,7 +167,7 @@ def simulate_cmd(
     users: int = typer.Option(5000, "--users", help="Simulated users"),
     items: int = typer.Option(300, "--items", help="Items in the catalogue"),
     history_days: int = typer.Option(180, "--history-days", help="The shop's past before the experiment, days"),
-    days: int = typer.Option(60, "--days", help="Simulated experiment days (ending yesterday)"),
+    days: int = typer.Option(90, "--days", help="Simulated experiment days (ending yesterday)"),
     seed: int = typer.Option(7, "--seed", help="Random seed: same options, same shop and same responses"),
     regenerate_every: int = typer.Option(
         30, "--regenerate-every", help="Days between feed generations during the run (0: never)"

@@ -139,7 +139,7 @@ def ltv_surrogate(users: pd.DataFrame, control: str) -> dict[str, dict[str, floa
     the predicted lift the realised one confirms (realised / predicted)."""
     out: dict[str, dict[str, float]] = {}
     c = users[users["arm"] == control]
-    if c.empty or c["predicted_ltv_last"].mean() <= 0:
+    if c.empty or not c["predicted_ltv_last"].mean() > 0:  # NaN: no LTV prediction covers these users
         return out
     for arm in sorted(set(users["arm"]) - {control}):
         t = users[users["arm"] == arm]

@@ -60,7 +60,7 @@ class ClosedLoopConfig:
     users: int = 5000
     items: int = 300
     history_days: int = 180  # the shop's past before the experiment (what the first feeds are built from)
-    days: int = 60  # simulated experiment days
+    days: int = 90  # simulated experiment days
     seed: int = 7
     regenerate_every: int = 30  # days between feed generations during the run; 0 = never
     feed_length: int = 10

@@ -91,6 +91,8 @@ def render_html(name: str, analysis: Analysis, lifts: pd.DataFrame | None, *, as
         f"<td>{v['confirmed']:.0%}</td></tr>"
         for a, v in analysis.surrogate.items()
     )
+    if not surrogate:
+        surrogate = '<tr><td colspan="4">no LTV prediction covers these users (no LTV model scored them)</td></tr>'
     primary = next((r.metric for r in analysis.results if r.role == "primary"), "")
     charts = f'<img alt="forest plot" src="data:image/png;base64,{forest_plot(analysis)}">'
     if lifts is not None and not lifts.empty:
