@@ -208,7 +208,8 @@ def fault_injector(stop: threading.Event, dsn: str, redis_proc: subprocess.Popen
             return
         with psycopg.connect(dsn, autocommit=True) as conn:
             n = conn.execute(
-                "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = %s",
+                "select count(pg_terminate_backend(pid)) from pg_stat_activity"
+                " where application_name = %s and datname = current_database()",
                 (APPLICATION_NAME,),
             ).fetchone()[0]
         log.append(f"{time.strftime('%X')} terminated {n} collector connection(s)")

@@ -32,6 +32,13 @@ class _Event(BaseModel):
     user_id: Id
     session_id: Annotated[str, Field(max_length=128)] | None = None
 
+    @field_validator("timestamp")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        """The instant in UTC: ISO 8601 allows offsets up to ±23:59, PostgreSQL only ±15:59, and a batch the
+        warehouse cannot commit would fail with its good events."""
+        return value.astimezone(UTC)
+
     @property
     def properties(self) -> dict[str, Any] | None:
         return dict(self.model_extra) if self.model_extra else None
