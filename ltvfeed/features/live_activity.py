@@ -23,6 +23,7 @@ import pandas as pd
 
 from ltvfeed.errors import UserError
 from ltvfeed.features.recent_purchases import push_online, user_id_list
+from ltvfeed.warehouse.activity_reads import category_counts, last_viewed, preferences
 
 if TYPE_CHECKING:
     import psycopg
@@ -40,37 +41,7 @@ CATEGORY_ARRAYS = ("live_categories", "live_views", "live_clicks", "live_add_to_
 ITEM_ARRAYS = ("last_viewed_item_ids", "wishlist_item_ids", "saved_item_ids", "profile_categories")
 FEATURES = (*CATEGORY_ARRAYS, *ITEM_ARRAYS)
 
-_COUNTS = """
-    select e.user_id, coalesce(i.category, 'unknown') as category,
-        count(*) filter (where e.event_type = 'view') as views,
-        count(*) filter (where e.event_type = 'click') as clicks,
-        count(*) filter (where e.event_type = 'add_to_cart') as add_to_cart
-    from raw.events as e
-    left join raw.items as i on i.item_id = e.item_id
-    where e.user_id = any(%(users)s) and e.occurred_at >= %(start)s and e.occurred_at <= %(now)s
-      and e.event_type = any(%(types)s) and e.item_id is not null
-    group by 1, 2
-    order by 1, count(*) desc, 2
-"""
 
-_VIEWED = """
-    select user_id, item_id from (
-        select user_id, item_id, row_number() over (partition by user_id order by max(occurred_at) desc, item_id) as r
-        from raw.events
-        where user_id = any(%(users)s) and event_type = 'view' and item_id is not null
-          and occurred_at >= %(start)s and occurred_at <= %(now)s
-        group by user_id, item_id
-    ) as v
-    where r <= %(last)s
-    order by user_id, r
-"""
-
-_PREFERENCES = """
-    select user_id, kind, coalesce(item_id, category) as value
-    from raw.preferences
-    where user_id = any(%(users)s) and coalesce(item_id, category) is not null
-    order by user_id, kind, created_at desc, value
-"""
 _KIND_COLUMN = {"wishlist": "wishlist_item_ids", "saved": "saved_item_ids", "profile_category": "profile_categories"}
 
 
@@ -81,14 +52,14 @@ def live_activity_frame(conn: psycopg.Connection, user_ids: Iterable[str], *, no
         raise UserError(f"now must be timezone-aware, got {now!r}")
     users = user_id_list(user_ids)
     rows: dict[str, dict[str, list]] = {u: {f: [] for f in FEATURES} for u in users}
-    params = {"users": users, "start": now - LIVE_WINDOW, "now": now, "types": list(COUNTED), "last": LAST_VIEWED}
+    start = now - LIVE_WINDOW
     if users:
-        for user, category, views, clicks, carts in conn.execute(_COUNTS, params).fetchall():
+        for user, category, views, clicks, carts in category_counts(conn, users, start, now, COUNTED):
             for column, value in zip(CATEGORY_ARRAYS, (category, views, clicks, carts), strict=True):
                 rows[user][column].append(value if column == "live_categories" else int(value))
-        for user, item in conn.execute(_VIEWED, params).fetchall():
+        for user, item in last_viewed(conn, users, start, now, LAST_VIEWED):
             rows[user]["last_viewed_item_ids"].append(item)
-        for user, kind, value in conn.execute(_PREFERENCES, params).fetchall():
+        for user, kind, value in preferences(conn, users):
             if kind in _KIND_COLUMN:
                 rows[user][_KIND_COLUMN[kind]].append(value)
     return pd.DataFrame(

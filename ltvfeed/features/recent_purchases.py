@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ltvfeed.errors import UserError
+from ltvfeed.warehouse.activity_reads import recent_purchases, users_in_order_batches
 
 if TYPE_CHECKING:
     import psycopg
@@ -39,28 +40,6 @@ FEATURES = (ITEM_IDS, TIMES, REPEATABLE)
 RECENT_PURCHASE_DAYS = 30  # the mart's dbt var recent_purchase_days (a test keeps them equal)
 PURCHASE_KINDS = frozenset({"orders", "order_items"})  # imports that can change a recent-purchase list
 _PUSH_BATCH = 5_000  # users per push: bounds memory and the size of one Redis pipeline
-
-# Raw ids are trimmed by ingestion, so these match the mart's (staging-trimmed) ids; the join keys use the
-# (user_id, ordered_at) index on raw.orders.
-_LISTS = """
-    select o.user_id, oi.item_id, max(o.ordered_at) as purchased_at,
-        bool_or(coalesce(i.is_repeat_purchase, false)) as repeatable
-    from raw.orders as o
-    join raw.order_items as oi on oi.order_id = o.order_id
-    left join raw.items as i on i.item_id = oi.item_id
-    where o.user_id = any(%(users)s) and o.ordered_at >= %(start)s
-    group by o.user_id, oi.item_id
-    order by o.user_id, purchased_at desc, oi.item_id
-"""
-
-_BATCH_USERS = """
-    select o.user_id from raw.orders as o
-    where o._batch_id = any(%(batches)s) and o.ordered_at >= %(start)s
-    union
-    select o.user_id from raw.order_items as oi join raw.orders as o on o.order_id = oi.order_id
-    where oi._batch_id = any(%(batches)s) and o.ordered_at >= %(start)s
-    order by 1
-"""
 
 
 class FeatureStoreNotApplied(UserError):
@@ -89,7 +68,7 @@ def recent_purchase_frame(conn: psycopg.Connection, user_ids: Iterable[str], *, 
         raise UserError(f"now must be timezone-aware, got {now!r}")
     users = user_id_list(user_ids)
     lists: dict[str, tuple[list[str], list[int], list[bool]]] = {u: ([], [], []) for u in users}
-    rows = conn.execute(_LISTS, {"users": users, "start": window_start(now)}).fetchall() if users else []
+    rows = recent_purchases(conn, users, window_start(now)) if users else []
     for user, item, purchased_at, repeatable in rows:
         ids, times, flags = lists[user]
         ids.append(item)
@@ -156,8 +135,7 @@ def users_with_recent_orders(conn: psycopg.Connection, batch_ids: Iterable[int],
     batches = sorted({int(b) for b in batch_ids})
     if not batches:
         return []
-    rows = conn.execute(_BATCH_USERS, {"batches": batches, "start": window_start(now)}).fetchall()
-    return [r[0] for r in rows]
+    return users_in_order_batches(conn, batches, window_start(now))
 
 
 def push_imported_purchases(stack: Stack, reports: Iterable[ImportReport], *, store: FeatureStore | None = None) -> int:

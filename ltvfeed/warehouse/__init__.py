@@ -9,7 +9,8 @@ before a cutoff, where the data ends, which snapshots exist) is written once:
 - :mod:`~ltvfeed.warehouse.snapshots`: which mart snapshots exist, building missing ones (dbt, then the gate);
 - :mod:`~ltvfeed.warehouse.ltv_reads`: LTV labels and the ``user_features`` snapshot as frames;
 - :mod:`~ltvfeed.warehouse.propensity_reads`: purchase windows, the item / user / category snapshots and LTV
-  scores the propensity model reads.
+  scores the propensity model reads;
+- :mod:`~ltvfeed.warehouse.activity_reads`: users' recent raw activity the online features recompute on push.
 """
 
 from __future__ import annotations
