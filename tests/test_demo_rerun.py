@@ -43,13 +43,13 @@ def test_rerunning_the_demo_steps_duplicates_nothing(stack, run_id: str, tmp_pat
     from ltvfeed.dbt_runner import run_dbt
     from ltvfeed.features import clear_online
     from ltvfeed.infra.stack import up
-    from ltvfeed.orchestration.demo import table_counts
     from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
     from ltvfeed.orchestration.tasks import ingest_landing
     from ltvfeed.serving.generation import GenerationParams
     from ltvfeed.serving.propensity_sources import CATEGORY_AFFINITY
     from ltvfeed.simulator import SimulationConfig, simulate_to_directory
     from ltvfeed.simulator.load import load_ground_truth
+    from ltvfeed.warehouse.extent import table_counts
 
     suffix = uuid.uuid4().hex[:6]
     settings = Settings(

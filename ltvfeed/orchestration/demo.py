@@ -18,8 +18,8 @@ from datetime import UTC, date, datetime
 
 import typer
 
-from ltvfeed.db import connect
 from ltvfeed.settings import Settings
+from ltvfeed.warehouse.extent import table_counts
 
 SUMMARY_TABLES = (
     "raw.users",
@@ -36,16 +36,6 @@ SUMMARY_TABLES = (
 )
 DEMO_HORIZON_DAYS = 30
 LEGACY_DEMO_END_DATE = date(2026, 11, 1)  # the fixed cutoff of demos run before <state_dir>/demo.json
-
-
-def table_counts(dsn: str, tables: tuple[str, ...] = SUMMARY_TABLES) -> dict[str, int | None]:
-    """Row counts; None for a table that does not exist (yet)."""
-    counts: dict[str, int | None] = {}
-    with connect(dsn) as conn:
-        for table in tables:
-            exists = conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]
-            counts[table] = conn.execute(f"select count(*) from {table}").fetchone()[0] if exists else None
-    return counts
 
 
 def demo_end_date(settings: Settings) -> date:
@@ -96,7 +86,7 @@ def run_demo(
         logs.append(result.log)
 
     typer.echo(f"\nAll four DAGs succeeded (Airflow's output: {logs[0].parent}). Rows:")
-    for table, n in table_counts(stack.warehouse_dsn).items():
+    for table, n in table_counts(stack.warehouse_dsn, SUMMARY_TABLES).items():
         typer.echo(f"  {table:34} {'-' if n is None else n}")
     _show_feed(settings, stack)
     typer.echo(
@@ -116,21 +106,16 @@ def _show_feed(settings: Settings, stack) -> None:
     from ltvfeed.orchestration.feed_tasks import feed_store
     from ltvfeed.training.ltv_run import MODEL_NAME
     from ltvfeed.training.registry import current_champion
+    from ltvfeed.warehouse.ltv_reads import top_predicted_user
 
     store = feed_store(stack)
     generation = store.current_generation()
     champion = current_champion(stack, MODEL_NAME)  # never a rolled-back version's scores
-    with connect(stack.warehouse_dsn) as conn:
-        row = conn.execute(
-            "select user_id from marts.user_ltv_predictions where model_name = %s and model_version = %s "
-            "and as_of = (select max(as_of) from marts.user_ltv_predictions where model_name = %s "
-            "and model_version = %s) order by expected_ltv desc, user_id limit 1",
-            (MODEL_NAME, champion, MODEL_NAME, champion),
-        ).fetchone()
-    feed = store.read_feed(row[0]) if row else None
+    user = top_predicted_user(stack.warehouse_dsn, MODEL_NAME, champion) if champion else None
+    feed = store.read_feed(user) if user else None
     if feed is None:
         return
-    typer.echo(f"\nFeed of {row[0]} (the highest predicted LTV by {MODEL_NAME} v{champion}), generation {generation}:")
+    typer.echo(f"\nFeed of {user} (the highest predicted LTV by {MODEL_NAME} v{champion}), generation {generation}:")
     for item in feed.items[:5]:
         purchase = "-" if item.purchase is None else f"{item.purchase:.3f}"
         typer.echo(

@@ -3,6 +3,7 @@ raw event or order (UTC). A window ending later than that is not fully observed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 from ltvfeed.cutoff import cutoff_instant
@@ -66,3 +67,13 @@ def raw_entities_with_rows(dsn: str) -> frozenset[str]:
             if conn.execute("select to_regclass(%s) is not null", (f"raw.{t}",)).fetchone()[0]
             and conn.execute(f"select exists (select 1 from raw.{t})").fetchone()[0]
         )
+
+
+def table_counts(dsn: str, tables: Sequence[str]) -> dict[str, int | None]:
+    """Row counts of ``tables`` (schema-qualified names); None for a table that does not exist (yet)."""
+    counts: dict[str, int | None] = {}
+    with connect(dsn, autocommit=True) as conn:
+        for table in tables:
+            exists = conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]
+            counts[table] = conn.execute(f"select count(*) from {exists}").fetchone()[0] if exists else None
+    return counts

@@ -67,3 +67,16 @@ def snapshot_features(dsn: str, as_of: date, columns: Sequence[str]) -> pd.DataF
     if not rows:
         raise UserError(f"no user_features snapshot for as_of {as_of}")
     return pd.DataFrame(rows, columns=["user_id", *names])
+
+
+def top_predicted_user(dsn: str, model_name: str, version: str) -> str | None:
+    """The customer with the highest expected LTV in ``version``'s newest scoring (None if it scored nothing):
+    a version's own scores, so a rolled-back version is never the one shown."""
+    with connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "select user_id from marts.user_ltv_predictions where model_name = %(m)s and model_version = %(v)s "
+            "and as_of = (select max(as_of) from marts.user_ltv_predictions where model_name = %(m)s "
+            "and model_version = %(v)s) order by expected_ltv desc, user_id limit 1",
+            {"m": model_name, "v": version},
+        ).fetchone()
+    return row[0] if row else None
