@@ -154,12 +154,12 @@ def run(a: argparse.Namespace) -> dict:
     from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
     from ltvfeed.serving.baselines import buy_again_items, popular_now_items
     from ltvfeed.serving.generation import GenerationParams
-    from ltvfeed.serving.generation_inputs import WarehouseInputs
     from ltvfeed.serving.inputs import Catalogue, UserBatch
     from ltvfeed.settings import Settings
     from ltvfeed.training.propensity import PropensityConfig, train_propensity
     from ltvfeed.training.propensity.evaluate import feed_metrics
     from ltvfeed.warehouse import ensure_warehouse
+    from ltvfeed.warehouse.generation_reads import WarehouseInputs
 
     end = date.fromisoformat(a.end)
     as_of = end

@@ -97,7 +97,7 @@ def synthetic_items(n_items: int, seed: int = 1) -> pd.DataFrame:
 
 def synthetic_chunks(first_user: int, end_user: int, n_items: int, chunk_users: int, seed: int = 2) -> Iterator:
     """UserChunks of users ``first_user .. end_user - 1`` as the warehouse would deliver them, one at a time."""
-    from ltvfeed.serving.generation_inputs import UserChunk
+    from ltvfeed.warehouse.generation_reads import UserChunk
 
     rng = np.random.default_rng([seed, first_user])
     categories = np.array([f"c{c:02d}" for c in range(N_CATEGORIES)], dtype=object)
@@ -260,8 +260,8 @@ def _arm_scores(feeds: dict, bought: dict[str, dict[str, float]]) -> dict[str, f
 def _baseline_arms(dsn: str, as_of: date, bought: dict[str, dict[str, float]]) -> dict[str, dict]:
     """ "Popular now" and "buy it again" (``ltvfeed.serving.baselines``) for the evaluated users."""
     from ltvfeed.serving.baselines import buy_again_items, popular_now_items
-    from ltvfeed.serving.generation_inputs import WarehouseInputs
     from ltvfeed.serving.inputs import Catalogue, UserBatch
+    from ltvfeed.warehouse.generation_reads import WarehouseInputs
 
     users = sorted(bought)
     with WarehouseInputs(dsn, as_of) as wh:

@@ -373,7 +373,7 @@ ltv_model = FeatureService(
 
 # Every service is keyed by ONE entity, so that an app reads it with that entity's key alone (Feast's online
 # read and `feast serve` require the join keys of every view in a service). Feed generation does not read these:
-# it scores whole marts snapshots in batch (ltvfeed.serving.generation_inputs); only the feed API's request-time
+# it scores whole marts snapshots in batch (ltvfeed.warehouse.generation_reads); only the feed API's request-time
 # filter reads Feast (service freshness).
 
 user_profile = FeatureService(

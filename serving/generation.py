@@ -36,11 +36,11 @@ from ltvfeed.serving.config import (
     ScoringWeights,
 )
 from ltvfeed.serving.feed import Feed
-from ltvfeed.serving.generation_inputs import UserChunk
 from ltvfeed.serving.inputs import Catalogue, UserBatch
 from ltvfeed.serving.propensity_sources import REGISTRY, PropensitySource, check_source
 from ltvfeed.serving.scoring import RankedBatch, classic_feed, rank_batch
 from ltvfeed.serving.shards import check_shards
+from ltvfeed.warehouse.generation_reads import UserChunk
 
 WEIGHT_KEYS = {"w_c": "commercial", "w_p": "purchase", "w_d": "diversity"}
 MAX_CHUNK_USERS = 100_000

@@ -187,7 +187,7 @@ def test_rows_at_exactly_the_cutoff_are_after_it_in_every_mart(stack, run_id: st
         # the Python reads at the same boundary: feed generation's inputs and the propensity windows
         from datetime import date, timedelta
 
-        from ltvfeed.serving.generation_inputs import WarehouseInputs
+        from ltvfeed.warehouse.generation_reads import WarehouseInputs
         from ltvfeed.warehouse.propensity_reads import purchase_counts, purchases
 
         as_of = date.fromisoformat(T)

@@ -24,12 +24,12 @@ import pytest
 from ltvfeed.errors import UserError
 from ltvfeed.serving.config import ScoringWeights
 from ltvfeed.serving.generation import GenerationParams, generate_feeds, rank_chunk, weights_from_mapping
-from ltvfeed.serving.generation_inputs import UserChunk
 from ltvfeed.serving.inputs import Catalogue, UserBatch
 from ltvfeed.serving.propensity import CategoryAffinityPropensity
 from ltvfeed.serving.propensity_sources import CategoryAffinitySource, ScorerSource
 from ltvfeed.serving.reference import ReferenceUser, generate_personalized_feed, reference_items
 from ltvfeed.serving.shards import check_shard, shard_of
+from ltvfeed.warehouse.generation_reads import UserChunk
 
 AS_OF = date(2026, 6, 1)  # on/after the DAG's start_date: `dags test` creates no tasks before it
 
@@ -423,7 +423,7 @@ def rows(dsn: str, query: str, *args: Any) -> list[tuple]:
 
 @pytest.mark.integration
 def test_shard_queries_partition_the_users_as_python_does(shop) -> None:
-    from ltvfeed.serving.generation_inputs import WarehouseInputs
+    from ltvfeed.warehouse.generation_reads import WarehouseInputs
 
     everyone = {
         r[0] for r in rows(shop.warehouse_dsn, "select user_id from marts.user_features where as_of = %s", AS_OF)
@@ -448,7 +448,7 @@ def test_shard_queries_partition_the_users_as_python_does(shop) -> None:
 def test_history_candidates_and_non_merchandise_from_the_warehouse(shop) -> None:
     from ltvfeed.serving.candidates import generate_candidates
     from ltvfeed.serving.config import CandidateConfig
-    from ltvfeed.serving.generation_inputs import WarehouseInputs
+    from ltvfeed.warehouse.generation_reads import WarehouseInputs
 
     with WarehouseInputs(shop.warehouse_dsn, AS_OF, non_merchandise=[]) as wh:
         frame = wh.catalogue_frame()
@@ -711,9 +711,9 @@ def champion(shop, run_id: str, tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.integration
 def test_generation_with_the_trained_champion(champion) -> None:
     from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
-    from ltvfeed.serving.generation_inputs import WarehouseInputs
     from ltvfeed.serving.history import history_probability
     from ltvfeed.training.propensity import load_propensity
+    from ltvfeed.warehouse.generation_reads import WarehouseInputs
 
     stack, trained = champion
     # the default source: the registry's champion; never the baseline fallback, so every feed is ranked

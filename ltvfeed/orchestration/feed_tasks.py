@@ -27,7 +27,6 @@ from ltvfeed.serving.generation import (
     single_threaded_math,
     weights_from_mapping,
 )
-from ltvfeed.serving.generation_inputs import WarehouseInputs
 from ltvfeed.serving.inputs import Catalogue
 from ltvfeed.serving.propensity_sources import (
     CATEGORY_AFFINITY,
@@ -38,6 +37,7 @@ from ltvfeed.serving.propensity_sources import (
     registry_source,
 )
 from ltvfeed.settings import Settings
+from ltvfeed.warehouse.generation_reads import WarehouseInputs
 
 Plan = dict[str, Any]
 

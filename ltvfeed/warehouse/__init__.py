@@ -10,7 +10,9 @@ before a cutoff, where the data ends, which snapshots exist) is written once:
 - :mod:`~ltvfeed.warehouse.ltv_reads`: LTV labels and the ``user_features`` snapshot as frames;
 - :mod:`~ltvfeed.warehouse.propensity_reads`: purchase windows, the item / user / category snapshots and LTV
   scores the propensity model reads;
-- :mod:`~ltvfeed.warehouse.activity_reads`: users' recent raw activity the online features recompute on push.
+- :mod:`~ltvfeed.warehouse.activity_reads`: users' recent raw activity the online features recompute on push;
+- :mod:`~ltvfeed.warehouse.generation_reads`: what feed generation reads for a cutoff (catalogue, a shard's
+  users, their histories), a chunk of users at a time.
 """
 
 from __future__ import annotations

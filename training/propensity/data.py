@@ -182,9 +182,9 @@ def history_probabilities(
     """(user row, item row, P) in ``tables``' rows: P(bought again within ``horizon_days``) of every item each of
     ``user_rows`` bought before the cutoff, read and estimated exactly as feed generation does
     (:mod:`ltvfeed.serving.history`), so the promotion gate judges the probability that is served."""
-    from ltvfeed.serving.generation_inputs import WarehouseInputs
     from ltvfeed.serving.history import pair_probability
     from ltvfeed.serving.inputs import Catalogue, UserBatch
+    from ltvfeed.warehouse.generation_reads import WarehouseInputs
 
     user_rows = np.asarray(user_rows, dtype=np.int64)
     user_ids = tables.users[USER_KEY].astype(str).to_numpy()[user_rows]
