@@ -407,6 +407,7 @@ def shop_stack(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 INTEGRATION_CFG = PropensityConfig(max_epochs=20, patience=3, seed=1)
+SERVED_MARGIN = 1.1  # how much better than the best baseline the first champion's served NDCG@10 must be
 
 
 @pytest.fixture(scope="module")
@@ -423,8 +424,8 @@ def trained_v1(shop_stack):
 def test_training_run_registers_the_first_champion(shop_stack, trained_v1) -> None:
     import mlflow
 
+    from ltvfeed.infra.tracking import configure_mlflow
     from ltvfeed.training.registry import current_champion
-    from ltvfeed.training.tracking import configure_mlflow
 
     result = trained_v1
     assert result.version == "1" and result.promoted and "no champion yet" in result.reason
@@ -433,7 +434,9 @@ def test_training_run_registers_the_first_champion(shop_stack, trained_v1) -> No
     table = result.metrics
     assert list(table.index) == ["model", "two_tower", "popularity", "classic", "buy_again"]
     floor = table.drop(index=["model", "two_tower"])["ndcg_at_10"]
-    assert (table.loc["model", "ndcg_at_10"] > floor).all()  # the floor held, by what is served
+    # the floor held, by what is served, with a margin (issue 13: headline claims asserted with one); measured
+    # 0.384 against buy_again's 0.315 (x1.22) on this shop, so x1.1 leaves room for noise but not for a tie
+    assert table.loc["model", "ndcg_at_10"] >= SERVED_MARGIN * floor.max(), table
     assert list(table.columns) == ["auc", "ndcg_at_10", "recall_at_10"]
     assert np.isfinite(table.to_numpy()).all() and ((table >= 0) & (table <= 1)).all().all()
     # what the registry measured on the logged model is what the run measured on the trained one
@@ -640,7 +643,7 @@ def test_propensity_retrain_dag_end_to_end(shop_stack, trained_v1) -> None:
     assert versions[new].decision == "refused"
     assert current_champion(shop_stack, "purchase_propensity") == champion
     assert current_champion(shop_stack, "purchase_propensity") is not None
-    from ltvfeed.training.tracking import configure_mlflow
+    from ltvfeed.infra.tracking import configure_mlflow
 
     client = configure_mlflow(shop_stack)
     params = client.get_run(client.get_model_version("purchase_propensity", new).run_id).data.params
