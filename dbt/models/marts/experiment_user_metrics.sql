@@ -33,24 +33,29 @@ exposed as (
 
 -- A click counts for the user's experiment when it happened in the window and either carries the feed id of
 -- one of their exposures in this experiment, or carries no feed id (a click attributed to another
--- experiment's feed does not count here).
+-- experiment's feed does not count here). The two cases are disjoint (feed id null or not, and a feed id is
+-- one exposure), so they are counted apart and added: each is an equi-join PostgreSQL can hash, where one
+-- join with an OR compared every click with every exposed user.
+window_clicks as (
+    select c.user_id, c.occurred_at, c.properties ->> 'feed_id' as feed_id
+    from {{ ref('stg_events') }} as c
+    where c.event_type = 'click'
+),
+
 clicks as (
-    select f.experiment, f.arm, f.user_id, count(*) as clicks
-    from exposed as f
-    inner join {{ ref('stg_events') }} as c
-        on c.event_type = 'click'
-        and c.occurred_at >= f.first_exposed_at
-        and (f.stopped_at is null or c.occurred_at < f.stopped_at)
-        and (
-            (c.properties ->> 'feed_id' is null and c.user_id = f.user_id)
-            or exists (
-                select 1 from exposures as x
-                where x.exposure_id = c.properties ->> 'feed_id'
-                    and x.experiment = f.experiment
-                    and x.user_id = f.user_id
-            )
-        )
-    group by f.experiment, f.arm, f.user_id
+    select experiment, arm, user_id, count(*) as clicks
+    from (
+        select f.experiment, f.arm, f.user_id, c.occurred_at, f.first_exposed_at, f.stopped_at
+        from exposed as f
+        inner join window_clicks as c on c.user_id = f.user_id and c.feed_id is null
+        union all
+        select f.experiment, f.arm, f.user_id, c.occurred_at, f.first_exposed_at, f.stopped_at
+        from exposed as f
+        inner join exposures as x on x.experiment = f.experiment and x.user_id = f.user_id
+        inner join window_clicks as c on c.feed_id = x.exposure_id
+    ) as attributed
+    where occurred_at >= first_exposed_at and (stopped_at is null or occurred_at < stopped_at)
+    group by experiment, arm, user_id
 ),
 
 orders as (
