@@ -699,10 +699,13 @@ def champion(shop, run_id: str, tmp_path_factory: pytest.TempPathFactory):
             )  # fmt: skip
         cfg = PropensityConfig(user_features="marts", ltv_model=None, max_epochs=3, embedding_dim=8, num_threads=1)
         result = train_propensity(s, C1, C2, cfg=cfg)
-        if not result.promoted:  # it may lose to "buy it again" on this tiny shop: promoted by hand, as an operator can
-            from ltvfeed.training.registry import promote
+        # 3 epochs on a tiny shop lose to the baselines by far (NDCG@10 0.13 against the classic feed's 0.31): the
+        # floor refuses it although no champion exists; an operator promotes it by hand, and generation must then
+        # fall back to the best baseline and say so
+        assert not result.promoted and "refused: loses to" in result.reason, result.reason
+        from ltvfeed.training.registry import promote
 
-            promote(s, "purchase_propensity", result.version, "test: champion by hand")
+        promote(s, "purchase_propensity", result.version, "test: champion by hand")
         yield s, result
     finally:
         drop_database(s.pg_dsn, settings.mlflow_db)
@@ -728,7 +731,7 @@ def test_generation_with_the_trained_champion(champion) -> None:
     )
     floor = meta.extra["baseline_floor"]
     assert floor["metric"] == "ndcg_at_10" and set(floor["baselines"]) == {"popularity", "classic", "buy_again"}
-    assert (floor["fallback"] is None) == trained.promoted and meta.config["fallback"] is None
+    assert floor["fallback"] is not None and meta.config["fallback"] is None
     users = [r[0] for r in rows(stack.warehouse_dsn, "select user_id from marts.user_features where as_of = %s", AS_OF)]
     feeds = store.read_feeds(users)
     assert all(f is not None and len(f.items) == 5 for f in feeds.values())
