@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,12 +18,12 @@ import pytest
 from ltvfeed.experiments.registry import METRICS
 
 
-@pytest.fixture(scope="module")
-def loop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
+@contextmanager
+def _own_stack(stack, run_id: str, state_dir: Path) -> Iterator:
+    """The closed loop's fresh stack on this test's own databases and Redis prefix; all removed afterwards."""
     import redis
 
     from ltvfeed.db import drop_database
-    from ltvfeed.experiments.closed_loop import ClosedLoopConfig, run_closed_loop
     from ltvfeed.experiments.closed_loop_shop import fresh_stack
     from ltvfeed.settings import Settings
 
@@ -29,17 +31,14 @@ def loop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
     settings = Settings(
         pg_dsn=stack.pg_dsn,
         redis_url=stack.redis_url,
-        state_dir=tmp_path_factory.mktemp("closed_loop_state"),
+        state_dir=state_dir,
         warehouse_db=f"ltvfeed_test_{run_id}_cl_{suffix}",
         mlflow_db=f"ltvfeed_test_{run_id}_cl_{suffix}_mlflow",
         redis_prefix=f"{stack.settings.redis_prefix}cl_{suffix}:",
     )
     own = fresh_stack(settings)
-    config = ClosedLoopConfig(users=400, items=60, history_days=90, days=10, regenerate_every=5, seed=3)
-    lines: list[str] = []
     try:
-        result = run_closed_loop(own, config, settings.state_dir / "closed_loop", echo=lines.append)
-        yield own, result, lines
+        yield own
     finally:
         client = redis.Redis.from_url(stack.redis_url)
         keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
@@ -47,6 +46,17 @@ def loop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
             client.delete(*keys)
         drop_database(stack.pg_dsn, own.settings.warehouse_db)
         drop_database(stack.pg_dsn, settings.mlflow_db)
+
+
+@pytest.fixture(scope="module")
+def loop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
+    from ltvfeed.experiments.closed_loop import ClosedLoopConfig, run_closed_loop
+
+    config = ClosedLoopConfig(users=400, items=60, history_days=90, days=10, regenerate_every=5, seed=3)
+    lines: list[str] = []
+    with _own_stack(stack, run_id, tmp_path_factory.mktemp("closed_loop_state")) as own:
+        result = run_closed_loop(own, config, own.settings.state_dir / "closed_loop", echo=lines.append)
+        yield own, result, lines
 
 
 def _one(dsn: str, sql: str, *args) -> int:
@@ -126,6 +136,19 @@ def test_report_has_every_metric_with_a_finite_interval(loop) -> None:
     assert html.is_file() and str(html).startswith(str(stack.settings.state_dir))
     page = html.read_text()
     assert result.experiment.name in page and page.count("data:image/png") == 2
+
+
+@pytest.mark.integration
+def test_a_run_that_served_nothing_is_an_error(stack, run_id: str, tmp_path) -> None:
+    from ltvfeed.errors import UserError
+    from ltvfeed.experiments.closed_loop import ClosedLoopConfig, run_closed_loop
+    from ltvfeed.simulator.response import ResponseParams
+
+    config = ClosedLoopConfig(users=100, items=40, history_days=30, days=2, response=ResponseParams(visit_scale=0.0))
+    with _own_stack(stack, run_id, tmp_path) as own:
+        with pytest.raises(UserError, match=r"no simulated user visited in 2 day\(s\): nothing was served"):
+            run_closed_loop(own, config, tmp_path / "closed_loop", echo=lambda _: None)
+        assert _one(own.warehouse_dsn, "select count(*) from raw.exposures") == 0
 
 
 @pytest.mark.parametrize(

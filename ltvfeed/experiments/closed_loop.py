@@ -279,15 +279,15 @@ def run_closed_loop(
     echo(f"simulating {config.users:,} users x {config.items} items, {config.history_days} days up to {start} ...")
     simulate_and_load(stack, sim, shop_dir)
     build_generation_marts(stack, start, target)
-    counts_generations = [generate_feeds(stack, start, config.feed_length)]
-    echo(f"feeds generated for {start} (generation {counts_generations[0]})")
+    generations = [generate_feeds(stack, start, config.feed_length)]
+    echo(f"feeds generated for {start} (generation {generations[0]})")
     experiment = _experiment(config)
     _start_experiment(stack, experiment)
     echo(f"experiment {experiment.name} running: " + ", ".join(f"{a.name}={a.feed}" for a in experiment.arms))
 
     shop = shoppers(sim, shop_dir)
     with _Loop(stack, config, shop, start) as loop:
-        loop.counts.generations = counts_generations
+        loop.counts.generations = generations
         for d in range(config.days):
             if d and config.regenerate_every and d % config.regenerate_every == 0:
                 as_of = start + timedelta(days=d)
@@ -302,10 +302,17 @@ def run_closed_loop(
     counts.exposures_dropped = loop.exposures.dropped
     counts.exposures_logged = _count_exposures(stack.warehouse_dsn, experiment.name)
     _stop_experiment(stack, experiment.name)
+    if counts.visits == 0:
+        raise UserError(
+            f"no simulated user visited in {config.days} day(s): nothing was served (more --users or --days)"
+        )
     if counts.feeds_served == 0:
         raise UserError(f"the feed API served no feed in {counts.visits:,} visits (is a generation committed?)")
     if counts.exposures_logged == 0:
-        raise UserError(f"no exposure was logged for {counts.feeds_served:,} feeds served (holdout_share = 1?)")
+        raise UserError(
+            f"no exposure was logged for {counts.feeds_served:,} feeds served: every visitor held out "
+            "(LTVFEED_HOLDOUT_SHARE), or the exposure log could not write"
+        )
     build_metrics(stack.settings, stack)
     readout = report(stack, experiment.name)
     return ClosedLoopResult(experiment, counts, readout, start, config.days, time.monotonic() - started)
