@@ -389,6 +389,8 @@ def quality(n_users: int, n_items: int, days: int, seed: int, weights: list) -> 
                     "metrics": trained.registry_metrics,
                     "promoted": trained.promoted,
                     "reason": trained.reason,
+                    # the gate's out-of-time table: the served model row beside every floor row
+                    "evaluation": trained.metrics.round(4).to_dict(orient="index"),
                 },
                 "users_served": result["n_users"],
                 "arms": arms,
@@ -488,6 +490,8 @@ def main() -> None:
             f"quality on a simulated shop ({q['shop']}), as_of {q['as_of']}, future purchases {q['future_window']}, "
             f"purchase_propensity v{q['model']['version']} trained {q['model']['trained']}: {q['model']['reason']}"
         )
+        for row, m in q["model"]["evaluation"].items():  # the gate's holdout
+            print(f"  gate holdout {row:12} " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()))
         for arm, m in q["arms"].items():
             spread = (
                 f"  distinct feeds {m['distinct_feeds']:.0%}  top item in {m['top_item_share']:.0%}"

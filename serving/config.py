@@ -24,7 +24,8 @@ MAX_CANDIDATES = 10_000
 CANDIDATE_SOURCES = ("history", "embedding", "category", "popular_now", "popular")
 PURCHASE_SCALES = ("user_max", "probability")
 # Baseline feeds a generation falls back to for users with history when the model lost to them on its last
-# evaluation (names as the propensity evaluation calls its baselines).
+# evaluation (names as the propensity evaluation calls its baselines). Its ``cold_start`` floor row is no feed
+# of its own: losing to it, a generation switches to the ``category_affinity`` source (begin_generation).
 FALLBACKS = ("buy_again", "popularity", "classic")
 
 

@@ -730,7 +730,8 @@ def test_generation_with_the_trained_champion(champion) -> None:
         and meta.extra["propensity_source"] == "registry"
     )
     floor = meta.extra["baseline_floor"]
-    assert floor["metric"] == "ndcg_at_10" and set(floor["baselines"]) == {"popularity", "classic", "buy_again"}
+    floor_rows = {"popularity", "classic", "buy_again", "cold_start"}
+    assert floor["metric"] == "ndcg_at_10" and set(floor["baselines"]) == floor_rows
     assert floor["fallback"] is not None and meta.config["fallback"] is None
     users = [r[0] for r in rows(stack.warehouse_dsn, "select user_id from marts.user_features where as_of = %s", AS_OF)]
     feeds = store.read_feeds(users)

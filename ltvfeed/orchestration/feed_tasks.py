@@ -101,12 +101,17 @@ def begin_generation(settings: Settings, params: GenerationParams, origin: str =
     if params.propensity_source == CATEGORY_AFFINITY:
         versions = CategoryAffinitySource().model_versions()
     else:
+        from ltvfeed.training.propensity.evaluate import COLD_START
         from ltvfeed.training.propensity.registry import champion_floor
 
         champion = champion_version(stack)
         versions = {PROPENSITY_MODEL: champion, **_ltv_read(stack, champion, params.as_of)}
         floor = champion_floor(stack, champion)
-        if floor["fallback"] is not None and params.baseline_fallback:  # lost to a baseline: serve its feed
+        if floor["fallback"] == COLD_START and params.baseline_fallback:
+            # lost to what is served without a model: serve exactly that (the floor names the champion refused)
+            params = dataclasses.replace(params, propensity_source=CATEGORY_AFFINITY)
+            versions = CategoryAffinitySource().model_versions()
+        elif floor["fallback"] is not None and params.baseline_fallback:  # lost to a baseline: serve its feed
             params = dataclasses.replace(params, fallback=floor["fallback"])
     generation = feed_store(stack).begin_generation(
         model_versions=versions,

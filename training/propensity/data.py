@@ -198,6 +198,18 @@ def history_probabilities(
     return user_rows[batch.purchased_rows[known]], items[known], p[known]
 
 
+def recent_popularity(dsn: str, tables: FeatureTables) -> np.ndarray:
+    """[items] in ``tables``' rows: the recent orders generation's catalogue weighs an item by within its
+    category in the cold-start P (``Catalogue.popularity``, read by generation's own query), not the tables'
+    ``popularity`` (a longer look-back, for negative sampling and the popularity baseline); 0 where unknown."""
+    from ltvfeed.warehouse.generation_reads import WarehouseInputs
+
+    with WarehouseInputs(dsn, tables.as_of, max_recent_views=0, non_merchandise=()) as warehouse:
+        frame = warehouse.catalogue_frame()
+    popularity = pd.Series(frame["popularity"].to_numpy(dtype=np.float64), index=frame[ITEM_KEY].astype(str))
+    return popularity.reindex(tables.item_index).fillna(0.0).to_numpy(dtype=np.float64)
+
+
 # ------------------------------------------------------------------------------------------ negative sampling
 
 

@@ -15,9 +15,12 @@ AUC depends on the negatives: drawn by popularity, they make popularity itself a
 near 0.5-0.7 by design), while NDCG/Recall over the whole item table do not depend on sampling.
 
 Baselines: ``popularity`` (the item's orders in the look-back before T2, the same number for every user),
-``classic`` (marts.item_performance.commercial_score, the non-personal feed's ranking) and ``buy_again`` (the
-items the user bought in the look-back, most often bought first, then popularity). They are the floor: a model
-that does not beat the best of them on NDCG@k is never promoted (:func:`baseline_veto`).
+``classic`` (marts.item_performance.commercial_score, the non-personal feed's ranking), ``buy_again`` (the
+items the user bought in the look-back, most often bought first, then popularity) and ``cold_start``
+(:class:`ColdStartRanker`: what generation serves with no model, the category-affinity P combined with the
+history's P). They are the floor: a model that does not beat the best of them on NDCG@k is never promoted
+(:func:`baseline_veto`); without ``cold_start`` among them a model could be promoted that makes the feeds worse
+than serving none.
 
 The model is judged as the feed uses it (:class:`ServedRanker`, row ``model``): its P combined with the user's
 own P(bought again) from :mod:`ltvfeed.serving.history`, the P(purchase) term of the served score. The two-tower
@@ -26,6 +29,7 @@ alone is logged beside it (row ``two_tower``) for information, never as a baseli
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -35,12 +39,15 @@ import pandas as pd
 
 from ltvfeed.errors import UserError
 from ltvfeed.training.metrics import auc
-from ltvfeed.training.propensity.data import LabelledPairs
+from ltvfeed.training.propensity.data import AFFINITY_PREFIX, FeatureTables, LabelledPairs
+
+log = logging.getLogger(__name__)
 
 METRICS = ("auc", "ndcg", "recall")
 # rows of the comparison that are the model: what is served (two-tower P with the history's P) first, then the
 # two-tower alone, logged for information
 MODEL_ROWS = ("model", "two_tower")
+COLD_START = "cold_start"  # the floor row of what is served without a model (source ``category_affinity``)
 _BLOCK = 1 << 22  # scores per block when ranking users x items
 
 
@@ -273,9 +280,58 @@ class ServedRanker:
         return either_reason(p_model, self.history.block(user_rows))
 
 
-def baselines(holdout: Holdout, history: pd.DataFrame | None = None) -> dict[str, Ranker]:
+class ColdStartRanker:
+    """What generation ranks by with no model (``CategoryAffinitySource``): the same
+    :class:`~ltvfeed.serving.propensity.CategoryAffinityPropensity`, over the tables' ``affinity__<category>``
+    user columns and the items' categories, weighted within a category by ``popularity`` (pass the catalogue's
+    recent orders, what generation weighs by), combined with ``history`` (P(bought again) per pair) by
+    :func:`~ltvfeed.serving.history.either_reason`. Categories without an affinity column read 0."""
+
+    def __init__(self, tables: FeatureTables, history: PairValues, popularity: np.ndarray | None = None) -> None:
+        from ltvfeed.serving.inputs import Catalogue
+        from ltvfeed.serving.propensity import CategoryAffinityPropensity
+
+        items = tables.items
+        catalogue = Catalogue(
+            items["item_id"].to_numpy(),
+            items["category"].to_numpy(),
+            np.zeros(len(items)),
+            popularity=tables.popularity if popularity is None else popularity,
+        )
+        users = tables.users
+        columns = [f"{AFFINITY_PREFIX}{c}" for c in catalogue.category_names]
+        missing = [c for c in columns if c not in users.columns]
+        if missing:
+            log.warning("cold_start: no affinity column for %d item categories (read as 0): %s", len(missing), missing)
+        affinity = users.reindex(columns=columns, fill_value=0.0).fillna(0.0).to_numpy(dtype=np.float64)
+        self.propensity = CategoryAffinityPropensity(affinity, catalogue)  # user rows = the tables' user rows
+        self.n_items = len(items)
+        self.history = history
+
+    def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        from ltvfeed.serving.history import either_reason
+
+        p = self.propensity(np.asarray(user_rows), np.asarray(item_rows)[:, None])[:, 0]
+        return either_reason(p, self.history.pairs(user_rows, item_rows))
+
+    def block_scores(self, user_rows: np.ndarray) -> np.ndarray:
+        from ltvfeed.serving.history import either_reason
+
+        user_rows = np.asarray(user_rows)
+        p = self.propensity(user_rows, np.broadcast_to(np.arange(self.n_items), (len(user_rows), self.n_items)))
+        return either_reason(p, self.history.block(user_rows))
+
+
+def baselines(
+    holdout: Holdout,
+    history: pd.DataFrame | None = None,
+    served_history: PairValues | None = None,
+    recent_popularity: np.ndarray | None = None,
+) -> dict[str, Ranker]:
     """The simple rankers every model is judged beside; ``history`` (user_id, item_id, times: purchases before
-    the holdout's cutoff) adds ``buy_again``."""
+    the holdout's cutoff) adds ``buy_again``; ``served_history`` (P(bought again) per pair, as the model row
+    gets it) adds ``cold_start``, its items weighed by ``recent_popularity`` (generation's catalogue's; default
+    the tables' popularity)."""
     items = holdout.pairs.tables.items
     out: dict[str, Ranker] = {
         "popularity": ItemScoreRanker(items["popularity"].to_numpy()),
@@ -288,12 +344,15 @@ def baselines(holdout: Holdout, history: pd.DataFrame | None = None) -> dict[str
         ok = (u >= 0) & (i >= 0)
         times = history["times"].to_numpy(dtype=np.float64) if "times" in history else np.ones(len(history))
         out["buy_again"] = BuyAgainRanker(len(tables.users), items["popularity"].to_numpy(), u[ok], i[ok], times[ok])
+    if served_history is not None:
+        out[COLD_START] = ColdStartRanker(holdout.pairs.tables, served_history, recent_popularity)
     return out
 
 
 def baseline_veto(table: pd.DataFrame, metric: str, model_rows: tuple[str, ...] = MODEL_ROWS) -> str | None:
     """Why the model must not be promoted (what is served, ``model_rows[0]``, does not strictly beat the best
-    baseline on ``metric``), or None. The other model rows are for information, never a baseline."""
+    baseline on ``metric``: every other row, ``cold_start`` included), or None. The other model rows are for
+    information, never a baseline."""
     model_row = model_rows[0]
     others = table.drop(index=[r for r in model_rows if r in table.index])[metric].dropna()
     if others.empty:

@@ -111,9 +111,10 @@ FLOOR_METRIC = "ndcg_at_10"
 
 def champion_floor(stack: Stack, version: str, metric: str = FLOOR_METRIC) -> dict[str, Any]:
     """How propensity ``version`` did against the simple baselines on its out-of-time evaluation (its training
-    run's metrics): ``{"metric", "model", "baselines": {name: value}, "fallback"}``, where ``fallback`` names
-    the best baseline when the model did not beat it (a version promoted by hand past the gate), else None.
-    Feed generation records this and serves users with history that baseline's feed instead."""
+    run's metrics): ``{"metric", "version", "model", "baselines": {name: value}, "fallback"}``, where
+    ``fallback`` names the best baseline when the model did not beat it (a version promoted by hand past the
+    gate), else None. Feed generation records this and serves users with history that baseline's feed instead,
+    or, when it is ``cold_start``, every user the cold-start source's feed."""
     from ltvfeed.infra.tracking import configure_mlflow
     from ltvfeed.training.propensity.evaluate import MODEL_ROWS
 
@@ -128,4 +129,10 @@ def champion_floor(stack: Stack, version: str, metric: str = FLOOR_METRIC) -> di
     if mine is not None and found:
         best = max(found, key=found.get)
         fallback = None if float(mine) > found[best] else best
-    return {"metric": metric, "model": None if mine is None else float(mine), "baselines": found, "fallback": fallback}
+    return {
+        "metric": metric,
+        "version": str(version),
+        "model": None if mine is None else float(mine),
+        "baselines": found,
+        "fallback": fallback,
+    }

@@ -40,7 +40,8 @@ class TrainResult:
     version: str  # registered version of purchase_propensity
     promoted: bool
     reason: str  # the promotion decision, as recorded on the version
-    metrics: pd.DataFrame  # rows model / popularity / classic / buy_again; columns auc, ndcg_at_k, recall_at_k
+    metrics: pd.DataFrame  # rows model / two_tower / popularity / classic / buy_again / cold_start; columns auc,
+    # ndcg_at_k, recall_at_k
     registry_metrics: dict[str, float]  # what register_and_promote measured for this version (model row)
     champion_metrics: dict[str, float] | None  # the previous champion on the same holdout, if there was one
     holdout_id: str
@@ -105,9 +106,10 @@ def train_propensity(
 ) -> TrainResult:
     """Train on ``cutoff``, evaluate on ``eval_cutoff`` against the baselines, log everything to MLflow
     (experiment ``purchase_propensity``), register the model as ``purchase_propensity`` and promote it to
-    champion if it beats the current one on the same holdout."""
+    champion if it beats every floor row (popularity, classic, buy_again, cold_start) and the current champion
+    on the same holdout."""
     from ltvfeed.infra.tracking import use_experiment
-    from ltvfeed.training.propensity.data import history_probabilities, load_tables, window_pairs
+    from ltvfeed.training.propensity.data import history_probabilities, load_tables, recent_popularity, window_pairs
     from ltvfeed.training.propensity.evaluate import (
         PairValues,
         ScorerRanker,
@@ -148,7 +150,8 @@ def train_propensity(
         len(eval_tables.items), *history_probabilities(stack.warehouse_dsn, eval_tables, holdout.users, horizon_days)
     )
     served = ServedRanker(scorer, again)
-    table = compare(holdout, {"model": served, "two_tower": ScorerRanker(scorer), **baselines(holdout, history)})
+    floor = baselines(holdout, history, again, recent_popularity(stack.warehouse_dsn, eval_tables))
+    table = compare(holdout, {"model": served, "two_tower": ScorerRanker(scorer), **floor})
     veto = baseline_veto(table, f"ndcg_at_{cfg.eval_k}")
 
     import mlflow
