@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from ltvfeed.errors import UserError
-from ltvfeed.serving.config import FeedConfig
+from ltvfeed.serving.config import FeedConfig, ScoringWeights
 from ltvfeed.serving.feed import Feed, FeedItem
 from ltvfeed.serving.feed_archive import archived_generations, feed_archive_dir, read_archive, republish
 from ltvfeed.serving.feed_store import FeedStore, GenerationError, IncompleteGeneration
@@ -53,7 +53,8 @@ USERS = [f"u{i}" for i in range(7)]
 
 def test_write_commit_read(store):
     assert store.read_feed("u0") is None and store.current_generation() is None
-    gen = store.begin_generation(model_versions={"ltv": "3", "propensity": "7"}, config=FeedConfig())
+    config = FeedConfig(weights=ScoringWeights.preset("concept"))  # not the default: the stored weights are the run's
+    gen = store.begin_generation(model_versions={"ltv": "3", "propensity": "7"}, config=config)
     assert store.write_shard(gen, 0, [make_feed(u, "a") for u in USERS[:4]]) == 4
     assert store.write_shard(gen, 1, [make_feed(u, "a") for u in USERS[4:]]) == 3
     store.write_classic(gen, make_feed("x", "classic"))
