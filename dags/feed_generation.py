@@ -27,7 +27,9 @@ setting, `concept`, the concept's 0.5/0.4/0.1, or `classic`; or `w_c` commercial
 `registry` (default: the `purchase_propensity` champion in MLflow; required) or `category_affinity`
 (cold start, for a shop without a trained model yet: P(purchase) from category affinity in the marts),
 `diversity` (`category_weight`, `view_weight`: how much similarity to recently viewed items lowers a score),
-`purchase_scale`: `user_max` (default: P(purchase) relative to the user's likeliest candidate) or `probability`.
+`purchase_scale`: `user_max` (default: P(purchase) relative to the user's likeliest candidate) or `probability`,
+`variants`: `{NAME: weights}`, further personalised feeds ranked with those weights from the same candidates and
+P(purchase), stored in the same generation and served to experiment arms whose feed is `variant:NAME`.
 """
 
 from __future__ import annotations
@@ -80,6 +82,13 @@ from ltvfeed.serving.config import describe_presets
             type="object",
             description="Similarity = category_weight * same category + rest * embedding cosine; view_weight scales "
             "similarity to recent views (picks count fully)",
+        ),
+        "variants": Param(
+            {},
+            type="object",
+            description="Further personalised feeds of the run, ranked from the same candidates and P(purchase) "
+            "with other weights (experiment arms variant:NAME): an object of NAME -> a preset name, "
+            '"c/p/d" or a weights object as for weights',
         ),
         "purchase_scale": Param(
             "user_max",

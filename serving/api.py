@@ -185,7 +185,7 @@ def create_app(
             # Built (and so validated) as the response model, serialised by pydantic-core; returning the bytes
             # skips FastAPI's second validation + serialisation pass of the same model (~0.15 ms a request).
             route = router.route(user_id)
-            served = await service.feed(user_id, n, classic_only=route.classic_only)
+            served = await service.feed(user_id, n, classic_only=route.classic_only, variant=route.variant)
             feed_id = router.log_exposure(route, served)
             body = FeedResponse.of(served, route.experiment, route.arm, feed_id).model_dump_json()
             return Response(body, media_type="application/json")

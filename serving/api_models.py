@@ -111,6 +111,11 @@ class FeedResponse(BaseModel):
         default=None, description="The A/B experiment this answer was served under (null: none)."
     )
     arm: str | None = Field(default=None, description="The user's arm in that experiment.")
+    feed: str = Field(
+        default="personalised",
+        description="Which feed was served: classic, personalised, or variant:NAME (a variant of the generation "
+        "ranked with other weights; an arm asking for a variant the generation lacks gets personalised).",
+    )
     feed_id: str | None = Field(
         default=None,
         description="Id of this served feed (logged as an exposure): send it back as `properties.feed_id` with the "
@@ -124,6 +129,7 @@ class FeedResponse(BaseModel):
         return cls(
             experiment=experiment,
             arm=arm,
+            feed=served.feed,
             feed_id=feed_id,
             user_id=served.user_id,
             generation=served.generation,

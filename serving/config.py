@@ -12,6 +12,7 @@ so with weights summing to 1 (the default 0.2 / 0.8 / 0, the concept's 0.5 / 0.4
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -84,6 +85,24 @@ def describe_presets() -> str:
     """``default 0.2/0.8/0, concept 0.5/0.4/0.1, ...``: the presets as help texts show them."""
     shown = ((name, make()) for name, make in WEIGHT_PRESETS.items())
     return ", ".join(f"{name} {w.commercial:g}/{w.purchase:g}/{w.diversity:g}" for name, w in shown)
+
+
+# What an experiment arm serves: the generation's classic feed, its personalised feed, or one of its variants
+# (personalised feeds ranked with other weights in the same run), named ``variant:NAME``.
+CLASSIC_FEED, PERSONALISED_FEED, VARIANT_PREFIX = "classic", "personalised", "variant:"
+_VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+def check_variant_name(name: object) -> str:
+    """A variant's name: it becomes part of Redis keys and of the arm's feed name ``variant:NAME``."""
+    if not isinstance(name, str) or not _VARIANT_NAME.match(name):
+        raise UserError(f"variant name {name!r} is invalid: use 1-40 of a-z 0-9 _ - (starting with a letter or digit)")
+    return name
+
+
+def variant_of(feed: str) -> str | None:
+    """NAME of the feed name ``variant:NAME`` (checked); None for any other feed name."""
+    return check_variant_name(feed.removeprefix(VARIANT_PREFIX)) if feed.startswith(VARIANT_PREFIX) else None
 
 
 @dataclass(frozen=True)

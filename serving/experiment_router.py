@@ -3,7 +3,9 @@
 The running experiments are read from Redis (``ltvfeed experiments start|ramp|stop`` publishes them) at most
 every :data:`REFRESH_S` seconds, in the background: a request never waits for that read and never reads the
 database. Assignment itself is a few sha256 per request (:func:`ltvfeed.experiments.assignment.serving_arm`).
-Users in the long-term holdout always get the classic feed. Each answer served under an experiment gets a
+Users in the long-term holdout always get the classic feed. An arm serving ``variant:NAME`` gets that variant's
+feed of the served generation, read with the personalised one in the same round trip (the fallback when the
+generation lacks the variant). Each answer served under an experiment gets a
 ``feed_id`` that apps send back with clicks and orders, and is logged to ``raw.exposures`` without blocking.
 """
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ltvfeed.experiments.assignment import Holdout, serving_arm
+from ltvfeed.serving.config import CLASSIC_FEED, PERSONALISED_FEED, variant_of
 
 if TYPE_CHECKING:
     import redis.asyncio as aredis
@@ -29,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REFRESH_S = 5.0
-CLASSIC = "classic"
 
 
 @dataclass(frozen=True)
@@ -38,16 +40,20 @@ class Route:
 
     experiment: str | None
     arm: str | None
-    feed: str  # classic | personalised
+    feed: str  # classic | personalised | variant:NAME
     holdout: bool = False
 
     @property
     def classic_only(self) -> bool:
-        return self.feed == CLASSIC
+        return self.feed == CLASSIC_FEED
+
+    @property
+    def variant(self) -> str | None:
+        return variant_of(self.feed)
 
 
-PERSONALISED = Route(None, None, "personalised")
-HELD_OUT = Route(None, None, CLASSIC, holdout=True)
+PERSONALISED = Route(None, None, PERSONALISED_FEED)
+HELD_OUT = Route(None, None, CLASSIC_FEED, holdout=True)
 
 
 class ExperimentRouter:
@@ -91,7 +97,7 @@ class ExperimentRouter:
         if hit is None:
             return PERSONALISED
         experiment, arm = hit
-        return Route(experiment, arm, self._feeds.get((experiment, arm), CLASSIC))
+        return Route(experiment, arm, self._feeds.get((experiment, arm), CLASSIC_FEED))
 
     def log_exposure(self, route: Route, served: ServedFeed) -> str | None:
         """The feed id of this answer (logged when an exposure log is attached); None outside experiments."""
@@ -106,7 +112,7 @@ class ExperimentRouter:
                 served.user_id,
                 [item.item_id for item in served.items],
                 generation=served.generation,
-                feed="personalised" if served.personalised else CLASSIC,
+                feed=served.feed,
             )
         return feed_id
 

@@ -37,6 +37,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ltvfeed.errors import UserError
+from ltvfeed.serving.config import CLASSIC_FEED, PERSONALISED_FEED, VARIANT_PREFIX
 from ltvfeed.serving.feed import Feed, FeedItem
 from ltvfeed.serving.feed_store import COMMITTED, FeedStore, GenerationMeta
 from ltvfeed.serving.freshness import FreshnessFilter
@@ -75,6 +76,7 @@ class ServedFeed:
     degraded: bool
     freshness: str
     available: int  # items the feed held after filtering, before the cut to n
+    feed: str = CLASSIC_FEED  # which feed was served: classic | personalised | variant:NAME
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,10 @@ def async_client_for(store: FeedStore, *, decode_responses: bool = True) -> redi
         connection_class=connection_class, retry=AsyncRetry(NoBackoff(), 0), **kwargs
     )
     return redis.asyncio.Redis(connection_pool=async_pool)
+
+
+def _text(raw: str | bytes) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -237,14 +243,15 @@ class FeedService:
         self._redis_answered()
         return True
 
-    async def feed(self, user_id: str, n: int, *, classic_only: bool = False) -> ServedFeed:
+    async def feed(self, user_id: str, n: int, *, classic_only: bool = False, variant: str | None = None) -> ServedFeed:
         """The best feed that can be served now; raises :class:`FeedUnavailable` when there is none.
         ``classic_only``: the classic feed even for a user with a personal one (an experiment's control arm, the
-        long-term holdout)."""
+        long-term holdout). ``variant``: that variant's feed of the user, else (the generation lacks it) the
+        personalised one; :attr:`ServedFeed.feed` says which."""
         if self.clock() < self._skip_redis_until:
             return await self._degraded(user_id, n)
         try:
-            personal, generation, fresh = await self._read(user_id)
+            personal, served_as, generation, fresh = await self._read(user_id, variant)
         except _REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return await self._degraded(user_id, n)
@@ -255,7 +262,9 @@ class FeedService:
                 raise FeedUnavailable("no committed feed generation yet")
             return await self._degraded(user_id, n)
         if personal is not None and not classic_only:
-            return await self._serve(user_id, personal, n, personalised=True, degraded=False, fresh=fresh)
+            return await self._serve(
+                user_id, personal, n, personalised=True, degraded=False, fresh=fresh, served_as=served_as
+            )
         classic = self._classic
         if classic is None:
             raise FeedUnavailable(f"served generation {generation} has no classic feed and none is cached")
@@ -288,46 +297,65 @@ class FeedService:
         return Readiness(True, generation, None)
 
     # ---- reading --------------------------------------------------------------------------------------------
-    async def _read(self, user_id: str) -> tuple[Feed | None, str | None, list[bytes | None] | None]:
-        """Like :meth:`FeedStore.read_feed`: resolve the generation pointer once, then read that generation's key
+    async def _read(
+        self, user_id: str, variant: str | None = None
+    ) -> tuple[Feed | None, str, str | None, list[bytes | None] | None]:
+        """Like :meth:`FeedStore.read_feed`: resolve the generation pointer once, then read that generation's keys
         (old or new generation, never a mix). A new generation also refreshes the cached classic feed. Returns
-        the personal feed (None: none), the generation (None: none served) and the freshness row when it was
-        read here (see :meth:`_read_pipelined`)."""
+        the personal feed (None: none) and which feed it is (see :meth:`_pick`), the generation (None: none
+        served) and the freshness row when it was read here (see :meth:`_read_pipelined`)."""
         if self._row is not None:
-            return await self._read_pipelined(user_id)
+            return await self._read_pipelined(user_id, variant)
         generation = await self.client.get(self.store.pointer_key)
         if generation is None:
-            return None, None, None
-        personal = None
+            return None, PERSONALISED_FEED, None, None
+        personal, served_as = None, PERSONALISED_FEED
         if user_id != CLASSIC_USER_ID:
-            raw = await self.client.get(self.store.feed_key(generation, user_id))
-            personal = None if raw is None else self._decode(raw, user_id)
+            raws = await self.client.mget(self._personal_keys(generation, user_id, variant))
+            personal, served_as = self._pick(raws, user_id, variant)
         if generation != self._classic_read_for:
             await self._refresh_generation(generation)
-        return personal, generation, None
+        return personal, served_as, generation, None
 
-    async def _read_pipelined(self, user_id: str) -> tuple[Feed | None, str | None, list[bytes | None] | None]:
-        """One round trip: the pointer, the feed key in the generation last seen (right unless a swap happened
+    async def _read_pipelined(
+        self, user_id: str, variant: str | None
+    ) -> tuple[Feed | None, str, str | None, list[bytes | None] | None]:
+        """One round trip: the pointer, the feed keys in the generation last seen (right unless a swap happened
         since, then read again) and the user's freshness row."""
         assert self._raw_client is not None and self._row is not None
         guess = self._classic_read_for
-        personal_key = guess is not None and user_id != CLASSIC_USER_ID
+        keys = [] if guess is None or user_id == CLASSIC_USER_ID else self._personal_keys(guess, user_id, variant)
         pipe = self._raw_client.pipeline(transaction=False)
         pipe.get(self.store.pointer_key)
-        if personal_key:
-            pipe.get(self.store.feed_key(guess, user_id))
+        for key in keys:
+            pipe.get(key)
         pipe.hmget(self._row.key(user_id), self._row.fields)
         replies = await pipe.execute()
         if replies[0] is None:
-            return None, None, None
+            return None, PERSONALISED_FEED, None, None
         generation = replies[0].decode()
-        raw = replies[1] if personal_key else None
+        raws = replies[1 : 1 + len(keys)]
         if user_id != CLASSIC_USER_ID and generation != guess:
-            raw = await self._raw_client.get(self.store.feed_key(generation, user_id))
-        personal = None if raw is None else self._decode(raw.decode(), user_id)
+            raws = await self._raw_client.mget(self._personal_keys(generation, user_id, variant))
+        personal, served_as = self._pick(raws, user_id, variant) if raws else (None, PERSONALISED_FEED)
         if generation != self._classic_read_for:
             await self._refresh_generation(generation)
-        return personal, generation, replies[-1]
+        return personal, served_as, generation, replies[-1]
+
+    def _personal_keys(self, generation: str, user_id: str, variant: str | None) -> list[str]:
+        """The variant's key (when asked for) before the personalised one: read together, a generation without
+        the variant costs no second read."""
+        keys = [self.store.feed_key(generation, user_id)]
+        return keys if variant is None else [self.store.feed_key(generation, user_id, variant), *keys]
+
+    def _pick(self, raws: list, user_id: str, variant: str | None) -> tuple[Feed | None, str]:
+        """The variant's feed when stored, else the personalised one; with the name of the one picked."""
+        if variant is not None and raws[0] is not None:
+            feed = self._decode(_text(raws[0]), user_id)
+            if feed is not None:
+                return feed, VARIANT_PREFIX + variant
+        raw = raws[-1]
+        return (None if raw is None else self._decode(_text(raw), user_id)), PERSONALISED_FEED
 
     @staticmethod
     def _decode(raw: str, user_id: str) -> Feed | None:
@@ -379,6 +407,7 @@ class FeedService:
         personalised: bool,
         degraded: bool,
         fresh: list[bytes | None] | None = None,
+        served_as: str = CLASSIC_FEED,
     ) -> ServedFeed:
         meta = None if feed.generation is None else self._meta.get(feed.generation)
         generated_at = None if meta is None else meta.generated_at or None
@@ -395,6 +424,7 @@ class FeedService:
             degraded=degraded,
             freshness=freshness,
             available=len(items),
+            feed=served_as,
         )
 
     async def _apply_freshness(

@@ -9,6 +9,11 @@ Keys (``P`` = the configured prefix, ``G`` = a generation id)::
                                     classic, expected_shards, n_users, committed_at
     P feed:G:<user_id>           -> the user's feed, compact JSON (:meth:`Feed.to_json`)
     P feed:G:__classic__         -> the classic (control arm) feed of that generation
+    P feed:G:__variant__:V:<user_id> -> the user's feed of variant V (ranked with other weights, same run)
+
+Variant feeds live under the generation's feed prefix, so whatever scans a generation's feeds (commit's
+archive, expiry of old generations, discard, republish) handles them with the main ones. A shard is marked done
+only once its users' feeds of every variant the generation began with are written too.
 
 Life of a generation: :meth:`FeedStore.begin_generation` -> any number of workers call
 :meth:`~FeedStore.write_shard` (pipelined SETs, then the shard's completion mark) and one calls
@@ -30,7 +35,7 @@ import logging
 import re
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +44,7 @@ import redis
 from tqdm import tqdm
 
 from ltvfeed.errors import UserError
-from ltvfeed.serving.config import FeedConfig
+from ltvfeed.serving.config import FeedConfig, ScoringWeights, check_variant_name
 from ltvfeed.serving.feed import Feed
 from ltvfeed.serving.inputs import CLASSIC_USER_ID
 
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _GENERATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 _RESERVED = {"current", "gen", "generations"}
+VARIANT_MARK = "__variant__"  # reserved user id prefix: a variant's feeds are keyed under it
 OPEN, COMMITTED, SUPERSEDED, ROLLED_BACK = "open", "committed", "superseded", "rolled_back"
 
 
@@ -74,6 +80,7 @@ class GenerationMeta:
     expected_shards: int | None = None
     n_users: int | None = None
     committed_at: str | None = None
+    variants: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> weights
     other: dict[str, str] = field(default_factory=dict)
 
 
@@ -127,8 +134,10 @@ class FeedStore:
     def meta_key(self, generation: str) -> str:
         return f"{self.prefix}feed:gen:{generation}:meta"
 
-    def feed_key(self, generation: str, user_id: str) -> str:
-        return f"{self.prefix}feed:{generation}:{user_id}"
+    def feed_key(self, generation: str, user_id: str, variant: str | None = None) -> str:
+        """The user's feed key; with ``variant``, that of the variant's feed."""
+        scope = "" if variant is None else f"{VARIANT_MARK}:{variant}:"
+        return f"{self.prefix}feed:{generation}:{scope}{user_id}"
 
     def classic_key(self, generation: str) -> str:
         return self.feed_key(generation, CLASSIC_USER_ID)
@@ -156,9 +165,12 @@ class FeedStore:
         config: FeedConfig | None = None,
         generation: str | None = None,
         extra: dict[str, Any] | None = None,
+        variants: Mapping[str, ScoringWeights] | None = None,
     ) -> str:
-        """Open a new generation (id generated unless given) and record what produces it."""
+        """Open a new generation (id generated unless given) and record what produces it; ``variants``: the
+        further feeds (name -> weights) every shard must write."""
         generation = self._check_id(generation or new_generation_id())
+        variants = {check_variant_name(name): asdict(weights) for name, weights in (variants or {}).items()}
         key = self.meta_key(generation)
         if not self.client.hsetnx(key, "status", OPEN):
             raise GenerationError(f"generation {generation} already exists")
@@ -170,29 +182,45 @@ class FeedStore:
                 "config": json.dumps(None if config is None else config.to_dict(), sort_keys=True),
                 "weights": json.dumps(None if config is None else config.to_dict()["weights"], sort_keys=True),
                 "extra": json.dumps(extra or {}, sort_keys=True, default=str),
+                "variants": json.dumps(variants, sort_keys=True),
             },
         )
         return generation
 
-    def write_shard(self, generation: str, shard: int, feeds: Iterable[Feed], *, progress: bool = False) -> int:
+    def write_shard(
+        self, generation: str, shard: int, feeds: Iterable[Feed | tuple[str, Feed]], *, progress: bool = False
+    ) -> int:
         """Write one shard's feeds (pipelined, ``write_batch_size`` per round trip), then mark the shard done.
-        Re-running a shard overwrites it (idempotent retries). Returns the number of feeds written."""
+        A ``(variant, feed)`` pair is the user's feed of that variant; each variant the generation began with
+        must get one per user. Re-running a shard overwrites it (idempotent retries). Returns the number of
+        users' (main) feeds written."""
         if isinstance(shard, bool) or not isinstance(shard, int) or shard < 0:
             raise UserError(f"shard must be an integer >= 0, got {shard!r}")
         self._require_open(generation)
-        written = 0
+        expected = self._variants(generation)
+        counts = dict.fromkeys([None, *expected], 0)
         pipe = self.client.pipeline(transaction=False)
-        for feed in tqdm(feeds, desc=f"shard {shard}", unit="feed", disable=not progress):
-            if feed.user_id == CLASSIC_USER_ID:
-                raise UserError(f"user id {CLASSIC_USER_ID} is reserved for the classic feed; use write_classic")
-            pipe.set(self.feed_key(generation, feed.user_id), feed.with_generation(generation).to_json())
-            written += 1
-            if written % self.write_batch_size == 0:
+        for i, item in enumerate(tqdm(feeds, desc=f"shard {shard}", unit="feed", disable=not progress), 1):
+            variant, feed = item if isinstance(item, tuple) else (None, item)
+            if variant not in counts:
+                raise UserError(f"variant {variant!r} is not one of generation {generation}'s: {sorted(expected)}")
+            if feed.user_id == CLASSIC_USER_ID or feed.user_id.startswith(VARIANT_MARK):
+                raise UserError(f"user id {feed.user_id} is reserved (classic feed: write_classic; variant feeds)")
+            pipe.set(self.feed_key(generation, feed.user_id, variant), feed.with_generation(generation).to_json())
+            counts[variant] += 1
+            if i % self.write_batch_size == 0:
                 pipe.execute()
         pipe.execute()
+        written = counts.pop(None)
+        short = {v: n for v, n in counts.items() if n != written}
+        if short:
+            raise IncompleteGeneration(f"shard {shard}: {written} user feeds but variant feeds {short}; not marked")
         # Only after every SET has succeeded: the mark is what commit_generation trusts.
         self.client.hset(self.meta_key(generation), f"shard:{shard}", written)
         return written
+
+    def _variants(self, generation: str) -> list[str]:
+        return list(json.loads(self.client.hget(self.meta_key(generation), "variants") or "{}"))
 
     def write_classic(self, generation: str, feed: Feed) -> None:
         """Store the generation's classic (control arm) feed, the same for every user."""
@@ -352,12 +380,13 @@ class FeedStore:
         """Kept committed generations, newest (served) first."""
         return self.client.lrange(self.history_key, 0, -1)
 
-    def read_feed(self, user_id: str) -> Feed | None:
-        """The user's feed from the served generation; None before any commit or for a user without a feed."""
+    def read_feed(self, user_id: str, variant: str | None = None) -> Feed | None:
+        """The user's feed (of ``variant``, if given) from the served generation; None before any commit or for
+        a user without one."""
         generation = self.client.get(self.pointer_key)
         if generation is None:
             return None
-        raw = self.client.get(self.feed_key(generation, user_id))
+        raw = self.client.get(self.feed_key(generation, user_id, variant))
         return None if raw is None else Feed.from_json(raw)
 
     def read_feeds(self, user_ids: Sequence[str]) -> dict[str, Feed | None]:
@@ -392,6 +421,7 @@ class FeedStore:
             config=json.loads(raw.pop("config", "null")),
             weights=json.loads(raw.pop("weights", "null")),
             extra=json.loads(raw.pop("extra", "{}")),
+            variants=json.loads(raw.pop("variants", "{}")),
             shards_done=shards,
             has_classic=raw.pop("classic", None) is not None,
             expected_shards=None if expected is None else int(expected),

@@ -34,11 +34,12 @@ from ltvfeed.serving.config import (
     DiversityConfig,
     FeedConfig,
     ScoringWeights,
+    check_variant_name,
 )
 from ltvfeed.serving.feed import Feed
 from ltvfeed.serving.inputs import Catalogue, UserBatch
 from ltvfeed.serving.propensity_sources import REGISTRY, PropensitySource, check_source
-from ltvfeed.serving.scoring import RankedBatch, classic_feed, rank_batch
+from ltvfeed.serving.scoring import RankedBatch, classic_feed, concat_ranked, rank_batch_weighted
 from ltvfeed.serving.shards import check_shards
 from ltvfeed.warehouse.generation_reads import UserChunk
 
@@ -65,6 +66,46 @@ def weights_from_mapping(values: Mapping[str, Any] | str | None) -> ScoringWeigh
     if unknown:
         raise UserError(f"unknown weight(s) {unknown}: use preset, w_c (commercial), w_p (purchase), w_d (diversity)")
     return replace(base, **names)
+
+
+def weights_from_text(text: str) -> ScoringWeights:
+    """Weights from a preset name or ``commercial/purchase/diversity`` (``"0.5/0.4/0.1"``)."""
+    if "/" not in text:
+        return ScoringWeights.preset(text.strip())
+    parts = text.split("/")
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise UserError(f"weights {text!r}: use a preset name or commercial/purchase/diversity like 0.5/0.4/0.1")
+    return ScoringWeights(*values)
+
+
+def variants_from_mapping(values: Mapping[str, Any] | None) -> dict[str, ScoringWeights]:
+    """Variants from ``{name: weights}``, each weights a preset name, ``c/p/d`` text or a mapping as
+    :func:`weights_from_mapping` takes (the DAG form)."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise UserError(f"variants must be a mapping like {{'concept': 'concept'}}, got {values!r}")
+    return {
+        check_variant_name(name): weights_from_text(spec) if isinstance(spec, str) else weights_from_mapping(spec)
+        for name, spec in values.items()
+    }
+
+
+def variants_from_texts(texts: Iterable[str]) -> dict[str, ScoringWeights]:
+    """Variants from ``NAME=PRESET`` or ``NAME=c/p/d`` texts (the CLI's repeatable ``--variant``)."""
+    variants: dict[str, ScoringWeights] = {}
+    for text in texts:
+        name, sep, spec = text.partition("=")
+        if not sep or not spec.strip():
+            raise UserError(f"--variant {text!r}: use NAME=PRESET or NAME=commercial/purchase/diversity")
+        if name.strip() in variants:
+            raise UserError(f"--variant {name.strip()!r} is given twice")
+        variants[check_variant_name(name.strip())] = weights_from_text(spec)
+    return variants
 
 
 def diversity_from_mapping(values: Mapping[str, Any] | None) -> DiversityConfig:
@@ -103,6 +144,8 @@ class GenerationParams:
     fallback: str | None = None  # see FeedConfig.fallback; set by begin_generation from the model's evaluation
     # False: never fall back, even when the champion lost to a baseline (experiments; the metadata still says)
     baseline_fallback: bool = True
+    # Further personalised feeds of the run, ranked with other weights (experiment arms ``variant:NAME``)
+    variants: dict[str, ScoringWeights] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.as_of, date):
@@ -112,6 +155,9 @@ class GenerationParams:
         _positive_int(self.k, "candidate count K", MAX_CANDIDATES)
         _positive_int(self.chunk_users, "chunk_users", MAX_CHUNK_USERS)
         check_source(self.propensity_source)
+        for name, weights in self.variants.items():
+            if not isinstance(weights, ScoringWeights):
+                raise UserError(f"variant {check_variant_name(name)}: weights must be ScoringWeights, got {weights!r}")
         self.feed_config()  # k >= n and the other cross-field rules
 
     def feed_config(self) -> FeedConfig:
@@ -137,17 +183,12 @@ class GenerationParams:
         except (KeyError, ValueError) as exc:
             raise UserError(f"as_of must be a date YYYY-MM-DD, got {data.get('as_of')!r}") from exc
         weights = weights_from_mapping(data.pop("weights", None))
+        variants = variants_from_mapping(data.pop("variants", None))
         try:
             diversity = diversity_from_mapping(data.pop("diversity", None))
-            return cls(as_of=as_of, weights=weights, diversity=diversity, **data)
+            return cls(as_of=as_of, weights=weights, diversity=diversity, variants=variants, **data)
         except TypeError as exc:
             raise UserError(f"invalid generation parameters: {exc}") from exc
-
-
-def _concat(parts: list[RankedBatch]) -> RankedBatch:
-    if len(parts) == 1:
-        return parts[0]
-    return RankedBatch(*(np.concatenate([getattr(p, f) for p in parts]) for f in RankedBatch.__dataclass_fields__))
 
 
 def _fast_timestamps(views: pd.DataFrame) -> pd.DataFrame:
@@ -190,6 +231,18 @@ def _with_fallback(ranked: RankedBatch, batch: UserBatch, catalogue: Catalogue, 
 def rank_chunk(catalogue: Catalogue, chunk: UserChunk, cfg: FeedConfig, source: PropensitySource) -> RankedBatch:
     """Feeds of one chunk of users as arrays (users in any order: see ``RankedBatch.user_ids``); with
     ``cfg.fallback``, users with purchases get that baseline's feed."""
+    return rank_chunk_variants(catalogue, chunk, cfg, source, {})[None]
+
+
+def rank_chunk_variants(
+    catalogue: Catalogue,
+    chunk: UserChunk,
+    cfg: FeedConfig,
+    source: PropensitySource,
+    variants: Mapping[str, ScoringWeights],
+) -> dict[str | None, RankedBatch]:
+    """:func:`rank_chunk`'s feeds (key None) and each variant's (``cfg`` with the variant's weights), from the
+    same inputs, candidates and P(purchase): a variant costs only its selection."""
     ids = np.asarray(chunk.user_ids, dtype=object)
     user_index = source.index_users(ids)
     found = source.user_embeddings(user_index) if "embedding" in cfg.candidates.sources else None
@@ -211,13 +264,18 @@ def rank_chunk(catalogue: Catalogue, chunk: UserChunk, cfg: FeedConfig, source: 
         user_index=user_index,
         max_recent_views=cfg.diversity.max_recent_views,
     )
-    propensity = source.propensity(catalogue, batch) if cfg.weights.purchase > 0 else None
+    weightings = [cfg.weights, *variants.values()]
+    propensity = source.propensity(catalogue, batch) if any(w.purchase > 0 for w in weightings) else None
     if embeddings is None or n_embedded == len(ids):
-        return _with_fallback(rank_batch(batch, catalogue, cfg, propensity), batch, catalogue, cfg)
-    parts = [rank_batch(batch.slice(0, n_embedded), catalogue, cfg, propensity)] if n_embedded else []
-    without = replace(batch.slice(n_embedded, len(ids)), embeddings=None)
-    parts.append(rank_batch(without, catalogue, cfg, propensity))
-    return _with_fallback(_concat(parts), batch, catalogue, cfg)
+        ranked = rank_batch_weighted(batch, catalogue, cfg, propensity, weightings)
+    else:
+        embedded = batch.slice(0, n_embedded)
+        parts = [rank_batch_weighted(embedded, catalogue, cfg, propensity, weightings)] if n_embedded else []
+        without = replace(batch.slice(n_embedded, len(ids)), embeddings=None)
+        parts.append(rank_batch_weighted(without, catalogue, cfg, propensity, weightings))
+        ranked = [concat_ranked([p[i] for p in parts]) for i in range(len(weightings))]
+    names = [None, *variants]
+    return {name: _with_fallback(r, batch, catalogue, cfg) for name, r in zip(names, ranked, strict=True)}
 
 
 def generate_feeds(
@@ -226,16 +284,21 @@ def generate_feeds(
     cfg: FeedConfig,
     source: PropensitySource,
     on_chunk: Callable[[int], None] | None = None,
-) -> Iterator[Feed]:
-    """Every user's feed, chunk by chunk (lazily: only one chunk's inputs and feeds are in memory at a time);
-    ``on_chunk(users)`` is called after each chunk is ranked (progress bars, counters)."""
+    variants: Mapping[str, ScoringWeights] | None = None,
+) -> Iterator[Feed | tuple[str, Feed]]:
+    """Every user's feed, chunk by chunk (lazily: only one chunk's inputs and feeds are in memory at a time),
+    and with ``variants`` each variant's feed of the user as ``(name, feed)`` (what
+    :meth:`~.feed_store.FeedStore.write_shard` takes); ``on_chunk(users)`` is called after each chunk is ranked
+    (progress bars, counters)."""
     for chunk in chunks:
         if not len(chunk):
             continue
-        ranked = rank_chunk(catalogue, chunk, cfg, source)
+        ranked = rank_chunk_variants(catalogue, chunk, cfg, source, variants or {})
         if on_chunk is not None:
             on_chunk(len(chunk))
-        yield from ranked.to_feeds(catalogue)
+        for name, batch in ranked.items():
+            feeds = batch.to_feeds(catalogue)
+            yield from feeds if name is None else ((name, feed) for feed in feeds)
 
 
 @contextmanager

@@ -10,13 +10,14 @@ popular candidates only (:func:`classic_feed`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ltvfeed.errors import UserError
 from ltvfeed.serving.candidates import generate_candidates
-from ltvfeed.serving.config import FeedConfig
+from ltvfeed.serving.config import FeedConfig, ScoringWeights
 from ltvfeed.serving.diversity import CandidateSimilarity, select_diverse
 from ltvfeed.serving.feed import Feed, FeedItem
 from ltvfeed.serving.history import either_reason, history_probability
@@ -56,38 +57,58 @@ class RankedBatch:
         ]
 
 
-def _rank_chunk(users: UserBatch, catalogue: Catalogue, cfg: FeedConfig, propensity: Propensity | None) -> RankedBatch:
-    w = cfg.weights
+def _rank_chunk(
+    users: UserBatch,
+    catalogue: Catalogue,
+    cfg: FeedConfig,
+    propensity: Propensity | None,
+    weightings: Sequence[ScoringWeights],
+) -> list[RankedBatch]:
+    """One ranking per weighting. Candidates, P(purchase) and similarities do not depend on the weights, so
+    they are computed once and only the selection runs per weighting."""
     candidates = generate_candidates(users, catalogue, cfg.candidates)  # [B, K]
     valid = candidates >= 0
     safe = np.where(valid, candidates, 0)
     commercial = catalogue.commercial[safe]
-    base = w.commercial * commercial
     purchase = None
-    if w.purchase > 0:
+    if any(w.purchase > 0 for w in weightings):
         probability = clip_probability(propensity(users.user_index, safe), safe.shape)
         if "history" in cfg.candidates.sources and users.purchase_history is not None:
             again = history_probability(users, catalogue, candidates, cfg.candidates.history_horizon_days)
             probability = either_reason(probability, again)
         purchase = scale_purchase(probability, valid, cfg.purchase_scale)
-        base = base + w.purchase * purchase
     similarity = CandidateSimilarity(candidates, catalogue, cfg.diversity)
     to_views = cfg.diversity.view_weight * similarity.to_items(users.recent_views)
-    picked = select_diverse(base, valid, similarity, to_views, w.diversity, cfg.n)
-    found = picked.positions >= 0
-    pos = np.where(found, picked.positions, 0)
+    ranked = []
+    for w in weightings:
+        base = w.commercial * commercial
+        if w.purchase > 0:
+            base = base + w.purchase * purchase
+        picked = select_diverse(base, valid, similarity, to_views, w.diversity, cfg.n)
+        found = picked.positions >= 0
+        pos = np.where(found, picked.positions, 0)
 
-    def gather(values: np.ndarray) -> np.ndarray:
-        return np.where(found, np.take_along_axis(values, pos, axis=1), np.nan)
+        def gather(values: np.ndarray, found: np.ndarray = found, pos: np.ndarray = pos) -> np.ndarray:
+            return np.where(found, np.take_along_axis(values, pos, axis=1), np.nan)
 
-    return RankedBatch(
-        user_ids=users.user_ids,
-        items=np.where(found, np.take_along_axis(candidates, pos, axis=1), -1),
-        score=picked.scores,
-        commercial=gather(commercial),
-        purchase=np.full(found.shape, np.nan) if purchase is None else gather(purchase),
-        diversity=picked.diversity,
-    )
+        ranked.append(
+            RankedBatch(
+                user_ids=users.user_ids,
+                items=np.where(found, np.take_along_axis(candidates, pos, axis=1), -1),
+                score=picked.scores,
+                commercial=gather(commercial),
+                purchase=np.full(found.shape, np.nan) if w.purchase <= 0 else gather(purchase),
+                diversity=picked.diversity,
+            )
+        )
+    return ranked
+
+
+def concat_ranked(parts: Sequence[RankedBatch]) -> RankedBatch:
+    """One batch of the users of ``parts``, in order."""
+    if len(parts) == 1:
+        return parts[0]
+    return RankedBatch(*(np.concatenate([getattr(p, f) for p in parts]) for f in RankedBatch.__dataclass_fields__))
 
 
 def rank_batch(
@@ -95,24 +116,37 @@ def rank_batch(
 ) -> RankedBatch:
     """Top-N feeds of all ``users`` as arrays, scored ``cfg.max_batch_users`` users at a time."""
     cfg = cfg or FeedConfig()
-    if cfg.weights.purchase > 0 and propensity is None:
-        raise UserError(
-            f"the purchase weight is {cfg.weights.purchase} but no propensity model was given; "
-            "pass propensity=... or set the purchase weight to 0"
-        )
+    return rank_batch_weighted(users, catalogue, cfg, propensity, [cfg.weights])[0]
+
+
+def rank_batch_weighted(
+    users: UserBatch,
+    catalogue: Catalogue,
+    cfg: FeedConfig,
+    propensity: Propensity | None,
+    weightings: Sequence[ScoringWeights],
+) -> list[RankedBatch]:
+    """:func:`rank_batch` once per weighting (``cfg.weights`` aside), from the same candidates and P(purchase):
+    what a generation's variant feeds are."""
+    for w in weightings:
+        if w.purchase > 0 and propensity is None:
+            raise UserError(
+                f"the purchase weight is {w.purchase} but no propensity model was given; "
+                "pass propensity=... or set the purchase weight to 0"
+            )
     if users.recent_views.shape[1] and (users.recent_views.max() >= catalogue.n_items):
         raise UserError("recent views refer to items outside this catalogue; build the batch from the same catalogue")
     views = cfg.diversity.max_recent_views
     if users.recent_views.shape[1] > views:
         users = UserBatch(**{**users.__dict__, "recent_views": users.recent_views[:, :views]})
     parts = [
-        _rank_chunk(users.slice(start, start + cfg.max_batch_users), catalogue, cfg, propensity)
+        _rank_chunk(users.slice(start, start + cfg.max_batch_users), catalogue, cfg, propensity, weightings)
         for start in range(0, len(users), cfg.max_batch_users)
     ]
     if not parts:
         empty = np.zeros((0, cfg.n))
-        return RankedBatch(users.user_ids, empty.astype(np.int64), empty, empty, empty, empty)
-    return RankedBatch(*(np.concatenate([getattr(p, f) for p in parts]) for f in RankedBatch.__dataclass_fields__))
+        return [RankedBatch(users.user_ids, empty.astype(np.int64), empty, empty, empty, empty) for _ in weightings]
+    return [concat_ranked([p[i] for p in parts]) for i in range(len(weightings))]
 
 
 def score_batch(

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from ltvfeed.experiments.assignment import Holdout, assign
 from ltvfeed.experiments.registry import RUNNING_KEY, Experiment, FeedArm
 from ltvfeed.serving.api import create_app
-from ltvfeed.serving.config import FeedConfig
+from ltvfeed.serving.config import FeedConfig, ScoringWeights
 from ltvfeed.serving.feed import Feed, FeedItem
 from ltvfeed.serving.feed_store import FeedStore
 from ltvfeed.settings import Settings
@@ -113,3 +113,68 @@ def test_exposures_are_logged_once_per_answer(shop, warehouse_dsn: str) -> None:
         assert (experiment, arm, user_id) == (body["experiment"], body["arm"], body["user_id"])
         assert item_ids == [i["item_id"] for i in body["items"]]
         assert feed == ("classic" if arm == "control" else "personalised")
+
+
+VARIANTS = Experiment(
+    name="feed-v2",
+    salt="salt-2",
+    arms=[
+        FeedArm(name="control", weight=1, feed="classic"),
+        FeedArm(name="concept", weight=1, feed="variant:concept"),
+        FeedArm(name="ghost", weight=1, feed="variant:ghost"),  # a variant the generation lacks
+    ],
+    traffic_share=1.0,
+)
+
+
+@pytest.fixture
+def variant_shop(shop: dict) -> dict:
+    """The shop's prefix now serving a generation with the variant ``concept`` and running :data:`VARIANTS`."""
+    store = FeedStore(shop["url"], shop["prefix"])
+    gen = store.begin_generation(config=FeedConfig(), variants={"concept": ScoringWeights.concept()})
+    store.write_shard(gen, 0, [_feed(u, u) for u in USERS] + [("concept", _feed(u, f"v-{u}")) for u in USERS])
+    store.write_classic(gen, _feed("any", "classic"))
+    store.commit_generation(gen, expected_shards=1)
+    store.client.set(f"{shop['prefix']}{RUNNING_KEY}", f"[{VARIANTS.model_dump_json()}]")
+    store.client.close()
+    return shop
+
+
+def _variant_bodies(client: TestClient) -> dict[str, dict]:
+    return {u: client.get(f"/v1/users/{u}/feed").json() for u in USERS}
+
+
+def _expected_feed(arm: str) -> tuple[str, str]:
+    """(the feed an arm of VARIANTS is served, how the first item of that feed begins)."""
+    return {"control": ("classic", "classic-"), "concept": ("variant:concept", "v-"), "ghost": ("personalised", "u")}[
+        arm
+    ]
+
+
+def test_a_variant_arm_gets_the_variant_feed_and_a_missing_variant_the_personalised_one(variant_shop) -> None:
+    with _client(variant_shop) as client:
+        bodies = _variant_bodies(client)
+    arms = {u: assign(VARIANTS, u) for u in USERS}
+    assert set(arms.values()) == {"control", "concept", "ghost"}
+    for u, body in bodies.items():
+        feed, head = _expected_feed(arms[u])
+        assert (body["arm"], body["feed"]) == (arms[u], feed)
+        assert body["items"][0]["item_id"].startswith(head) and body["personalised"] == (feed != "classic")
+
+
+@pytest.mark.integration
+def test_exposures_log_the_feed_actually_served(variant_shop, warehouse_dsn: str) -> None:
+    from ltvfeed.db import connect
+    from ltvfeed.experiments.exposures import ExposureLog
+    from ltvfeed.experiments.registry import ensure_schema
+
+    ensure_schema(warehouse_dsn)
+    log = ExposureLog(warehouse_dsn).start()
+    s = Settings(redis_url=variant_shop["url"], redis_prefix=variant_shop["prefix"], state_dir=variant_shop["state"])
+    with TestClient(create_app(s, exposures=log)) as client:
+        bodies = {b["feed_id"]: b for b in _variant_bodies(client).values()}
+    with connect(warehouse_dsn) as conn:
+        rows = conn.execute("select exposure_id, arm, feed from raw.exposures").fetchall()
+    assert len(rows) == len(USERS)
+    for exposure_id, arm, feed in rows:
+        assert feed == bodies[exposure_id]["feed"] == _expected_feed(arm)[0]

@@ -231,6 +231,10 @@ def test_cli_create_start_report(stack, tmp_path) -> None:
         cli("experiments", "create", "feed-v1", "--traffic", "0.2")
         bad = cli("experiments", "create", "x", "--arms", "a:weird=1,b:classic=1", ok=False)
         assert "feed must be one of" in bad.stderr and "Traceback" not in bad.stderr
+        bad = cli("experiments", "create", "x", "--arms", "a:classic=1,b:variant:Big Bet=1", ok=False)
+        assert "variant name 'Big Bet' is invalid" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+        cli("experiments", "create", "feed-v3", "--arms", "control:classic=1,concept:variant:concept=1")
+        assert "concept:variant:concept=1" in cli("experiments", "list").stdout
         assert "running experiment(s) published" in cli("experiments", "start", "feed-v1").stdout
         assert "traffic 50%" in cli("experiments", "ramp", "feed-v1", "--traffic", "0.5").stdout
         assert "lowering traffic" in cli("experiments", "ramp", "feed-v1", "--traffic", "0.1", ok=False).stderr
@@ -245,6 +249,15 @@ def test_cli_create_start_report(stack, tmp_path) -> None:
         for key in client.scan_iter(match=f"{env['LTVFEED_REDIS_PREFIX']}*"):
             client.delete(key)
         drop_database(stack.pg_dsn, db)
+
+
+def test_an_arm_serves_classic_personalised_or_a_named_variant() -> None:
+    from ltvfeed.experiments.registry import FeedArm
+
+    assert FeedArm(name="t", weight=1, feed="variant:concept_2").feed == "variant:concept_2"
+    for feed, fragment in [("weird", "feed must be one of"), ("variant:", "variant name"), ("variant:A/B", "variant")]:
+        with pytest.raises(ValueError, match=fragment):
+            FeedArm(name="t", weight=1, feed=feed)
 
 
 def test_without_ltv_predictions_the_report_says_so_instead_of_nan() -> None:

@@ -252,3 +252,45 @@ def test_a_generation_that_cannot_be_archived_is_still_committed(store, caplog):
     gen = publish(store, "a", USERS)
     assert store.current_generation() == gen and store.generation_meta(gen).status == "committed"
     assert "could not be archived" in caplog.text
+
+
+def publish_with_variant(store: FeedStore, tag: str, users: list[str] = USERS) -> str:
+    """A generation with the variant ``concept``, whose feeds' items name ``<tag>-v``."""
+    gen = store.begin_generation(config=FeedConfig(), variants={"concept": ScoringWeights.concept()})
+    for shard in range(2):
+        part = users[shard::2]
+        store.write_shard(
+            gen, shard, [make_feed(u, tag) for u in part] + [("concept", make_feed(u, f"{tag}-v")) for u in part]
+        )
+    store.write_classic(gen, make_feed("x", f"{tag}-classic"))
+    store.commit_generation(gen, expected_shards=2)
+    return gen
+
+
+def test_variant_feeds_commit_expire_and_republish_with_the_generation(store):
+    gen = store.begin_generation(config=FeedConfig(), variants={"concept": ScoringWeights.concept()})
+    with pytest.raises(IncompleteGeneration, match="variant feeds"):  # a shard without its variant feeds
+        store.write_shard(gen, 0, [make_feed("u0", "a")])
+    with pytest.raises(UserError, match="not one of"):
+        store.write_shard(gen, 0, [("other", make_feed("u0", "a"))])
+    store.write_shard(gen, 0, [make_feed("u0", "a"), ("concept", make_feed("u0", "a-v"))])
+    store.write_classic(gen, make_feed("x", "classic"))
+    assert store.client.exists(store.feed_key(gen, "u0", "concept"))
+    assert store.read_feed("u0", "concept") is None  # written but not committed: not served
+    meta = store.commit_generation(gen, expected_shards=1)
+    assert meta.variants == {"concept": {"commercial": 0.5, "purchase": 0.4, "diversity": 0.1}}
+    assert meta.n_users == 1 and store.read_feed("u0", "concept").item_ids == make_feed("u0", "a-v").item_ids
+    assert store.read_feed("u0").item_ids == make_feed("u0", "a").item_ids
+    assert store.read_feed("u0", "missing") is None
+    g2, g3 = publish_with_variant(store, "g2"), publish_with_variant(store, "g3")
+    assert 0 < store.client.ttl(store.feed_key(gen, "u0", "concept")) <= 120  # retired with the rest of it
+    assert store.client.ttl(store.feed_key(g2, "u0", "concept")) == -1
+    lose_everything(store)
+    restored = republish(store, store.archive_dir)
+    assert (restored.generation, restored.n_feeds) == (g3, 2 * len(USERS) + 1)
+    assert store.read_feed("u5", "concept").item_ids == make_feed("u5", "g3-v").item_ids
+    assert store.generation_meta(g3).variants["concept"]["commercial"] == 0.5
+    pending = store.begin_generation(variants={"concept": ScoringWeights()})
+    store.write_shard(pending, 0, [make_feed("u0", "p"), ("concept", make_feed("u0", "p-v"))])
+    assert store.discard_generation(pending) == 3  # both feeds and the metadata
+    assert not store.client.exists(store.feed_key(pending, "u0", "concept"))

@@ -336,6 +336,50 @@ def test_classic_feed_comes_from_the_same_scorer() -> None:
     assert all(it.purchase is None for it in feed.items)
 
 
+def test_a_variant_ranks_the_same_candidates_with_its_weights() -> None:
+    """A variant's feeds are what the run's ranking gives with the variant's weights alone (same candidates and
+    P(purchase), computed once), yielded as ``(name, feed)`` beside the main feeds."""
+    items, chunk = world(seed=2, n_users=23)
+    source = CategoryAffinitySource()
+    catalogue = source.catalogue(items)
+    cfg = params(n=6, k=30).feed_config()
+    variants = {"concept": ScoringWeights.concept(), "cheap": ScoringWeights(1.0, 0.0, 0.0)}
+    out = list(generate_feeds(catalogue, split(chunk, 7), cfg, source, variants=variants))
+    main = {f.user_id: f for f in out if not isinstance(f, tuple)}
+    assert main == {f.user_id: f for f in generate_feeds(catalogue, split(chunk, 7), cfg, source)}
+    for name, weights in variants.items():
+        got = {f.user_id: f for v, f in (o for o in out if isinstance(o, tuple)) if v == name}
+        alone = generate_feeds(catalogue, split(chunk, 7), dataclasses.replace(cfg, weights=weights), source)
+        assert got == {f.user_id: f for f in alone}
+        assert any(got[u].item_ids != main[u].item_ids for u in main)  # the weights matter
+
+
+def test_variants_from_the_cli_and_dag_forms() -> None:
+    from ltvfeed.orchestration.feed_tasks import params_from_dag
+    from ltvfeed.serving.generation import variants_from_mapping, variants_from_texts
+
+    assert variants_from_texts(["concept=concept", "rev=0.6/0.4/0"]) == {
+        "concept": ScoringWeights.concept(),
+        "rev": ScoringWeights(0.6, 0.4, 0.0),
+    }
+    dag_form = {"concept": "concept", "rev": {"w_c": 0.6, "w_p": 0.4}}
+    assert variants_from_mapping(dag_form) == variants_from_texts(["concept=concept", "rev=0.6/0.4/0"])
+    p = params_from_dag({"variants": dag_form}, "2026-06-01")
+    assert GenerationParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p  # the XCom trip
+    assert params_from_dag({}, "2026-06-01").variants == {}
+    for bad, fragment in [
+        (["concept"], "NAME=PRESET"),
+        (["a=1/2"], "commercial/purchase/diversity"),
+        (["a=best"], "unknown weight preset"),
+        (["Bad Name=concept"], "variant name"),
+        (["a=concept", "a=default"], "twice"),
+    ]:
+        with pytest.raises(UserError, match=fragment):
+            variants_from_texts(bad)
+    with pytest.raises(UserError, match="variants must be a mapping"):
+        variants_from_mapping(["concept"])
+
+
 def test_feed_generation_dag_shape() -> None:
     import os
 
@@ -363,6 +407,7 @@ def test_feed_generation_dag_shape() -> None:
     }
     assert weights_from_mapping(dag.params["weights"]) == ScoringWeights()  # the one default
     assert "concept 0.5/0.4/0.1" in dag.params.get_param("weights").description
+    assert dag.params["variants"] == {}  # no variants unless asked for
 
 
 # ================================================================================ real PostgreSQL and Redis
@@ -532,6 +577,28 @@ def test_generation_over_shards_is_served_and_read_back(shop) -> None:
     assert meta.extra["as_of"] == "2026-06-01" and meta.extra["propensity_source"] == "category_affinity"
     assert meta.model_versions == {"purchase_propensity": "category_affinity (marts.user_category_propensity)"}
     assert meta.generated_at and meta.committed_at
+
+
+@pytest.mark.integration
+def test_a_generation_with_a_variant_serves_it_ranked_with_its_weights(shop) -> None:
+    """The run's variant equals a run with the variant's weights as its main ones, differs from its own main
+    feeds, is recorded in the metadata and committed with them."""
+    from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
+
+    base = {"as_of": AS_OF, "n": 5, "shards": 2, "k": 40, "propensity_source": "category_affinity"}
+    users = [r[0] for r in rows(shop.warehouse_dsn, "select user_id from marts.user_features where as_of = %s", AS_OF)]
+    store = feed_store(shop)
+    run_generation(shop.settings, GenerationParams(**base, weights=ScoringWeights.concept()), progress=False)
+    alone = store.read_feeds(users)
+    p = GenerationParams(**base, variants={"concept": ScoringWeights.concept()})
+    result = run_generation(shop.settings, p, progress=False)
+    main = store.read_feeds(users)
+    variant = {u: store.read_feed(u, "concept") for u in users}
+    assert all(f is not None and f.generation == result["generation"] for f in variant.values())
+    assert {u: f.item_ids for u, f in variant.items()} == {u: f.item_ids for u, f in alone.items()}
+    assert any(variant[u].item_ids != main[u].item_ids for u in users)
+    meta = store.generation_meta(result["generation"])
+    assert meta.variants == {"concept": dataclasses.asdict(ScoringWeights.concept())} and meta.n_users == len(users)
 
 
 @pytest.mark.integration

@@ -56,12 +56,23 @@ def generate_cmd(
         "--purchase-scale",
         help="P(purchase) component: user_max (relative to the user's likeliest candidate) or probability (raw).",
     ),
+    variant: list[str] = typer.Option(
+        [],
+        "--variant",
+        help="NAME=PRESET or NAME=commercial/purchase/diversity: a further personalised feed of the run, ranked "
+        "with those weights (an experiment arm serves it as variant:NAME); repeatable.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Rank every user's feed for one cutoff and serve them as a new generation (atomic swap on commit)."""
     from ltvfeed.infra.stack import up
     from ltvfeed.orchestration.feed_tasks import run_generation
-    from ltvfeed.serving.generation import GenerationParams, diversity_from_mapping, weights_from_mapping
+    from ltvfeed.serving.generation import (
+        GenerationParams,
+        diversity_from_mapping,
+        variants_from_texts,
+        weights_from_mapping,
+    )
     from ltvfeed.warehouse.snapshots import CATALOGUE_MART, latest_snapshot
 
     settings = get_settings()
@@ -78,6 +89,7 @@ def generate_cmd(
         propensity_source=propensity_source,
         purchase_scale=purchase_scale,
         diversity=diversity_from_mapping({"view_weight": view_weight}),
+        variants=variants_from_texts(variant),
     )
     result = run_generation(settings, params, progress=progress)
     seconds = sum(s["seconds"] for s in result["shards"])

@@ -21,9 +21,10 @@ from pydantic import BaseModel, Field, model_validator
 from ltvfeed.db import connect
 from ltvfeed.errors import UserError
 from ltvfeed.experiments.assignment import Arm, AssignmentConfig, overlapping
+from ltvfeed.serving.config import CLASSIC_FEED, PERSONALISED_FEED, variant_of
 
 Status = Literal["draft", "running", "stopped"]
-FEEDS = ("classic", "personalised")  # what an arm serves; further scorers register here
+FEEDS = ("classic", "personalised", "variant:NAME")  # what an arm serves (NAME: a variant of the generation)
 METRICS = (
     "ctr",
     "conversion_rate",
@@ -40,7 +41,11 @@ class FeedArm(Arm):
 
     @model_validator(mode="after")
     def _known_feed(self) -> FeedArm:
-        if self.feed not in FEEDS:
+        try:
+            variant = variant_of(self.feed)
+        except UserError as exc:
+            raise ValueError(f"arm {self.name!r}: {exc}") from None
+        if variant is None and self.feed not in (CLASSIC_FEED, PERSONALISED_FEED):
             raise ValueError(f"arm {self.name!r}: feed must be one of {', '.join(FEEDS)} (got {self.feed!r})")
         return self
 

@@ -25,6 +25,7 @@ from ltvfeed.serving.generation import (
     generate_feeds,
     generation_classic_feed,
     single_threaded_math,
+    variants_from_mapping,
     weights_from_mapping,
 )
 from ltvfeed.serving.inputs import Catalogue
@@ -60,7 +61,7 @@ def propensity_source(stack: Stack, plan: Plan) -> PropensitySource:
 
 def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationParams:
     """The DAG's params (``n``, ``weights``, ``shards``, ``K``, ``chunk_users``, ``propensity_source``,
-    ``purchase_scale``, ``diversity``)."""
+    ``purchase_scale``, ``diversity``, ``variants``)."""
     return GenerationParams(
         as_of=parse_as_of(as_of),
         n=params.get("n", 10),
@@ -71,6 +72,7 @@ def params_from_dag(params: Mapping[str, Any], as_of: str | date) -> GenerationP
         propensity_source=params.get("propensity_source", "registry"),
         purchase_scale=params.get("purchase_scale", "user_max"),
         diversity=diversity_from_mapping(params.get("diversity")),
+        variants=variants_from_mapping(params.get("variants")),
     )
 
 
@@ -126,6 +128,7 @@ def begin_generation(settings: Settings, params: GenerationParams, origin: str =
             "origin": origin,
             "baseline_floor": floor,
         },
+        variants=params.variants,
     )
     return {
         "generation": generation,
@@ -154,7 +157,8 @@ def generate_shard(
     with inputs as wh, single_threaded_math():  # one core per shard worker: see single_threaded_math
         catalogue = source.catalogue(wh.catalogue_frame())
         users = wh.shard_user_ids(shard, params.shards)
-        feeds = generate_feeds(catalogue, wh.user_chunks(users, params.chunk_users), cfg, source, on_chunk)
+        chunks = wh.user_chunks(users, params.chunk_users)
+        feeds = generate_feeds(catalogue, chunks, cfg, source, on_chunk, params.variants)
         written = feed_store(stack).write_shard(plan["generation"], shard, feeds)
     seconds = time.perf_counter() - started
     return {
