@@ -134,6 +134,19 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@pytest.fixture
+def embedded_state_dir() -> Iterator[Path]:
+    """A state dir for an embedded PostgreSQL, outside pytest's base temp dir: as root, pgserver runs the server
+    as user 'pgserver' and opens the path's parents to it, while every xdist worker closes
+    /tmp/pytest-of-root (mode 0700) again when it first makes a tmp_path, which can lock the server out of
+    its own data directory mid-test."""
+    path = Path(tempfile.mkdtemp(prefix="ltvfeed-test-embedded-"))
+    try:
+        yield path / "state"
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def run_id() -> str:
     return uuid.uuid4().hex[:8]

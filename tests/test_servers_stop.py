@@ -96,8 +96,8 @@ def test_embedded_redis_stops_on_sigterm(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_embedded_postgres_stops_on_sigterm(tmp_path: Path) -> None:
-    state = tmp_path / "state"
+def test_embedded_postgres_stops_on_sigterm(embedded_state_dir: Path) -> None:
+    state = embedded_state_dir
     server = embedded.start_postgres(state, preferred_port=_closed_port())
     try:
         assert server.running and os.getpgid(server.pid) == server.pid  # pg_ctl makes the postmaster a leader

@@ -38,9 +38,9 @@ def test_wrong_redis_url_is_actionable(tmp_path):
 
 
 @pytest.mark.integration
-def test_embedded_stack_starts_persists_and_stops(tmp_path):
+def test_embedded_stack_starts_persists_and_stops(embedded_state_dir):
     """A fresh machine: no servers configured, real embedded ones start, keep data across restarts."""
-    settings = Settings(state_dir=tmp_path / "state", pg_dsn=None, redis_url=None)
+    settings = Settings(state_dir=embedded_state_dir, pg_dsn=None, redis_url=None)
     try:
         s = up(settings)
         assert s.pg_embedded and s.redis_embedded
