@@ -51,8 +51,14 @@ def _own_stack(stack, run_id: str, state_dir: Path) -> Iterator:
 @pytest.fixture(scope="module")
 def loop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
     from ltvfeed.experiments.closed_loop import ClosedLoopConfig, run_closed_loop
+    from ltvfeed.experiments.registry import FeedArm
 
-    config = ClosedLoopConfig(users=400, items=60, history_days=90, days=10, regenerate_every=5, seed=3)
+    arms = (  # classic vs personalised, and a third arm served a variant the loop's generations rank
+        FeedArm(name="control", feed="classic", weight=1),
+        FeedArm(name="treatment", feed="personalised", weight=1),
+        FeedArm(name="concept", feed="variant:concept", weight=1),
+    )
+    config = ClosedLoopConfig(users=400, items=60, history_days=90, days=10, regenerate_every=5, seed=3, arms=arms)
     lines: list[str] = []
     with _own_stack(stack, run_id, tmp_path_factory.mktemp("closed_loop_state")) as own:
         result = run_closed_loop(own, config, own.settings.state_dir / "closed_loop", echo=lines.append)
@@ -107,6 +113,9 @@ def test_feeds_were_regenerated_from_the_loops_data(loop) -> None:
     served = {g for (g,) in _rows(stack.warehouse_dsn, "select distinct generation from raw.exposures")}
     assert served == set(result.counts.generations)
     assert any("regenerated" in line for line in lines)
+    # each arm was served its own feed, the third one the variant every generation ranked
+    feeds = dict(_rows(stack.warehouse_dsn, "select arm, string_agg(distinct feed, ',') from raw.exposures group by 1"))
+    assert feeds == {"control": "classic", "treatment": "personalised", "concept": "variant:concept"}
 
 
 def _rows(dsn: str, sql: str) -> list[tuple]:
@@ -127,7 +136,7 @@ def test_report_has_every_metric_with_a_finite_interval(loop) -> None:
     mart = dict(_rows(stack.warehouse_dsn, "select arm, count(*) from marts.experiment_user_metrics group by arm"))
     assert mart == analysis.users
     rows = lift_rows(analysis)
-    assert sorted(r.metric for r in rows) == sorted(METRICS)
+    assert sorted((r.arm, r.metric) for r in rows) == sorted((a, m) for a in arms - {"control"} for m in METRICS)
     for r in rows:
         assert r.finite and r.low <= r.lift <= r.high, r
     table = format_lift_table(analysis)
@@ -158,6 +167,7 @@ def test_a_run_that_served_nothing_is_an_error(stack, run_id: str, tmp_path) -> 
         (["--users", "5"], "--users"),
         (["--regenerate-every", "-1"], "--regenerate-every"),
         (["--arms", "a:weird=1,b:classic=1"], "feed must be one of"),
+        (["--arms", "a:variant:mine=1,b:classic=1"], "only variants named after a weight preset"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(args: list[str], named: str, tmp_path) -> None:

@@ -41,6 +41,7 @@ from ltvfeed.experiments.closed_loop_shop import (
 from ltvfeed.experiments.readout import Readout
 from ltvfeed.experiments.registry import Experiment, FeedArm
 from ltvfeed.infra.stack import Stack
+from ltvfeed.serving.config import WEIGHT_PRESETS, ScoringWeights, variant_of
 from ltvfeed.simulator import SimulationConfig
 from ltvfeed.simulator.response import ResponseParams, respond, visitors
 
@@ -83,6 +84,24 @@ class ClosedLoopConfig:
             raise UserError(f"--regenerate-every must be 0 (never) or a number of days, got {self.regenerate_every}")
         if not 1 <= self.feed_length <= 100:
             raise UserError(f"feed length must be between 1 and 100, got {self.feed_length}")
+        self.variants  # noqa: B018 - an arm's variant the loop cannot generate is refused before any work
+
+    @property
+    def variants(self) -> dict[str, ScoringWeights]:
+        """The variant feeds the arms serve (``variant:NAME``), generated in every generation of the loop: NAME
+        is a weight preset (the loop has no other way to know a variant's weights)."""
+        out = {}
+        for arm in self.arms:
+            name = variant_of(arm.feed)
+            if name is None:
+                continue
+            if name not in WEIGHT_PRESETS:
+                raise UserError(
+                    f"arm {arm.name!r} serves variant:{name}, but the closed loop generates only variants named "
+                    f"after a weight preset ({', '.join(WEIGHT_PRESETS)})"
+                )
+            out[name] = ScoringWeights.preset(name)
+        return out
 
     @property
     def experiment_name(self) -> str:
@@ -279,7 +298,7 @@ def run_closed_loop(
     echo(f"simulating {config.users:,} users x {config.items} items, {config.history_days} days up to {start} ...")
     simulate_and_load(stack, sim, shop_dir)
     build_generation_marts(stack, start, target)
-    generations = [generate_feeds(stack, start, config.feed_length)]
+    generations = [generate_feeds(stack, start, config.feed_length, config.variants)]
     echo(f"feeds generated for {start} (generation {generations[0]})")
     experiment = _experiment(config)
     _start_experiment(stack, experiment)
@@ -292,7 +311,7 @@ def run_closed_loop(
             if d and config.regenerate_every and d % config.regenerate_every == 0:
                 as_of = start + timedelta(days=d)
                 build_generation_marts(stack, as_of, target)
-                loop.counts.generations.append(generate_feeds(stack, as_of, config.feed_length))
+                loop.counts.generations.append(generate_feeds(stack, as_of, config.feed_length, config.variants))
                 echo(f"day {d}: feeds regenerated for {as_of} from what the collector stored")
             loop.day(d)
             if (d + 1) % 10 == 0 or d + 1 == config.days:

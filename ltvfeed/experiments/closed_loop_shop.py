@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.infra.stack import Stack
+from ltvfeed.serving.config import ScoringWeights
 from ltvfeed.settings import Settings
 from ltvfeed.simulator import SimulationConfig
 from ltvfeed.simulator.columns import SECONDS_PER_DAY
@@ -87,12 +88,15 @@ def build_generation_marts(stack: Stack, as_of: date, target: Path) -> None:
     run_dbt(stack.env(), args, target_path=target)
 
 
-def generate_feeds(stack: Stack, as_of: date, n: int) -> str:
-    """A committed generation for ``as_of`` (one shard: the loop runs on a small machine); its id."""
+def generate_feeds(stack: Stack, as_of: date, n: int, variants: dict[str, ScoringWeights] | None = None) -> str:
+    """A committed generation for ``as_of`` with the arms' ``variants`` (one shard: the loop runs on a small
+    machine); its id."""
     from ltvfeed.orchestration.feed_tasks import run_generation
     from ltvfeed.serving.generation import GenerationParams
 
-    params = GenerationParams(as_of=as_of, n=n, shards=1, propensity_source=PROPENSITY_SOURCE)
+    params = GenerationParams(
+        as_of=as_of, n=n, shards=1, propensity_source=PROPENSITY_SOURCE, variants=dict(variants or {})
+    )
     return run_generation(stack.settings, params, progress=False)["generation"]
 
 
