@@ -176,12 +176,23 @@ def load_tables(
     return FeatureTables(as_of, users, items, categories, note)
 
 
-def history_probabilities(
-    dsn: str, tables: FeatureTables, user_rows: np.ndarray, horizon_days: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user row, item row, P) in ``tables``' rows: P(bought again within ``horizon_days``) of every item each of
-    ``user_rows`` bought before the cutoff, read and estimated exactly as feed generation does
-    (:mod:`ltvfeed.serving.history`), so the promotion gate judges the probability that is served."""
+@dataclass(frozen=True)
+class ServedHistory:
+    """What generation reads besides a model at the tables' cutoff, in the tables' rows: P(bought again within
+    the horizon) of every item each evaluated user bought before the cutoff (``user_rows``, ``item_rows``,
+    ``probability``), and the recent orders its catalogue weighs an item by within its category in the
+    cold-start P (``recent_popularity``, [items], 0 where unknown; not the tables' ``popularity``, a longer
+    look-back for negative sampling and the popularity baseline)."""
+
+    user_rows: np.ndarray
+    item_rows: np.ndarray
+    probability: np.ndarray
+    recent_popularity: np.ndarray
+
+
+def served_history(dsn: str, tables: FeatureTables, user_rows: np.ndarray, horizon_days: int) -> ServedHistory:
+    """Read (one catalogue read) and estimate exactly as feed generation does (:mod:`ltvfeed.serving.history`),
+    so the promotion gate judges the probabilities that are served."""
     from ltvfeed.serving.history import pair_probability
     from ltvfeed.serving.inputs import Catalogue, UserBatch
     from ltvfeed.warehouse.generation_reads import WarehouseInputs
@@ -189,25 +200,20 @@ def history_probabilities(
     user_rows = np.asarray(user_rows, dtype=np.int64)
     user_ids = tables.users[USER_KEY].astype(str).to_numpy()[user_rows]
     with WarehouseInputs(dsn, tables.as_of, max_recent_views=0, non_merchandise=()) as warehouse:
-        catalogue = Catalogue.from_frame(warehouse.catalogue_frame())
+        frame = warehouse.catalogue_frame()
         chunk = warehouse.user_chunk(user_ids)
+    catalogue = Catalogue.from_frame(frame)
     batch = UserBatch.from_frames(catalogue, user_ids, purchases=chunk.purchases, max_recent_views=0)
     p = pair_probability(batch, catalogue, horizon_days)
     items = tables.item_index.get_indexer(pd.Index(catalogue.item_ids[batch.purchased_items].astype(str)))
     known = items >= 0
-    return user_rows[batch.purchased_rows[known]], items[known], p[known]
-
-
-def recent_popularity(dsn: str, tables: FeatureTables) -> np.ndarray:
-    """[items] in ``tables``' rows: the recent orders generation's catalogue weighs an item by within its
-    category in the cold-start P (``Catalogue.popularity``, read by generation's own query), not the tables'
-    ``popularity`` (a longer look-back, for negative sampling and the popularity baseline); 0 where unknown."""
-    from ltvfeed.warehouse.generation_reads import WarehouseInputs
-
-    with WarehouseInputs(dsn, tables.as_of, max_recent_views=0, non_merchandise=()) as warehouse:
-        frame = warehouse.catalogue_frame()
     popularity = pd.Series(frame["popularity"].to_numpy(dtype=np.float64), index=frame[ITEM_KEY].astype(str))
-    return popularity.reindex(tables.item_index).fillna(0.0).to_numpy(dtype=np.float64)
+    return ServedHistory(
+        user_rows[batch.purchased_rows[known]],
+        items[known],
+        p[known],
+        popularity.reindex(tables.item_index).fillna(0.0).to_numpy(dtype=np.float64),
+    )
 
 
 # ------------------------------------------------------------------------------------------ negative sampling

@@ -109,7 +109,7 @@ def train_propensity(
     champion if it beats every floor row (popularity, classic, buy_again, cold_start) and the current champion
     on the same holdout."""
     from ltvfeed.infra.tracking import use_experiment
-    from ltvfeed.training.propensity.data import history_probabilities, load_tables, recent_popularity, window_pairs
+    from ltvfeed.training.propensity.data import load_tables, served_history, window_pairs
     from ltvfeed.training.propensity.evaluate import (
         PairValues,
         ScorerRanker,
@@ -146,11 +146,10 @@ def train_propensity(
     }
     scorer = PropensityScorer(network, eval_tables.users, eval_tables.items, metadata)
     history = purchase_counts(stack.warehouse_dsn, eval_cutoff - timedelta(days=cfg.popularity_days), eval_cutoff)
-    again = PairValues(
-        len(eval_tables.items), *history_probabilities(stack.warehouse_dsn, eval_tables, holdout.users, horizon_days)
-    )
+    read = served_history(stack.warehouse_dsn, eval_tables, holdout.users, horizon_days)
+    again = PairValues(len(eval_tables.items), read.user_rows, read.item_rows, read.probability)
     served = ServedRanker(scorer, again)
-    floor = baselines(holdout, history, again, recent_popularity(stack.warehouse_dsn, eval_tables))
+    floor = baselines(holdout, history, again, read.recent_popularity)
     table = compare(holdout, {"model": served, "two_tower": ScorerRanker(scorer), **floor})
     veto = baseline_veto(table, f"ndcg_at_{cfg.eval_k}")
 
