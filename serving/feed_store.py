@@ -89,7 +89,8 @@ def new_generation_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis SCAN/KEYS pattern (prefixes may hold * ? [ ] \\)."""
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
@@ -349,7 +350,7 @@ class FeedStore:
 
     def generation_keys(self, generation: str) -> Iterable[list[str]]:
         """The generation's feed keys, in chunks (SCAN: never blocks the server)."""
-        pattern = _glob_escape(f"{self.prefix}feed:{generation}:") + "*"
+        pattern = glob_escape(f"{self.prefix}feed:{generation}:") + "*"
         chunk: list[str] = []
         for key in self.client.scan_iter(match=pattern, count=1000):
             chunk.append(key)

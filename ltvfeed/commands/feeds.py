@@ -6,7 +6,6 @@ hand.
 from __future__ import annotations
 
 import json
-import re
 
 import typer
 
@@ -133,11 +132,13 @@ def show_cmd(
 @feeds_app.command("generations")
 def generations_cmd() -> None:
     """Kept committed generations, newest (served, *) first, then others still known (open = unfinished)."""
+    from ltvfeed.serving.feed_store import glob_escape
+
     store = _store()
     current = store.current_generation()
     committed = store.committed_generations()
     head, tail = store.meta_key("G").rsplit("G", 1)  # "<prefix>feed:gen:", ":meta"
-    escaped = re.sub(r"([*?\[\]\\])", r"\\\1", head)
+    escaped = glob_escape(head)
     others = sorted(key[len(head) : -len(tail)] for key in store.client.scan_iter(match=escaped + "*" + tail))
     shown = committed + [g for g in others if g not in committed]
     if not shown:

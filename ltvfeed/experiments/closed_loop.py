@@ -21,7 +21,7 @@ back with the read-out, so a caller can check that nothing was lost or duplicate
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -56,6 +56,23 @@ METRICS_GUARDRAIL = ("revenue_per_user",)
 DAY_MARGIN_S = 600  # visits end this long before midnight, so a visit's events stay on its day
 
 
+def arm_variants(arms: Sequence[FeedArm]) -> dict[str, ScoringWeights]:
+    """The variant feeds the arms serve (``variant:NAME``), generated in every generation of the loop: NAME is a
+    weight preset (the loop has no other way to know a variant's weights)."""
+    out = {}
+    for arm in arms:
+        name = variant_of(arm.feed)
+        if name is None:
+            continue
+        if name not in WEIGHT_PRESETS:
+            raise UserError(
+                f"arm {arm.name!r} serves variant:{name}, but the closed loop generates only variants named "
+                f"after a weight preset ({', '.join(WEIGHT_PRESETS)})"
+            )
+        out[name] = ScoringWeights.preset(name)
+    return out
+
+
 @dataclass(frozen=True)
 class ClosedLoopConfig:
     users: int = 5000
@@ -84,24 +101,11 @@ class ClosedLoopConfig:
             raise UserError(f"--regenerate-every must be 0 (never) or a number of days, got {self.regenerate_every}")
         if not 1 <= self.feed_length <= 100:
             raise UserError(f"feed length must be between 1 and 100, got {self.feed_length}")
-        self.variants  # noqa: B018 - an arm's variant the loop cannot generate is refused before any work
+        arm_variants(self.arms)  # an arm's variant the loop cannot generate is refused before any work
 
     @property
     def variants(self) -> dict[str, ScoringWeights]:
-        """The variant feeds the arms serve (``variant:NAME``), generated in every generation of the loop: NAME
-        is a weight preset (the loop has no other way to know a variant's weights)."""
-        out = {}
-        for arm in self.arms:
-            name = variant_of(arm.feed)
-            if name is None:
-                continue
-            if name not in WEIGHT_PRESETS:
-                raise UserError(
-                    f"arm {arm.name!r} serves variant:{name}, but the closed loop generates only variants named "
-                    f"after a weight preset ({', '.join(WEIGHT_PRESETS)})"
-                )
-            out[name] = ScoringWeights.preset(name)
-        return out
+        return arm_variants(self.arms)
 
     @property
     def experiment_name(self) -> str:

@@ -45,12 +45,11 @@ def fresh_stack(settings: Settings) -> Stack:
     """The stack with the closed loop's own warehouse database and Redis prefix (``<warehouse_db>_closed_loop``,
     ``<redis_prefix>closed_loop:``), emptied: every run starts from a fresh simulated shop and never mixes
     with the shop's real data. Same servers, state dir and MLflow (reports show beside the others)."""
-    import re
-
     import redis
 
     from ltvfeed.db import drop_database
     from ltvfeed.infra.stack import up
+    from ltvfeed.serving.feed_store import glob_escape
 
     own = settings.model_copy(
         update={
@@ -62,7 +61,7 @@ def fresh_stack(settings: Settings) -> Stack:
     drop_database(stack.pg_dsn, own.warehouse_db)
     client = redis.Redis.from_url(stack.redis_url)
     try:
-        pattern = re.sub(r"([\\*?\[\]])", r"\\\1", own.redis_prefix) + "*"
+        pattern = glob_escape(own.redis_prefix) + "*"
         keys = list(client.scan_iter(match=pattern, count=1000))
         for i in range(0, len(keys), 1000):
             client.delete(*keys[i : i + 1000])
