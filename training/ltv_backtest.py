@@ -11,6 +11,8 @@ transaction log has no engagement, demographics or preferences, so an RFM/tenure
 
 The result is one row per (cutoff, model) with the ranking metrics (Spearman, normalized Gini, top-decile capture,
 AUC of P(return)) and the calibration bar (total error, VWDE, decile MAPE over valued deciles), side by side.
+The orders come from a log file (:func:`read_log`) or a shop's warehouse (:func:`warehouse_orders`), as the same
+frame; :mod:`ltvfeed.training.ltv_backtest_tracking` logs a backtest to MLflow.
 """
 
 from __future__ import annotations
@@ -86,6 +88,19 @@ def orders_from_log(raw: pd.DataFrame, source: str = "the log") -> pd.DataFrame:
     return pd.DataFrame(
         {"user_id": raw["customer_id"].astype(str), "ordered_at": ordered_at, "amount": amount.astype("float64")}
     )
+
+
+def warehouse_orders(dsn: str) -> pd.DataFrame:
+    """The warehouse's raw orders as the same orders frame a transaction log gives (:func:`orders_from_log`), so
+    a shop's imported log and the log file backtest identically."""
+    from ltvfeed.warehouse.ltv_reads import read_orders
+
+    orders = read_orders(dsn)
+    if orders.empty:
+        raise UserError(
+            "the warehouse has no orders: import a transaction log first (ltvfeed import orders FILE --transaction-log)"
+        )
+    return orders
 
 
 def features_at(orders: pd.DataFrame, cutoff: date) -> pd.DataFrame:
@@ -201,6 +216,18 @@ def summary_table(folds: Sequence[BacktestFold]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).set_index(["cutoff", "model"])
 
 
+def report_files(folds: Sequence[BacktestFold], directory: str | Path) -> list[Path]:
+    """The files :func:`write_report` writes for ``folds`` (a reused folder may hold older cutoffs' charts)."""
+    out = Path(directory)
+    return [out / "backtest.html", out / "backtest.csv", *(p for fold in folds for p in _charts(out, fold))]
+
+
+def _charts(out: Path, fold: BacktestFold) -> tuple[Path, Path]:
+    """A fold's gain chart and the network's calibration plot."""
+    stem = f"cutoff_{fold.cutoff.isoformat()}"
+    return out / f"{stem}_gain.png", out / f"{stem}_calibration.png"
+
+
 def write_report(folds: Sequence[BacktestFold], directory: str | Path) -> Path:
     """``directory``/backtest.html (tables, gain and calibration charts per cutoff) and backtest.csv."""
     from ltvfeed import csv_output
@@ -209,15 +236,15 @@ def write_report(folds: Sequence[BacktestFold], directory: str | Path) -> Path:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     table = summary_table(folds)
-    csv_output.write_csv(table, out / "backtest.csv")
+    csv_output.write_csv(table.reset_index(), out / "backtest.csv", index=False)  # cutoff, model as columns
     sections = []
     for fold in folds:
-        stem = f"cutoff_{fold.cutoff.isoformat()}"
+        gain_path, calibration_path = _charts(out, fold)
         expected = {name: p["expected_ltv"].to_numpy() for name, p in fold.predictions.items()}
-        gain = gain_chart(fold.y, expected, out / f"{stem}_gain.png")
+        gain = gain_chart(fold.y, expected, gain_path)
         net = fold.predictions["ziln"]
         calibration = calibration_plot(
-            fold.y, net["expected_ltv"].to_numpy(), out / f"{stem}_calibration.png", prob_return=net["prob_return"]
+            fold.y, net["expected_ltv"].to_numpy(), calibration_path, prob_return=net["prob_return"]
         )
         images = "".join(
             f'<img alt="{html.escape(p.name)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'

@@ -1,6 +1,7 @@
 """``ltvfeed ltv train|score|predict|backtest``: the LTV model by hand, exactly as the ``ltv_retrain`` DAG runs it
 (train, score), ``predict`` for a shop that has nothing but a transaction log, and ``backtest``: rolling-origin
-backtests of the network against naive and BG/NBD + Gamma-Gamma on a shop's own log."""
+backtests of the network against naive and BG/NBD + Gamma-Gamma on a shop's own log (a file or the warehouse),
+logged to MLflow."""
 
 from __future__ import annotations
 
@@ -104,28 +105,47 @@ def predict_cmd(
 
 @ltv_app.command("backtest")
 def backtest_cmd(
-    log_file: Path = typer.Argument(..., help="CSV transaction log: customer_id,order_date,amount (header row)."),
+    log_file: Path | None = typer.Argument(
+        None, help="CSV transaction log: customer_id,order_date,amount (header row). Or --warehouse."
+    ),
+    warehouse: bool = typer.Option(False, "--warehouse", help="Backtest the warehouse's orders instead of a file."),
     cutoffs: str = typer.Option(..., "--cutoffs", help="Origins YYYY-MM-DD,YYYY-MM-DD,... (each needs H days after)."),
     horizon_days: int = typer.Option(
         DEFAULT_HORIZON_DAYS, "--horizon-days", min=1, help="Predict revenue over this many days."
     ),
     out: Path = typer.Option(Path("ltv-backtest"), "--out", help="Folder for backtest.html and backtest.csv."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
+    mlflow: bool = typer.Option(
+        True, "--mlflow/--no-mlflow", help="Log the backtest as a run of MLflow experiment ltv_backtest."
+    ),
 ) -> None:
     """Network vs naive vs BG/NBD + Gamma-Gamma at each cutoff: Spearman, Gini, top-decile capture, AUC, total
-    error, VWDE (printed, and saved as HTML with gain and calibration charts)."""
+    error, VWDE (printed, saved as HTML with gain and calibration charts, and logged to MLflow)."""
     import pandas as pd
 
     from ltvfeed.training.fit import TrainConfig
-    from ltvfeed.training.ltv_backtest import backtest, read_log, summary_table, write_report
+    from ltvfeed.training.ltv_backtest import backtest, read_log, summary_table, warehouse_orders, write_report
 
+    if (log_file is None) == (not warehouse):
+        raise UserError("give either a transaction log file or --warehouse, not both or neither")
     days = [date_option(part.strip(), "--cutoffs") for part in cutoffs.split(",") if part.strip()]
     if not out.parent.is_dir():
         raise UserError(f"the folder of --out does not exist: {out.parent}")
-    folds = backtest(read_log(log_file), days, horizon_days, TrainConfig(seed=seed), echo=typer.echo)
+    if log_file is not None:
+        orders, source = read_log(log_file), str(log_file.resolve())
+        stack = _stack() if mlflow else None  # before minutes of work, not after
+    else:
+        stack = _stack()
+        orders, source = warehouse_orders(stack.warehouse_dsn), "warehouse"
+    folds = backtest(orders, days, horizon_days, TrainConfig(seed=seed), echo=typer.echo)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         typer.echo(summary_table(folds).to_string(float_format=lambda v: f"{v:.4f}"))
     typer.echo(f"report: {write_report(folds, out)}")
+    if stack is not None and mlflow:
+        from ltvfeed.training.ltv_backtest_tracking import EXPERIMENT, log_backtest
+
+        run = log_backtest(stack, folds, out, source, seed, orders["user_id"].nunique())
+        typer.echo(f"MLflow run {run.run_id} in experiment {EXPERIMENT} (artifacts: {run.artifact_uri})")
 
 
 def register(app: typer.Typer) -> None:

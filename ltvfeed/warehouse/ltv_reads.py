@@ -1,6 +1,6 @@
 """What LTV training and scoring read from the marts, as frames: labels (``marts.ltv_labels``) and the
 ``user_features`` snapshot of a cutoff. Rows are keyed by ``user_id`` and ``cutoff`` (the label's / snapshot's
-as_of)."""
+as_of). Backtests read the raw orders themselves (:func:`read_orders`), as a transaction log would give them."""
 
 from __future__ import annotations
 
@@ -67,6 +67,20 @@ def snapshot_features(dsn: str, as_of: date, columns: Sequence[str]) -> pd.DataF
     if not rows:
         raise UserError(f"no user_features snapshot for as_of {as_of}")
     return pd.DataFrame(rows, columns=["user_id", *names])
+
+
+def read_orders(dsn: str) -> pd.DataFrame:
+    """Every order of ``raw.orders`` as a backtest's orders frame: user_id, ordered_at (UTC), amount (float), in
+    (user_id, ordered_at, order_id) order so repeated reads give the same frame. Empty without orders."""
+    with connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "select user_id, ordered_at, amount::double precision from raw.orders order by user_id, ordered_at, "
+            "order_id"
+        ).fetchall()
+    frame = pd.DataFrame(rows, columns=["user_id", "ordered_at", "amount"])
+    return frame.astype({"user_id": str, "amount": "float64"}).assign(
+        ordered_at=pd.to_datetime(frame["ordered_at"], utc=True)
+    )
 
 
 def top_predicted_user(dsn: str, model_name: str, version: str) -> str | None:
