@@ -62,8 +62,11 @@ def _pandas(table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=mapping.get)
 
 
-def build_frames(users: int, days: int, horizon: int, seed: int, progress: bool) -> tuple[Frames, dict[str, float]]:
-    """Simulate chunk by chunk; keep only the per-user feature rows and labels."""
+def build_frames(
+    users: int, days: int, horizon: int, seed: int, progress: bool, train_cutoffs: int = 1, step_days: int = 30
+) -> tuple[Frames, dict[str, float]]:
+    """Simulate chunk by chunk; keep only the per-user feature rows and labels. ``train_cutoffs`` > 1 adds
+    earlier training cutoffs ``step_days`` apart (rows carry their ``cutoff``), as ``ltv_retrain`` does."""
     from tqdm import tqdm
 
     from ltvfeed.simulator import SimulationConfig
@@ -72,8 +75,9 @@ def build_frames(users: int, days: int, horizon: int, seed: int, progress: bool)
     from ltvfeed.training.benchmark import user_features_from_shop
 
     config = SimulationConfig(n_users=users, n_items=2000, days=days, seed=seed, end_date=END, horizons=(horizon,))
-    train_cutoff = pd.Timestamp(END - timedelta(days=horizon), tz="UTC")
+    cutoffs = [pd.Timestamp(END - timedelta(days=horizon + k * step_days), tz="UTC") for k in range(train_cutoffs)]
     end = pd.Timestamp(END, tz="UTC")
+    label_span = pd.Timedelta(days=horizon)
     started = time.perf_counter()
     items_table, chunks = iter_chunks(config)
     items = _pandas(items_table)
@@ -82,12 +86,14 @@ def build_frames(users: int, days: int, horizon: int, seed: int, progress: bool)
     for chunk in tqdm(chunks, total=total, desc="simulate + features", disable=not progress):
         raw = {kind: _pandas(table) for kind, table in chunk.raw().items()}
         shop = SimpleNamespace(items=items, **raw)
-        shop.config = SimpleNamespace(end=train_cutoff.to_pydatetime())
-        train = user_features_from_shop(shop)
-        window = raw["orders"][(raw["orders"]["ordered_at"] >= train_cutoff) & (raw["orders"]["ordered_at"] < end)]
-        revenue = window.groupby("user_id")["amount"].sum().astype("float64")
-        train_parts.append(train)
-        train_labels.append(revenue.reindex(train["user_id"]).fillna(0.0).to_numpy())
+        for cutoff in reversed(cutoffs):  # ascending, as the warehouse returns them
+            shop.config = SimpleNamespace(end=cutoff.to_pydatetime())
+            train = user_features_from_shop(shop).assign(cutoff=cutoff.date())
+            orders = raw["orders"]
+            window = orders[(orders["ordered_at"] >= cutoff) & (orders["ordered_at"] < cutoff + label_span)]
+            revenue = window.groupby("user_id")["amount"].sum().astype("float64")
+            train_parts.append(train)
+            train_labels.append(revenue.reindex(train["user_id"]).fillna(0.0).to_numpy())
         shop.config = SimpleNamespace(end=end.to_pydatetime())
         holdout = user_features_from_shop(shop)
         future = _pandas(chunk.future_spend)
@@ -115,7 +121,14 @@ def schema_for(frame: pd.DataFrame):
 
 
 def run(
-    users: int, days: int, horizon: int, seed: int, progress: bool, seeds: int = 1
+    users: int,
+    days: int,
+    horizon: int,
+    seed: int,
+    progress: bool,
+    seeds: int = 1,
+    train_cutoffs: int = 1,
+    step_days: int = 30,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     from ltvfeed.training.baselines import BtydBaseline
     from ltvfeed.training.fit import TrainConfig
@@ -123,7 +136,7 @@ def run(
     from ltvfeed.training.ltv_pyfunc import save_ltv_model
     from ltvfeed.training.ltv_run import evaluate_all, fit_models, predict_all
 
-    frames, figures = build_frames(users, days, horizon, seed, progress)
+    frames, figures = build_frames(users, days, horizon, seed, progress, train_cutoffs, step_days)
     schema = schema_for(frames.train)
     figures.update(
         train_rows=len(frames.train),
@@ -140,7 +153,10 @@ def run(
     BtydBaseline(horizon).fit(frames.train)
     figures["btyd_fit_s"] = time.perf_counter() - started
     figures["ziln_fit_s"] = figures["fit_all_s"] - figures["btyd_fit_s"]  # the naive baseline costs nothing
-    figures["ziln_epochs"] = len(models.network.report.history) if models.network.report else 0
+    report = models.network.report
+    figures["ziln_epochs"] = sum(len(m.history) for m in report.members) if report else 0
+    figures["ziln_members"] = len(report.members) if report else 0
+    figures["calibration"] = f"{report.calibration_source} ({report.calibration_rows:,} rows)" if report else "-"
 
     predictions = predict_all(models, frames.holdout)
     metrics = evaluate_all(frames.holdout_y, predictions)
@@ -284,18 +300,35 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument(
+        "--train-cutoffs", type=int, default=1, help="training cutoffs (>1: the latest calibrates out of time)"
+    )
+    parser.add_argument("--cutoff-step-days", type=int, default=30, help="days between training cutoffs")
+    parser.add_argument(
         "--seeds", type=int, default=1, help="train the network with this many seeds (from --seed) on the same data"
     )
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(2)  # the bar is for 2 cores
-    metrics, figures = run(args.users, args.days, args.horizon_days, args.seed, args.progress, args.seeds)
-    head = f"{args.users:,} simulated users, {args.days} days, H = {args.horizon_days} d, seed {args.seed}"
+    metrics, figures = run(
+        args.users,
+        args.days,
+        args.horizon_days,
+        args.seed,
+        args.progress,
+        args.seeds,
+        args.train_cutoffs,
+        args.cutoff_step_days,
+    )
+    head = (
+        f"{args.users:,} simulated users, {args.days} days, H = {args.horizon_days} d, seed {args.seed}, "
+        f"{args.train_cutoffs} training cutoff(s) {args.cutoff_step_days} d apart"
+    )
     print(f"\nLTV benchmark: {head}")
     print(
         f"training rows {figures['train_rows']:,} (features at end - H), holdout rows {figures['holdout_rows']:,} "
-        f"(ground truth), {figures['features']} features"
+        f"(ground truth), {figures['features']} features; {figures['ziln_members']} ensemble member(s), "
+        f"calibrated {figures['calibration']}"
     )
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
         print("\n" + metrics.to_string(float_format=lambda v: f"{v:.4f}"))

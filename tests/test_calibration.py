@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
@@ -69,9 +70,9 @@ def test_invalid_knots_are_rejected_with_the_reason() -> None:
 
 def test_fitted_model_is_calibrated_and_the_calibration_is_saved(tmp_path) -> None:
     df, y = make_shop(3000, seed=5)
-    config = TrainConfig(max_epochs=10, patience=3, batch_size=256, num_threads=1, seed=1)
+    config = TrainConfig(max_epochs=10, patience=3, batch_size=256, num_threads=1, seed=1, members=1)
     model = LtvModel(horizon_days=90, config=config).fit(df, y)
-    assert model.report.calibration_knots >= 2
+    assert model.report.calibration_knots >= 2 and model.report.calibration_source == "validation"
     raw_model = LtvModel(horizon_days=90, config=TrainConfig(**{**config.__dict__, "calibration_bins": 0})).fit(df, y)
     assert raw_model.report.calibration_knots == 0 and raw_model.module.calibration.is_identity
 
@@ -89,3 +90,33 @@ def test_fitted_model_is_calibrated_and_the_calibration_is_saved(tmp_path) -> No
     restored = LtvModel.load(model.save(tmp_path / "model"))
     assert restored.module.calibration == model.module.calibration
     assert restored.predict(df.head(100)).equals(model.predict(df.head(100)))
+
+
+def test_ensemble_calibrates_on_every_users_out_of_fold_prediction() -> None:
+    df, y = make_shop(3000, seed=5)
+    config = TrainConfig(max_epochs=10, patience=3, batch_size=256, num_threads=1, seed=1, members=3)
+    model = LtvModel(horizon_days=90, config=config).fit(df, y)
+    report = model.report
+    assert report.calibration_source == "out_of_fold" and report.calibration_rows == len(df)
+    # each user validated by exactly one member: the folds partition the users
+    assert sum(m.n_validation for m in report.members) == len(df)
+    assert all(m.n_train + m.n_validation == len(df) for m in report.members)
+    # the level is learned on all users, not on one fifth of them
+    assert total_ratio(y, model.predict(df)["expected_ltv"]) == pytest.approx(1.0, abs=0.06)
+
+
+def test_calibration_is_learned_out_of_time_on_the_latest_period() -> None:
+    early, y_early = make_shop(2000, seed=5)
+    late, y_late = make_shop(2000, seed=6)
+    late = late.assign(user_id=late["user_id"] + "_late")
+    df = pd.concat([early, late], ignore_index=True)
+    y = np.concatenate([y_early, 2.0 * y_late])  # the later window spends more: only out of time can see it
+    periods = np.repeat(["2025-01-01", "2025-02-01"], [len(early), len(late)])
+    config = TrainConfig(max_epochs=10, patience=3, batch_size=256, num_threads=1, seed=1, members=2)
+    model = LtvModel(horizon_days=90, config=config).fit(df, y, periods=periods)
+    report = model.report
+    assert report.calibration_source == "out_of_time" and report.calibration_rows == len(late)
+    assert all(m.n_train + m.n_validation == len(early) for m in report.members)  # no member saw the late rows
+    assert total_ratio(y[len(early) :], model.predict(late)["expected_ltv"]) == pytest.approx(1.0, abs=0.03)
+    in_time = LtvModel(horizon_days=90, config=config).fit(df, y)  # no periods: calibrated on both windows
+    assert total_ratio(y[len(early) :], in_time.predict(late)["expected_ltv"]) < 0.9

@@ -17,6 +17,7 @@ import torch
 from ltvfeed.errors import UserError
 from ltvfeed.simulator.btyd_customers import make_shop
 from ltvfeed.training.baselines import BtydBaseline, NaiveBaseline
+from ltvfeed.training.btyd_inputs import COLUMNS as BTYD_COLUMNS
 from ltvfeed.training.features import MISSING_INDEX, OOV_INDEX, FeatureEncoder
 from ltvfeed.training.fit import LtvModel, TrainConfig, split_by_user
 from ltvfeed.training.metrics import evaluate, normalized_gini
@@ -148,7 +149,8 @@ def test_raw_module_scores_on_its_own(fitted, shop) -> None:
 def test_transaction_log_only_shop(shop) -> None:
     df, y = shop
     model = LtvModel(config=QUICK).fit(df[RFM_COLUMNS], y)
-    assert model.feature_columns == RFM_COLUMNS[1:]
+    # the RFM columns, and the BG/NBD + Gamma-Gamma outputs fitted on them
+    assert model.feature_columns == [*RFM_COLUMNS[1:], *BTYD_COLUMNS]
     out = model.predict(df)  # extra columns at scoring time are ignored
     assert len(out) == len(df) and np.isfinite(out.to_numpy()).all()
 
@@ -212,7 +214,7 @@ def test_early_stopping_keeps_the_best_epoch(shop) -> None:
     # Two snapshots per user: the split must keep both rows of a user on the same side.
     df = pd.concat([df, df.assign(tenure_days=df["tenure_days"] + 30)], ignore_index=True)
     y = np.concatenate([y, y])
-    config = TrainConfig(max_epochs=60, patience=2, batch_size=128, learning_rate=1e-2, num_threads=1)
+    config = TrainConfig(max_epochs=60, patience=2, batch_size=128, learning_rate=1e-2, num_threads=1, members=1)
     model = LtvModel(config=config).fit(df, y)
     report = model.report
     assert report.stopped_early and len(report.history) < 60
@@ -221,7 +223,7 @@ def test_early_stopping_keeps_the_best_epoch(shop) -> None:
     assert report.n_validation == val.sum() > 0
     assert not set(df.loc[val, "user_id"]) & set(df.loc[~val, "user_id"])
     # The weights kept are the best epoch's: their validation loss is the minimum of the history.
-    numeric, categorical = model.module.encoder.encode(df[val])
+    numeric, categorical = model.module.encode(df[val])
     with torch.inference_mode():
         loss = ziln_loss(model.module(numeric, categorical), torch.tensor(y[val], dtype=torch.float32))
     best = min(r.val_loss for r in report.history)

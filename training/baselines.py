@@ -277,7 +277,10 @@ class BtydBaseline:
     def fit(self, df: pd.DataFrame, y: object = None) -> BtydBaseline:
         """Fit both models on the customers in ``df`` (``y`` is unused: BTYD needs no labels)."""
         summary = btyd_summary(df, self.columns)
-        customers = summary[summary["is_customer"]]
+        return self.fit_summary(summary[summary["is_customer"]])
+
+    def fit_summary(self, customers: pd.DataFrame) -> BtydBaseline:
+        """Fit both models on a BTYD summary of customers (frequency, recency, T, monetary_value)."""
         if len(customers) < 10:
             raise UserError(f"BTYD needs customers with orders; only {len(customers)} in the frame")
         self.bgnbd = fit_bgnbd(customers["frequency"], customers["recency"], customers["T"])

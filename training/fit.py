@@ -25,13 +25,14 @@ from ltvfeed.training.epochs import EpochRecord
 if TYPE_CHECKING:
     import torch
 
-    from ltvfeed.training.network import LtvNetwork
+    from ltvfeed.training.network import LtvMember, LtvNetwork
 
 log = logging.getLogger(__name__)
 
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "model.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ensemble members and BTYD inputs; 1 (one network) still loads
+READABLE_FORMATS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,13 @@ class TrainConfig:
     min_category_count: int = 5
     max_vocabulary: int = 1000
     calibration_bins: int = 20  # bins of validation users for the expected-LTV calibration; 0 = none
+    # A seed ensemble: this many networks, each validated on its own fold of users (5 folds of 20 % by default),
+    # their logits averaged. More members: less variance between training runs, proportionally longer fits.
+    members: int = 5
+    btyd_inputs: bool = True  # BG/NBD + Gamma-Gamma outputs fitted on the training rows as network inputs
+    # With rows of several cutoffs (``fit(periods=...)``): calibrate on the latest cutoff's rows, which no member
+    # trains on, so the calibration corrects what changes between windows (out of time), not only in sample.
+    calibrate_out_of_time: bool = True
 
 
 @dataclass
@@ -61,6 +69,9 @@ class FitReport:
     n_validation: int = 0
     stopped_early: bool = False
     calibration_knots: int = 0  # 0: expected LTV uncalibrated (no validation split, or too few buyers in it)
+    calibration_source: str = "none"  # out_of_time | out_of_fold | validation | none
+    calibration_rows: int = 0
+    members: list[FitReport] = field(default_factory=list)  # one per ensemble member (this report is the first's)
 
 
 def split_by_user(user_ids: Sequence[Any] | np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +89,28 @@ def split_by_user(user_ids: Sequence[Any] | np.ndarray, fraction: float, seed: i
     in_val[np.random.default_rng(seed).permutation(n_users)[:n_val]] = True
     row_in_val = in_val[codes]
     return np.flatnonzero(~row_in_val), np.flatnonzero(row_in_val)
+
+
+def member_splits(user_ids: Sequence[Any] | np.ndarray, cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Row positions (train, validation) per ensemble member. One member: a ``validation_fraction`` split.
+    Several: user-level folds, member k validated on fold k, so every user is validated exactly once (their
+    out-of-fold predictions calibrate the ensemble); without validation, every member trains on every row."""
+    if cfg.members < 1:
+        raise UserError(f"members must be >= 1, got {cfg.members}")
+    if cfg.members == 1:
+        return [split_by_user(user_ids, cfg.validation_fraction, cfg.seed)]
+    rows = np.arange(len(user_ids))
+    if cfg.validation_fraction == 0:
+        return [(rows, rows[:0])] * cfg.members
+    codes, uniques = pd.factorize(pd.Series(user_ids), sort=True)
+    if (codes < 0).any():
+        raise UserError("user ids must not be missing")
+    if len(uniques) < cfg.members:
+        raise UserError(f"{len(uniques)} users cannot fill {cfg.members} ensemble folds: use fewer members")
+    fold_of_user = np.empty(len(uniques), dtype=np.int64)
+    fold_of_user[np.random.default_rng(cfg.seed).permutation(len(uniques))] = np.arange(len(uniques)) % cfg.members
+    fold = fold_of_user[codes]
+    return [(rows[fold != k], rows[fold == k]) for k in range(cfg.members)]
 
 
 class LtvModel:
@@ -117,10 +150,17 @@ class LtvModel:
     def feature_columns(self) -> list[str]:
         return self.module.encoder.columns
 
-    def fit(self, df: pd.DataFrame, y: Sequence[float] | np.ndarray | pd.Series) -> LtvModel:
-        """Train on features ``df`` and horizon revenue ``y`` (one value per row, >= 0)."""
+    def fit(
+        self,
+        df: pd.DataFrame,
+        y: Sequence[float] | np.ndarray | pd.Series,
+        periods: Sequence[Any] | np.ndarray | None = None,
+    ) -> LtvModel:
+        """Train on features ``df`` and horizon revenue ``y`` (one value per row, >= 0). ``periods`` (e.g. each
+        row's cutoff) lets the calibration be learned out of time on the latest period (see TrainConfig)."""
         import torch
 
+        from ltvfeed.training.btyd_inputs import BtydInputs
         from ltvfeed.training.features import FeatureEncoder
         from ltvfeed.training.network import LtvNetwork
 
@@ -130,9 +170,10 @@ class LtvModel:
             user_ids = df[self.id_column].to_numpy()
         else:
             user_ids = np.arange(len(df))  # one row per user
-        train_rows, val_rows = split_by_user(user_ids, cfg.validation_fraction, cfg.seed)
-        train_df = df.iloc[train_rows]
-        self.validation_index = df.index[val_rows]
+        fit_rows, later_rows = _time_split(periods, len(df), cfg)
+        splits = [(fit_rows[t], fit_rows[v]) for t, v in member_splits(user_ids[fit_rows], cfg)]
+        self.validation_index = df.index[splits[0][1]]
+        fit_df = df.iloc[fit_rows]
 
         excluded = [*self.exclude_columns, *([self.id_column] if self.id_column else [])]
         previous_threads = torch.get_num_threads()
@@ -141,28 +182,64 @@ class LtvModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             try:
+                btyd = BtydInputs.fit(fit_df, self.horizon_days) if cfg.btyd_inputs else None
                 encoder = FeatureEncoder.fit(
-                    train_df,
+                    fit_df if btyd is None else btyd.add_to(fit_df),
                     categorical_columns=self.categorical_columns,
                     exclude_columns=excluded,
                     min_category_count=cfg.min_category_count,
                     max_vocabulary=cfg.max_vocabulary,
                 )
-                network = LtvNetwork(encoder, hidden=cfg.hidden, dropout=cfg.dropout)
+                network = LtvNetwork(encoder, hidden=cfg.hidden, dropout=cfg.dropout, members=cfg.members, btyd=btyd)
+                numeric, categorical = network.encode(df)
                 y_all = torch.from_numpy(labels.astype(np.float32))
-                train = (*encoder.encode(train_df), y_all[train_rows])
-                val = (*encoder.encode(df.iloc[val_rows]), y_all[val_rows]) if len(val_rows) else None
-                network.init_output_bias(train[2])
-                self.report = _train(network, train, val, cfg)
-                if len(val_rows) and cfg.calibration_bins > 0:
-                    raw = network.predict_frame(df.iloc[val_rows])["expected_ltv"].to_numpy()
-                    network.calibration = MeanCalibration.fit(raw, labels[val_rows], bins=cfg.calibration_bins)
-                    self.report.calibration_knots = len(network.calibration.knots_x)
+                reports, out_of_fold = [], np.full(len(df), np.nan)
+                for k, (member, (train_rows, val_rows)) in enumerate(zip(network.members, splits, strict=True)):
+                    torch.manual_seed(cfg.seed + k)
+                    train = (numeric[train_rows], categorical[train_rows], y_all[train_rows])
+                    val = (numeric[val_rows], categorical[val_rows], y_all[val_rows]) if len(val_rows) else None
+                    member.init_output_bias(train[2])
+                    reports.append(_train(member, train, val, cfg, seed=cfg.seed + k))
+                    if len(val_rows):
+                        out_of_fold[val_rows] = _expected_ltv(member, val[0], val[1])
+                network.eval()
+                self.report = reports[0]
+                self.report.members = reports
+                self._calibrate(network, df, labels, later_rows, out_of_fold, splits)
             finally:
                 torch.set_num_threads(previous_threads)
         network.eval()
         self._network = network
         return self
+
+    def _calibrate(
+        self,
+        network: LtvNetwork,
+        df: pd.DataFrame,
+        labels: np.ndarray,
+        later_rows: np.ndarray,
+        out_of_fold: np.ndarray,
+        splits: list[tuple[np.ndarray, np.ndarray]],
+    ) -> None:
+        """Fit the expected-LTV calibration on rows no member trained on: the latest period's when there is
+        one (out of time), else every member's validation fold (out of fold)."""
+        cfg, report = self.config, self.report
+        assert report is not None
+        if cfg.calibration_bins <= 0:
+            return
+        if len(later_rows):
+            rows, source = later_rows, "out_of_time"
+            raw = network.predict_frame(df.iloc[later_rows])["expected_ltv"].to_numpy()
+        else:
+            rows = np.flatnonzero(np.isfinite(out_of_fold))
+            source = "validation" if len(splits) == 1 else "out_of_fold"
+            raw = out_of_fold[rows]
+        if not len(rows):
+            return
+        network.calibration = MeanCalibration.fit(raw, labels[rows], bins=cfg.calibration_bins)
+        report.calibration_knots = len(network.calibration.knots_x)
+        report.calibration_source = source if report.calibration_knots else "none"
+        report.calibration_rows = len(rows)
 
     def predict(self, df: pd.DataFrame, batch_size: int = 65536) -> pd.DataFrame:
         """DataFrame[prob_return, expected_ltv, p10, p50, p90] with ``df``'s index."""
@@ -193,14 +270,14 @@ class LtvModel:
     def load(cls, path: str | Path) -> LtvModel:
         import torch
 
-        from ltvfeed.training.network import LtvNetwork
+        from ltvfeed.training.network import LtvNetwork, single_member_state
 
         directory = Path(path)
         spec_path, weights_path = directory / SPEC_FILE, directory / WEIGHTS_FILE
         if not spec_path.is_file() or not weights_path.is_file():
             raise UserError(f"{directory} is not a saved LTV model (needs {SPEC_FILE} and {WEIGHTS_FILE})")
         spec = json.loads(spec_path.read_text())
-        if spec.get("format_version") != FORMAT_VERSION:
+        if spec.get("format_version") not in READABLE_FORMATS:
             raise UserError(f"{spec_path}: unsupported format_version {spec.get('format_version')!r}")
         config_fields = {**spec["config"], "hidden": tuple(spec["config"]["hidden"])}
         model = cls(
@@ -211,7 +288,8 @@ class LtvModel:
             exclude_columns=spec["exclude_columns"],
         )
         network = LtvNetwork.from_spec(spec["network"])
-        network.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        network.load_state_dict(single_member_state(state) if spec["format_version"] == 1 else state)
         network.eval()
         model._network = network
         return model
@@ -230,11 +308,38 @@ def _check_labels(df: pd.DataFrame, y: Sequence[float] | np.ndarray | pd.Series)
     return labels
 
 
+def _time_split(periods: Sequence[Any] | np.ndarray | None, n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions (trained on, calibrated on): the latest period apart when there are several periods and
+    out-of-time calibration is on; else every row is trained on."""
+    rows = np.arange(n)
+    if periods is None or not cfg.calibrate_out_of_time or cfg.calibration_bins <= 0:
+        return rows, rows[:0]
+    values = pd.Series(np.asarray(periods))
+    if len(values) != n:
+        raise UserError(f"periods has {len(values)} values but the feature frame has {n} rows")
+    if values.nunique() < 2:
+        return rows, rows[:0]
+    later = (values == values.max()).to_numpy()
+    return rows[~later], rows[later]
+
+
+def _expected_ltv(member: LtvMember, numeric: torch.Tensor, categorical: torch.Tensor) -> np.ndarray:
+    """One member's uncalibrated expected LTV for encoded rows (its out-of-fold predictions)."""
+    import torch
+
+    from ltvfeed.training.ziln import ziln_expected_value
+
+    member.eval()
+    with torch.inference_mode():
+        return ziln_expected_value(member(numeric, categorical).double()).numpy()
+
+
 def _train(
-    network: LtvNetwork,
+    network: LtvMember,
     train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
     cfg: TrainConfig,
+    seed: int,
 ) -> FitReport:
     import torch
 
@@ -247,7 +352,7 @@ def _train(
         if cfg.lr_decay_patience > 0 and val is not None
         else None
     )
-    shuffle = torch.Generator().manual_seed(cfg.seed)
+    shuffle = torch.Generator().manual_seed(seed)
     n = train[2].shape[0]
 
     def train_epoch() -> float:
@@ -288,7 +393,7 @@ def _train(
     return report
 
 
-def _loss(network: LtvNetwork, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], chunk: int = 65536) -> float:
+def _loss(network: LtvMember, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], chunk: int = 65536) -> float:
     import torch
 
     from ltvfeed.training.ziln import ziln_loss

@@ -10,6 +10,10 @@ split in half: label window L = (D - first day) // 2 days, cutoff D - L. Labels 
 spend rate), and the probability of buying again is extrapolated from L to N days with a constant hazard:
 p_N = 1 - (1 - p_L) ^ (N / L). Both are approximations, logged when used; the plan says which applied.
 
+Two training cutoffs when the history allows: the network's members learn at D - L - s and the expected-LTV
+calibration is learned at D - L (s = L / 4, at least a week), so the level is corrected out of time, for the
+drift between windows (customers' histories grow longer, cohorts age), not only in sample.
+
 Feature groups a transaction log lacks (engagement, demographics, preferences) are constant or missing in the
 marts, and the network's encoder drops or neutralises them: an RFM/tenure model remains.
 """
@@ -46,10 +50,18 @@ class PredictPlan:
     as_of: date
     horizon_days: int
     label_days: int
+    step_days: int = 0  # > 0: an earlier cutoff the members train on; train_cutoff then calibrates out of time
 
     @property
     def train_cutoff(self) -> date:
         return self.as_of - timedelta(days=self.label_days)
+
+    @property
+    def train_cutoffs(self) -> tuple[date, ...]:
+        """Ascending; the last one calibrates when there are two."""
+        if not self.step_days:
+            return (self.train_cutoff,)
+        return (self.train_cutoff - timedelta(days=self.step_days), self.train_cutoff)
 
     @property
     def scale(self) -> float:
@@ -62,6 +74,8 @@ class PredictPlan:
 
     def describe(self) -> str:
         text = f"features at {self.train_cutoff}, labels [{self.train_cutoff}, {self.as_of}), predict at {self.as_of}"
+        if self.step_days:
+            text += f"; trained at {self.train_cutoffs[0]}, calibrated out of time at {self.train_cutoff}"
         if self.scaled:
             text += f"; history too short for {self.horizon_days} days: {self.label_days}-day labels x {self.scale:.3g}"
         return text
@@ -78,7 +92,9 @@ def plan_predict(as_of: date, horizon_days: int, first_day: date) -> PredictPlan
             f"the data before {as_of} starts on {first_day}: {history} days of history; predicting needs at least "
             f"{2 * min(MIN_LABEL_DAYS, horizon_days)} (half to describe customers, half to see what they spent)"
         )
-    return PredictPlan(as_of, horizon_days, label_days)
+    step = max(MIN_LABEL_DAYS, label_days // 4)
+    room = history - label_days - step  # history before the earlier cutoff
+    return PredictPlan(as_of, horizon_days, label_days, step if room >= MIN_LABEL_DAYS else 0)
 
 
 def extrapolate_prob(prob: np.ndarray, factor: float) -> np.ndarray:
@@ -105,7 +121,7 @@ def predict_customers(
         ltv_feature_schema,
     )
     from ltvfeed.warehouse.extent import data_range, first_day_before
-    from ltvfeed.warehouse.ltv_reads import read_labels, snapshot_features
+    from ltvfeed.warehouse.ltv_reads import CUTOFF, read_labels, snapshot_features
     from ltvfeed.warehouse.snapshots import dbt_target_dir
 
     dsn = stack.warehouse_dsn
@@ -127,25 +143,26 @@ def predict_customers(
     plan = plan_predict(as_of, horizon_days, first_day)
     _say(echo, plan.describe())
     with dbt_target_dir(None) as target:
-        for day in (plan.train_cutoff, as_of):
+        for day in (*plan.train_cutoffs, as_of):
             _say(echo, f"building the customer snapshot for {day} (dbt) ...")
             build(stack, day, plan.label_days, "+user_features", target_path=target)
         build(stack, None, plan.label_days, "ltv_labels", target_path=target)
     labels = complete_labels(
-        read_labels(dsn, [plan.train_cutoff], plan.label_days),
-        [plan.train_cutoff],
-        plan.label_days,
-        observed_until=as_of,
+        read_labels(dsn, plan.train_cutoffs, plan.label_days), plan.train_cutoffs, plan.label_days, observed_until=as_of
     )
     schema = ltv_feature_schema()
-    train = snapshot_features(dsn, plan.train_cutoff, schema.columns)
-    train = train.merge(labels[["user_id", "revenue"]], on="user_id", how="inner", validate="one_to_one")
+    parts = []
+    for cutoff in plan.train_cutoffs:
+        revenue = labels.loc[labels[CUTOFF] == cutoff, ["user_id", "revenue"]]
+        rows = snapshot_features(dsn, cutoff, schema.columns)
+        parts.append(rows.merge(revenue, on="user_id", how="inner", validate="one_to_one").assign(cutoff=cutoff))
+    train = pd.concat(parts, ignore_index=True)
     y = train.pop("revenue").to_numpy(np.float64) * plan.scale
     inputs = as_model_input(train, schema)
     inputs.insert(0, "user_id", train["user_id"].to_numpy())
-    _say(echo, f"training on {len(train)} customers of {plan.train_cutoff} ...")
+    _say(echo, f"training on {len(train)} customer rows of {', '.join(map(str, plan.train_cutoffs))} ...")
     model = LtvModel(horizon_days, config or TrainConfig(), categorical_columns=schema.categorical)
-    model.fit(inputs, y)
+    model.fit(inputs, y, periods=train["cutoff"].to_numpy())
     current = snapshot_features(dsn, as_of, schema.columns)
     predicted = model.predict(as_model_input(current, schema))
     prob = predicted["prob_return"].to_numpy()

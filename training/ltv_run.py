@@ -43,6 +43,7 @@ from ltvfeed.training.ltv_data import (
     labelled_frame,
     ltv_feature_schema,
 )
+from ltvfeed.warehouse.ltv_reads import CUTOFF
 
 if TYPE_CHECKING:
     from ltvfeed.infra.stack import Stack
@@ -150,15 +151,16 @@ def _json_float(value: float) -> float | None:
 def fit_models(
     frame: pd.DataFrame, y: np.ndarray, horizon_days: int, schema: FeatureSchema, config: TrainConfig
 ) -> FittedModels:
-    """The network on the schema's columns (validation split by user inside), the naive baseline, and
-    BG/NBD + Gamma-Gamma on the same customers' order histories."""
+    """The network on the schema's columns (validation folds by user inside; with rows of several cutoffs, the
+    latest calibrates it out of time), the naive baseline, and BG/NBD + Gamma-Gamma on the same customers'
+    order histories."""
     from ltvfeed.training.baselines import BtydBaseline, NaiveBaseline
     from ltvfeed.training.fit import LtvModel
 
     inputs = as_model_input(frame, schema)
     inputs.insert(0, "user_id", frame["user_id"].to_numpy())
     network = LtvModel(horizon_days, config, categorical_columns=schema.categorical, id_column="user_id")
-    network.fit(inputs, y)
+    network.fit(inputs, y, periods=frame[CUTOFF].to_numpy() if CUTOFF in frame.columns else None)
     btyd, error = None, None
     try:
         btyd = BtydBaseline(horizon_days).fit(frame)
@@ -347,7 +349,15 @@ def _params(
         "btyd_fitted": models.btyd is not None,
     }
     if report is not None:
-        params.update({"best_epoch": report.best_epoch, "epochs_run": len(report.history)})
+        params.update(
+            {
+                "best_epoch": report.best_epoch,
+                "epochs_run": sum(len(m.history) for m in report.members) or len(report.history),
+                "calibration_source": report.calibration_source,
+                "calibration_rows": report.calibration_rows,
+            }
+        )
+    params["btyd_inputs"] = models.network.module.btyd is not None
     if models.btyd_error:
         params["btyd_error"] = models.btyd_error[:500]
     return params

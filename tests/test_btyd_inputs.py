@@ -1,0 +1,83 @@
+"""BG/NBD + Gamma-Gamma outputs as network inputs: the summary from day counts, the fit, and what the saved model
+carries (and that a model saved before ensembles and BTYD inputs still loads)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ltvfeed.simulator.btyd_customers import make_shop
+from ltvfeed.training.baselines import BtydBaseline, btyd_summary
+from ltvfeed.training.btyd_inputs import COLUMNS, BtydInputs, summary_from_days
+from ltvfeed.training.fit import SPEC_FILE, WEIGHTS_FILE, LtvModel, TrainConfig
+
+QUICK = TrainConfig(max_epochs=6, patience=3, batch_size=256, num_threads=1, seed=2, members=2)
+
+
+@pytest.fixture(scope="module")
+def shop() -> tuple[pd.DataFrame, np.ndarray]:
+    return make_shop(1500, seed=4)
+
+
+def test_summary_from_day_counts_matches_the_one_from_order_timestamps(shop) -> None:
+    df, _ = shop
+    # a transaction log: first seen = first order, so tenure is the customer's age T
+    first = pd.to_datetime(df["first_order_at"], utc=True)
+    cutoff = pd.to_datetime(df["feature_timestamp"], utc=True)
+    log_like = df.assign(tenure_days=((cutoff - first).dt.total_seconds() / 86400).to_numpy())
+    log_like["recency_days"] = (cutoff - pd.to_datetime(df["last_order_at"], utc=True)).dt.total_seconds() / 86400
+    ours, reference = summary_from_days(log_like), btyd_summary(df)
+    for column in ("frequency", "recency", "T", "monetary_value", "is_customer"):
+        np.testing.assert_allclose(ours[column].astype(float), reference[column].astype(float), rtol=1e-9, atol=1e-6)
+
+
+def test_inputs_are_the_fitted_baselines_predictions(shop) -> None:
+    df, _ = shop
+    inputs = BtydInputs.fit(df, 90)
+    assert inputs is not None
+    baseline = BtydBaseline(90).fit_summary(summary_from_days(df).query("is_customer"))
+    assert (inputs.bgnbd, inputs.gamma_gamma) == (baseline.bgnbd, baseline.gamma_gamma)
+    added = inputs.add_to(df)
+    expected = baseline.predict_summary(summary_from_days(df))
+    np.testing.assert_allclose(added["btyd_expected_ltv"], expected["expected_ltv"])
+    np.testing.assert_allclose(added["btyd_prob_alive"], expected["prob_alive"])
+    assert list(added.columns) == [*df.columns, *COLUMNS] and "btyd_prob_alive" not in df.columns  # df untouched
+    assert BtydInputs.from_spec(json.loads(json.dumps(inputs.to_spec()))) == inputs
+
+
+def test_no_btyd_inputs_without_rfm_columns_or_repeat_customers(shop) -> None:
+    df, _ = shop
+    assert BtydInputs.fit(df.drop(columns="recency_days"), 90) is None
+    assert BtydInputs.fit(df.assign(frequency=1), 90) is None  # nobody ever bought twice: Gamma-Gamma cannot fit
+
+
+def test_the_network_reads_them_and_its_saved_model_recomputes_them(shop, tmp_path) -> None:
+    df, y = shop
+    model = LtvModel(90, QUICK).fit(df, y)
+    assert set(COLUMNS) <= set(model.feature_columns) and len(model.module.members) == 2
+    restored = LtvModel.load(model.save(tmp_path / "m"))
+    assert restored.module.btyd == model.module.btyd
+    pd.testing.assert_frame_equal(restored.predict(df), model.predict(df), check_exact=True)
+    without = LtvModel(90, TrainConfig(**{**QUICK.__dict__, "btyd_inputs": False})).fit(df, y)
+    assert without.module.btyd is None and not set(COLUMNS) & set(without.feature_columns)
+
+
+def test_a_model_saved_before_ensembles_still_loads(shop, tmp_path) -> None:
+    df, y = shop
+    single = LtvModel(90, TrainConfig(**{**QUICK.__dict__, "members": 1, "btyd_inputs": False})).fit(df, y)
+    directory = single.save(tmp_path / "v2")
+    # rewrite it the way format 1 stored one network: layers at the top level, no members or BTYD in the spec
+    spec = json.loads((directory / SPEC_FILE).read_text())
+    spec["format_version"] = 1
+    for key in ("members", "btyd"):
+        spec["network"].pop(key)
+    old = tmp_path / "v1"
+    old.mkdir()
+    (old / SPEC_FILE).write_text(json.dumps(spec))
+    state = torch.load(directory / WEIGHTS_FILE, weights_only=True)
+    torch.save({k.removeprefix("members.0."): v for k, v in state.items()}, old / WEIGHTS_FILE)
+    pd.testing.assert_frame_equal(LtvModel.load(old).predict(df), single.predict(df), check_exact=True)
