@@ -13,9 +13,9 @@ import torch
 from ltvfeed.simulator.btyd_customers import make_shop
 from ltvfeed.training.baselines import BtydBaseline, btyd_summary
 from ltvfeed.training.btyd_inputs import COLUMNS, BtydInputs, summary_from_days
-from ltvfeed.training.fit import SPEC_FILE, WEIGHTS_FILE, LtvModel, TrainConfig
+from ltvfeed.training.fit import SPEC_FILE, WEIGHTS_FILE, LtvModel, TrainConfig, blend_weight
 
-QUICK = TrainConfig(max_epochs=6, patience=3, batch_size=256, num_threads=1, seed=2, members=2)
+QUICK = TrainConfig(max_epochs=6, patience=3, batch_size=256, num_threads=1, seed=2, members=2, btyd_inputs=True)
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +62,21 @@ def test_the_network_reads_them_and_its_saved_model_recomputes_them(shop, tmp_pa
     restored = LtvModel.load(model.save(tmp_path / "m"))
     assert restored.module.btyd == model.module.btyd
     pd.testing.assert_frame_equal(restored.predict(df), model.predict(df), check_exact=True)
-    without = LtvModel(90, TrainConfig(**{**QUICK.__dict__, "btyd_inputs": False})).fit(df, y)
-    assert without.module.btyd is None and not set(COLUMNS) & set(without.feature_columns)
+    blend_only = LtvModel(90, TrainConfig(**{**QUICK.__dict__, "btyd_inputs": False})).fit(df, y)
+    assert blend_only.module.btyd is not None and not set(COLUMNS) & set(blend_only.feature_columns)
+    without = LtvModel(90, TrainConfig(**{**QUICK.__dict__, "btyd_inputs": False, "btyd_blend": False})).fit(df, y)
+    assert without.module.btyd is None and without.module.btyd_weight == 0
 
 
 def test_a_model_saved_before_ensembles_still_loads(shop, tmp_path) -> None:
     df, y = shop
-    single = LtvModel(90, TrainConfig(**{**QUICK.__dict__, "members": 1, "btyd_inputs": False})).fit(df, y)
+    plain = {"members": 1, "btyd_inputs": False, "btyd_blend": False}
+    single = LtvModel(90, TrainConfig(**{**QUICK.__dict__, **plain})).fit(df, y)
     directory = single.save(tmp_path / "v2")
     # rewrite it the way format 1 stored one network: layers at the top level, no members or BTYD in the spec
     spec = json.loads((directory / SPEC_FILE).read_text())
     spec["format_version"] = 1
-    for key in ("members", "btyd"):
+    for key in ("members", "btyd", "btyd_weight"):
         spec["network"].pop(key)
     old = tmp_path / "v1"
     old.mkdir()
@@ -81,3 +84,27 @@ def test_a_model_saved_before_ensembles_still_loads(shop, tmp_path) -> None:
     state = torch.load(directory / WEIGHTS_FILE, weights_only=True)
     torch.save({k.removeprefix("members.0."): v for k, v in state.items()}, old / WEIGHTS_FILE)
     pd.testing.assert_frame_equal(LtvModel.load(old).predict(df), single.predict(df), check_exact=True)
+
+
+def test_the_blend_takes_the_classic_model_where_it_ranks_better() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.lognormal(3, 1, 4000) * (rng.random(4000) < 0.3)
+    informed = y * rng.lognormal(0, 0.3, y.size) + 0.1
+    noise = rng.lognormal(3, 1, y.size)
+    assert blend_weight(informed, noise, y) == 0.0  # the network ranks: it alone is served
+    assert blend_weight(noise, informed, y) == 1.0  # the network learned nothing that carries over: BG/NBD
+    assert 0.0 < blend_weight(informed + 3 * noise, informed + 3 * noise[::-1], y) < 1.0  # two views: a mix
+    assert blend_weight(informed, noise, np.zeros_like(y)) == 0.0  # nothing to judge on
+
+
+def test_a_blended_model_serves_one_distribution(shop) -> None:
+    df, y = shop
+    model = LtvModel(90, QUICK).fit(df, y)
+    model.module.btyd_weight = 0.5  # whatever was chosen, the served figures must agree with each other
+    out = model.predict(df)
+    dist = model.module.predictive_distribution(df)
+    np.testing.assert_allclose(out["prob_return"], dist["prob_return"])
+    np.testing.assert_allclose(out["expected_ltv"], dist["prob_return"] * np.exp(dist["mu"] + dist["sigma"] ** 2 / 2))
+    p, raw = model.module.raw_prediction(df)
+    np.testing.assert_allclose(out["expected_ltv"], model.module.calibration.calibrate(raw), rtol=1e-9)
+    np.testing.assert_allclose(out["prob_return"], p)

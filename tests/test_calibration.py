@@ -70,7 +70,9 @@ def test_invalid_knots_are_rejected_with_the_reason() -> None:
 
 def test_fitted_model_is_calibrated_and_the_calibration_is_saved(tmp_path) -> None:
     df, y = make_shop(3000, seed=5)
-    config = TrainConfig(max_epochs=10, patience=3, batch_size=256, num_threads=1, seed=1, members=1)
+    config = TrainConfig(
+        max_epochs=10, patience=3, batch_size=256, num_threads=1, seed=1, members=1, btyd_inputs=False, btyd_blend=False
+    )
     model = LtvModel(horizon_days=90, config=config).fit(df, y)
     assert model.report.calibration_knots >= 2 and model.report.calibration_source == "validation"
     raw_model = LtvModel(horizon_days=90, config=TrainConfig(**{**config.__dict__, "calibration_bins": 0})).fit(df, y)

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from ltvfeed.errors import UserError
+from ltvfeed.simulator.transaction_logs import START, churning_cohort_log, grocer_log
 from ltvfeed.training.fit import TrainConfig
 from ltvfeed.training.ltv_backtest import (
     REPORT_METRICS,
@@ -29,61 +30,9 @@ from ltvfeed.training.ltv_backtest import (
     write_report,
 )
 
-START = date(2024, 1, 1)
 QUICK = TrainConfig(max_epochs=8, patience=3, batch_size=256, num_threads=1, seed=0)
 CUTOFFS = [date(2024, 10, 1), date(2025, 1, 1)]
 H = 90
-
-
-def churning_cohort_log(n: int = 800, seed: int = 0) -> pd.DataFrame:
-    """customer_id, order_date, amount: everyone acquired in the first 45 days; 70 % never order again; the rest
-    order a few more times (most 1-2, a few many) over a personal lifetime, more often in the season's peak."""
-    rng = np.random.default_rng(seed)
-    first = rng.integers(0, 45, n)
-    value = rng.lognormal(3.5, 0.9, n)  # a customer's typical order value: heavy tail
-    rows = [(i, int(first[i]), value[i] * rng.lognormal(0, 0.3)) for i in range(n)]
-    returns = rng.random(n) < 0.3
-    for i in np.flatnonzero(returns):
-        lifetime = rng.exponential(300)
-        extra = 1 + rng.poisson(1.0 if rng.random() < 0.8 else 8.0)
-        days = first[i] + rng.uniform(1, 2 + lifetime, extra * 3)
-        season = 0.5 + 0.5 * np.sin(2 * np.pi * days / 365.0) ** 2  # thinning: peaks twice a year
-        kept = days[rng.random(days.size) < season][:extra]
-        rows += [(i, int(d), value[i] * rng.lognormal(0, 0.3)) for d in kept if d < 600]
-    frame = pd.DataFrame(rows, columns=["customer", "day", "amount"])
-    return pd.DataFrame(
-        {
-            "customer_id": "c" + frame["customer"].astype(str).str.zfill(4),
-            "order_date": [(START + timedelta(days=int(d))).isoformat() for d in frame["day"]],
-            "amount": frame["amount"].round(2),
-        }
-    )
-
-
-def grocer_log(n: int = 600, history_days: int = 117, future_days: int = 150, seed: int = 0) -> pd.DataFrame:
-    """customer_id, order_date, amount: customers join over the first weeks of a short history and then shop on
-    their own cycle (weekly for most, every few days to a month for some) with their own basket size; only ~5 %
-    stop (at a random day), so nearly everyone has revenue in any window and the signal is rate x basket."""
-    rng = np.random.default_rng(seed)
-    days_total = history_days + future_days
-    cycle = 7.0 * rng.lognormal(0.0, 0.45, n)  # days between a customer's shops
-    basket = rng.lognormal(3.8, 0.6, n)
-    first = rng.integers(0, history_days // 3, n)
-    stop = np.where(rng.random(n) < 0.05, rng.integers(0, days_total, n), days_total)
-    rows = []
-    for i in range(n):
-        day = float(first[i])
-        while day < min(stop[i], days_total):
-            rows.append((i, int(day), basket[i] * rng.lognormal(0, 0.25)))
-            day += max(1.0, cycle[i] * rng.lognormal(0, 0.3))
-    frame = pd.DataFrame(rows, columns=["customer", "day", "amount"])
-    return pd.DataFrame(
-        {
-            "customer_id": "g" + frame["customer"].astype(str).str.zfill(4),
-            "order_date": [(START + timedelta(days=int(d))).isoformat() for d in frame["day"]],
-            "amount": frame["amount"].round(2),
-        }
-    )
 
 
 @pytest.fixture(scope="module")

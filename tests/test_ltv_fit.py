@@ -149,8 +149,10 @@ def test_raw_module_scores_on_its_own(fitted, shop) -> None:
 def test_transaction_log_only_shop(shop) -> None:
     df, y = shop
     model = LtvModel(config=QUICK).fit(df[RFM_COLUMNS], y)
-    # the RFM columns, and the BG/NBD + Gamma-Gamma outputs fitted on them
-    assert model.feature_columns == [*RFM_COLUMNS[1:], *BTYD_COLUMNS]
+    assert model.feature_columns == RFM_COLUMNS[1:]
+    # BG/NBD + Gamma-Gamma outputs as inputs only when asked for
+    with_btyd = LtvModel(config=TrainConfig(**{**QUICK.__dict__, "btyd_inputs": True})).fit(df[RFM_COLUMNS], y)
+    assert with_btyd.feature_columns == [*RFM_COLUMNS[1:], *BTYD_COLUMNS]
     out = model.predict(df)  # extra columns at scoring time are ignored
     assert len(out) == len(df) and np.isfinite(out.to_numpy()).all()
 

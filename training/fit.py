@@ -55,7 +55,12 @@ class TrainConfig:
     # A seed ensemble: this many networks, each validated on its own fold of users (5 folds of 20 % by default),
     # their logits averaged. More members: less variance between training runs, proportionally longer fits.
     members: int = 5
-    btyd_inputs: bool = True  # BG/NBD + Gamma-Gamma outputs fitted on the training rows as network inputs
+    # BG/NBD + Gamma-Gamma fitted on the training rows: its prediction blended into the served one with the weight
+    # that ranks rows no member trained on best (blend_weight), and optionally its outputs as network inputs. Off
+    # by default: as inputs they lowered the ranking on a short log (bench/bench_ltv_logs.py, grocer: Spearman
+    # 0.87 against 0.945 without), where the windows at training and scoring differ most.
+    btyd_inputs: bool = False
+    btyd_blend: bool = True
     # With rows of several cutoffs (``fit(periods=...)``): calibrate on the latest cutoff's rows, which no member
     # trains on, so the calibration corrects what changes between windows (out of time), not only in sample.
     calibrate_out_of_time: bool = True
@@ -71,6 +76,7 @@ class FitReport:
     calibration_knots: int = 0  # 0: expected LTV uncalibrated (no validation split, or too few buyers in it)
     calibration_source: str = "none"  # out_of_time | out_of_fold | validation | none
     calibration_rows: int = 0
+    btyd_weight: float = 0.0  # share of BG/NBD + Gamma-Gamma in the served prediction (see blend_weight)
     members: list[FitReport] = field(default_factory=list)  # one per ensemble member (this report is the first's)
 
 
@@ -182,9 +188,9 @@ class LtvModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             try:
-                btyd = BtydInputs.fit(fit_df, self.horizon_days) if cfg.btyd_inputs else None
+                btyd = BtydInputs.fit(fit_df, self.horizon_days) if cfg.btyd_inputs or cfg.btyd_blend else None
                 encoder = FeatureEncoder.fit(
-                    fit_df if btyd is None else btyd.add_to(fit_df),
+                    btyd.add_to(fit_df) if btyd is not None and cfg.btyd_inputs else fit_df,
                     categorical_columns=self.categorical_columns,
                     exclude_columns=excluded,
                     min_category_count=cfg.min_category_count,
@@ -229,13 +235,18 @@ class LtvModel:
             return
         if len(later_rows):
             rows, source = later_rows, "out_of_time"
-            raw = network.predict_frame(df.iloc[later_rows])["expected_ltv"].to_numpy()
+            raw = network.raw_prediction(df.iloc[later_rows])[1]
         else:
             rows = np.flatnonzero(np.isfinite(out_of_fold))
             source = "validation" if len(splits) == 1 else "out_of_fold"
             raw = out_of_fold[rows]
         if not len(rows):
             return
+        if network.btyd is not None and cfg.btyd_blend:
+            btyd = network.inputs(df.iloc[rows])["btyd_expected_ltv"].to_numpy(np.float64)
+            network.btyd_weight = blend_weight(raw, btyd, labels[rows])
+            raw = (1 - network.btyd_weight) * raw + network.btyd_weight * btyd
+            report.btyd_weight = network.btyd_weight
         network.calibration = MeanCalibration.fit(raw, labels[rows], bins=cfg.calibration_bins)
         report.calibration_knots = len(network.calibration.knots_x)
         report.calibration_source = source if report.calibration_knots else "none"
@@ -306,6 +317,26 @@ def _check_labels(df: pd.DataFrame, y: Sequence[float] | np.ndarray | pd.Series)
     if (labels < 0).any():
         raise UserError(f"y (horizon revenue) must be >= 0; {int((labels < 0).sum())} values are negative")
     return labels
+
+
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def blend_weight(network: np.ndarray, btyd: np.ndarray, y: np.ndarray) -> float:
+    """The share of BG/NBD + Gamma-Gamma's expected LTV in the served prediction: the one of ``BLEND_WEIGHTS``
+    that ranks the calibration rows best (Spearman + normalized Gini), the network alone on ties. Rows no member
+    trained on judge it, so where the network's features do not carry over to a later window (a young cohort, a
+    short log) the classic model's structure takes over instead of the network ranking below it."""
+    from ltvfeed.training.metrics import normalized_gini, spearman
+
+    if np.sum(y) <= 0:
+        return 0.0
+    scores = []
+    for w in BLEND_WEIGHTS:
+        blended = (1 - w) * network + w * btyd
+        scores.append(spearman(y, blended) + normalized_gini(y, blended))
+    best = int(np.nanargmax(np.round(scores, 6)))
+    return BLEND_WEIGHTS[best]
 
 
 def _time_split(periods: Sequence[Any] | np.ndarray | None, n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -3,11 +3,12 @@ it switches anything on.
 
 For each cutoff D and horizon H: the network and both baselines (naive, BG/NBD + Gamma-Gamma) are fitted exactly as
 a training run fits them (:func:`ltvfeed.training.ltv_run.fit_models`) on customers described at D - H with their
-revenue in [D - H, D) as label, then every customer described at D is scored and judged against the revenue of
-[D, D + H). Only orders before D + H are read for a fold, and only orders before D reach the models. Features
-follow the ``user_features`` mart's definitions (:func:`ltvfeed.training.benchmark.user_features_from_shop`); a
-transaction log has no engagement, demographics or preferences, so an RFM/tenure model remains, as in
-``ltvfeed ltv predict``.
+revenue in [D - H, D) as label (and, when the log allows, at D - H - s, where the network's members learn while
+D - H calibrates them out of time: :func:`training_cutoffs`), then every customer described at D is scored and
+judged against the revenue of [D, D + H). Only orders before D + H are read for a fold, and only orders before D
+reach the models. Features follow the ``user_features`` mart's definitions
+(:func:`ltvfeed.training.benchmark.user_features_from_shop`); a transaction log has no engagement, demographics or
+preferences, so an RFM/tenure model remains, as in ``ltvfeed ltv predict``.
 
 The result is one row per (cutoff, model) with the ranking metrics (Spearman, normalized Gini, top-decile capture,
 AUC of P(return)) and the calibration bar (total error, VWDE, decile MAPE over valued deciles), side by side.
@@ -155,6 +156,17 @@ def revenue_in(orders: pd.DataFrame, user_ids: pd.Series, start: date, days: int
     return revenue.reindex(user_ids.to_numpy()).fillna(0.0).to_numpy(np.float64)
 
 
+def training_cutoffs(cutoff: date, horizon_days: int, first_day: date) -> tuple[date, ...]:
+    """Where a fold learns, as ``ltvfeed ltv predict`` does: the network's members at cutoff - H - s, its
+    calibration out of time at cutoff - H (s = H / 4, at least a week); only cutoff - H when the log is too
+    short for the earlier one (a week of history before it)."""
+    from ltvfeed.training.ltv_predict import calibration_step
+
+    latest = cutoff - timedelta(days=horizon_days)
+    step = calibration_step(horizon_days, (latest - first_day).days)
+    return (latest - timedelta(days=step), latest) if step else (latest,)
+
+
 def backtest_fold(orders: pd.DataFrame, cutoff: date, horizon_days: int, config: TrainConfig) -> BacktestFold:
     """One origin: fit at cutoff - H, judge at cutoff (see the module doc)."""
     from ltvfeed.training.ltv_data import ltv_feature_schema
@@ -173,9 +185,12 @@ def backtest_fold(orders: pd.DataFrame, cutoff: date, horizon_days: int, config:
             f"after the log's last order day {last}; use a cutoff <= {last + timedelta(days=1 - horizon_days)}"
         )
     observed = orders[orders["ordered_at"] < pd.Timestamp(cutoff + timedelta(days=horizon_days), tz="UTC")]
-    train_cutoff = cutoff - timedelta(days=horizon_days)
-    train = features_at(observed, train_cutoff)
-    train_y = revenue_in(observed, train["user_id"], train_cutoff, horizon_days)
+    parts = []
+    for train_cutoff in training_cutoffs(cutoff, horizon_days, first):
+        rows = features_at(observed, train_cutoff).assign(cutoff=train_cutoff)
+        parts.append(rows.assign(label=revenue_in(observed, rows["user_id"], train_cutoff, horizon_days)))
+    train = pd.concat(parts, ignore_index=True)
+    train_y = train.pop("label").to_numpy(np.float64)
     holdout = features_at(observed, cutoff)
     y = revenue_in(observed, holdout["user_id"], cutoff, horizon_days)
     if len(train) < 10 or (train_y > 0).sum() < 2:

@@ -92,9 +92,14 @@ def plan_predict(as_of: date, horizon_days: int, first_day: date) -> PredictPlan
             f"the data before {as_of} starts on {first_day}: {history} days of history; predicting needs at least "
             f"{2 * min(MIN_LABEL_DAYS, horizon_days)} (half to describe customers, half to see what they spent)"
         )
+    return PredictPlan(as_of, horizon_days, label_days, calibration_step(label_days, history - label_days))
+
+
+def calibration_step(label_days: int, history_days: int) -> int:
+    """Days between the cutoff the members learn at and the later one that calibrates them: a quarter of the
+    label window, at least a week; 0 (one cutoff) when fewer than a week of history would precede the earlier."""
     step = max(MIN_LABEL_DAYS, label_days // 4)
-    room = history - label_days - step  # history before the earlier cutoff
-    return PredictPlan(as_of, horizon_days, label_days, step if room >= MIN_LABEL_DAYS else 0)
+    return step if history_days - step >= MIN_LABEL_DAYS else 0
 
 
 def extrapolate_prob(prob: np.ndarray, factor: float) -> np.ndarray:

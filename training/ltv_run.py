@@ -162,8 +162,9 @@ def fit_models(
     network = LtvModel(horizon_days, config, categorical_columns=schema.categorical, id_column="user_id")
     network.fit(inputs, y, periods=frame[CUTOFF].to_numpy() if CUTOFF in frame.columns else None)
     btyd, error = None, None
+    latest = frame if CUTOFF not in frame.columns else frame[frame[CUTOFF] == frame[CUTOFF].max()]
     try:
-        btyd = BtydBaseline(horizon_days).fit(frame)
+        btyd = BtydBaseline(horizon_days).fit(latest)  # the most recent histories, each customer once
     except UserError as exc:
         error = str(exc)
         log.warning("BG/NBD + Gamma-Gamma baseline not fitted: %s", error)

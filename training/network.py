@@ -63,7 +63,8 @@ class LtvMember(nn.Module):
 class LtvNetwork(nn.Module):
     """Maps a feature frame to ZILN logits ``[n, 3]`` (return logit, mu, raw sigma): the mean of its members'
     logits (a seed ensemble: one distribution, less variance between training runs). ``btyd`` (optional) adds
-    the BG/NBD + Gamma-Gamma outputs to the inputs before encoding (:mod:`ltvfeed.training.btyd_inputs`).
+    the BG/NBD + Gamma-Gamma outputs to the frame (:mod:`ltvfeed.training.btyd_inputs`): inputs when the encoder
+    was fitted with them, and blended into the served prediction by ``btyd_weight``.
     ``calibration`` (fitted after training, see :mod:`ltvfeed.training.calibration`) rescales the predicted
     revenue distribution."""
 
@@ -84,6 +85,7 @@ class LtvNetwork(nn.Module):
         self.btyd = btyd
         self.members = nn.ModuleList(LtvMember(encoder, self.hidden, self.dropout) for _ in range(members))
         self.calibration = MeanCalibration()
+        self.btyd_weight = 0.0  # share of BG/NBD + Gamma-Gamma's prediction in the served one (chosen out of time)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         if len(self.members) == 1:
@@ -98,40 +100,69 @@ class LtvNetwork(nn.Module):
         return self.encoder.encode(self.inputs(df))
 
     @torch.inference_mode()
-    def _logits(self, df: pd.DataFrame, batch_size: int) -> torch.Tensor:
-        """ZILN logits ``[n, 3]`` (float64) for ``df``, in eval mode, the forward pass batched."""
+    def _logits(self, frame: pd.DataFrame, batch_size: int) -> torch.Tensor:
+        """The members' mean ZILN logits ``[n, 3]`` (float64) for an :meth:`inputs` frame, in eval mode, the
+        forward pass batched."""
         was_training = self.training
         self.eval()
         try:
-            numeric, categorical = self.encode(df)
+            numeric, categorical = self.encoder.encode(frame)
             parts = [
                 self(numeric[start : start + batch_size], categorical[start : start + batch_size]).double()
-                for start in range(0, len(df), batch_size)
+                for start in range(0, len(frame), batch_size)
             ]
         finally:
             self.train(was_training)
         return torch.cat(parts) if parts else torch.empty((0, 3), dtype=torch.float64)
 
+    def raw_prediction(self, df: pd.DataFrame, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        """(P(buys again), expected LTV) before calibration: the network's, blended with BG/NBD + Gamma-Gamma's
+        by ``btyd_weight``. What the calibration is fitted on."""
+        frame = self.inputs(df)
+        logits = self._logits(frame, batch_size)
+        return self._blend(logits, frame)
+
+    def _blend(self, logits: torch.Tensor, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        p, expected = ziln_params(logits)[0].numpy(), ziln_expected_value(logits).numpy()
+        if self.btyd is None or self.btyd_weight <= 0:
+            return p, expected
+        w = self.btyd_weight
+        p = (1 - w) * p + w * frame["btyd_prob_return"].to_numpy(np.float64)
+        return p, (1 - w) * expected + w * frame["btyd_expected_ltv"].to_numpy(np.float64)
+
+    def final_logits(self, df: pd.DataFrame, batch_size: int = 65536) -> torch.Tensor:
+        """The ZILN logits of the served distribution: the members' mean, P(buys again) and the level moved to
+        the blend with BG/NBD (if any) and then to the calibrated expected LTV (the lognormal's mu shifted, its
+        sigma kept), so the expectation, the quantiles and P(buys again) all describe one distribution."""
+        frame = self.inputs(df)
+        logits = self._logits(frame, batch_size)
+        p, target = self._blend(logits, frame)
+        if not self.calibration.is_identity:
+            target = self.calibration.calibrate(target)
+        final = logits.clone()
+        if self.btyd is not None and self.btyd_weight > 0:
+            p = np.clip(p, 1e-9, 1 - 1e-9)
+            final[:, 0] = torch.from_numpy(np.log(p / (1 - p)))
+        current = ziln_expected_value(final).numpy()
+        shift = np.log(np.maximum(target, 1e-300) / np.maximum(current, 1e-300))
+        final[:, 1] += torch.from_numpy(np.where((target > 0) & (current > 0), shift, 0.0))
+        return final
+
     def predict_frame(self, df: pd.DataFrame, batch_size: int = 65536) -> pd.DataFrame:
         """Score ``df``: P(buys again), expected LTV and P10/P50/P90 of the horizon revenue (same index),
         calibrated."""
-        logits = self._logits(df, batch_size)
+        logits = self.final_logits(df, batch_size)
         out = np.empty((len(df), len(PREDICTION_COLUMNS)), dtype=np.float64)
         out[:, 0] = ziln_params(logits)[0].numpy()
         out[:, 1] = ziln_expected_value(logits).numpy()
         out[:, 2:] = ziln_quantiles(logits, QUANTILES).numpy()
-        if not self.calibration.is_identity:
-            out[:, 1:] *= self.calibration.factor(out[:, 1])[:, None]
         return pd.DataFrame(out, index=df.index, columns=list(PREDICTION_COLUMNS))
 
     def predictive_distribution(self, df: pd.DataFrame, batch_size: int = 65536) -> pd.DataFrame:
-        """The calibrated ZILN mixture behind :meth:`predict_frame` per row: ``prob_return``, ``mu``, ``sigma``
+        """The served ZILN mixture behind :meth:`predict_frame` per row: ``prob_return``, ``mu``, ``sigma``
         (revenue is 0 with probability 1 - prob_return, else LogNormal(mu, sigma)). For checks that need the
         whole distribution, e.g. how noisy a metric is on a population."""
-        logits = self._logits(df, batch_size)
-        p, mu, sigma = (t.numpy() for t in ziln_params(logits))
-        if not self.calibration.is_identity:
-            mu = mu + np.log(self.calibration.factor(ziln_expected_value(logits).numpy()))
+        p, mu, sigma = (t.numpy() for t in ziln_params(self.final_logits(df, batch_size)))
         return pd.DataFrame({"prob_return": p, "mu": mu, "sigma": sigma}, index=df.index)
 
     def spec(self) -> dict[str, Any]:
@@ -141,6 +172,7 @@ class LtvNetwork(nn.Module):
             "dropout": self.dropout,
             "members": len(self.members),
             "btyd": None if self.btyd is None else self.btyd.to_spec(),
+            "btyd_weight": self.btyd_weight,
             "features": self.encoder.spec(),
             "calibration": self.calibration.to_spec(),
         }
@@ -155,6 +187,7 @@ class LtvNetwork(nn.Module):
             btyd=BtydInputs.from_spec(spec.get("btyd")),
         )
         network.calibration = MeanCalibration.from_spec(spec.get("calibration"))
+        network.btyd_weight = float(spec.get("btyd_weight", 0.0))
         return network
 
 
