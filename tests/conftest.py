@@ -193,6 +193,27 @@ def warehouse_dsn(stack, run_id: str) -> Iterator[str]:
     drop_database(stack.pg_dsn, name)
 
 
+@pytest.fixture
+def empty_shop(stack, run_id: str, tmp_path: Path):
+    """The session servers with a fresh, empty warehouse and MLflow database of this test's own (dropped at the
+    end), its state under tmp_path: a shop that has imported nothing yet."""
+    from ltvfeed.db import drop_database
+    from ltvfeed.infra.stack import up
+
+    tag = f"ltvfeed_test_{run_id}_e{uuid.uuid4().hex[:6]}"
+    settings = Settings(
+        pg_dsn=stack.pg_dsn,
+        redis_url=stack.redis_url,
+        state_dir=tmp_path / "state",
+        warehouse_db=tag,
+        mlflow_db=f"{tag}_mlflow",
+        redis_prefix=f"{stack.settings.redis_prefix}{tag}:",
+    )
+    yield up(settings)
+    for db in (settings.warehouse_db, settings.mlflow_db):
+        drop_database(stack.pg_dsn, db)
+
+
 def _shop_template(stack, n_users: int, end: date, horizon: int) -> tuple[str, Path]:
     """The simulated shop for these parameters, built once per test run (whichever worker needs it first):
     a template database (raw data loaded, every mart built for ``end``) and a folder with its landing files

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -179,59 +178,37 @@ def test_a_grocer_whose_customers_keep_buying() -> None:
 # ------------------------------------------------------------------------------------- integration: warehouse
 
 
-@pytest.fixture
-def log_warehouse(stack, run_id, tmp_path):
-    """The session servers with a fresh, empty warehouse and MLflow database of its own, state under tmp_path."""
-    from ltvfeed.db import drop_database
-    from ltvfeed.infra.stack import up
-    from ltvfeed.settings import Settings
-
-    tag = f"ltvfeed_test_{run_id}_bt_{uuid.uuid4().hex[:6]}"
-    settings = Settings(
-        pg_dsn=stack.pg_dsn,
-        redis_url=stack.redis_url,
-        state_dir=tmp_path / "state",
-        warehouse_db=tag,
-        mlflow_db=f"{tag}_mlflow",
-        redis_prefix=f"{stack.settings.redis_prefix}bt:",
-    )
-    s = up(settings)
-    yield s
-    drop_database(stack.pg_dsn, settings.warehouse_db)
-    drop_database(stack.pg_dsn, settings.mlflow_db)
-
-
 def _cli(stack, *args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "ltvfeed.cli", "ltv", "backtest", *args]
     return subprocess.run(command, env={**os.environ, **stack.env()}, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.integration
-def test_warehouse_backtest_matches_the_file_and_is_logged_to_mlflow(log_warehouse, log, folds, tmp_path) -> None:
+def test_warehouse_backtest_matches_the_file_and_is_logged_to_mlflow(empty_shop, log, folds, tmp_path) -> None:
     from ltvfeed.infra.tracking import configure_mlflow
     from ltvfeed.ingest import import_file
     from ltvfeed.training.ltv_backtest import warehouse_orders
 
     cutoff = CUTOFFS[1]
     args = ["--warehouse", "--cutoffs", cutoff.isoformat(), "--horizon-days", str(H)]
-    empty = _cli(log_warehouse, *args, "--out", str(tmp_path / "none"))
+    empty = _cli(empty_shop, *args, "--out", str(tmp_path / "none"))
     assert empty.returncode == 2 and empty.stderr.strip().count("\n") == 0, empty.stderr[-2000:]
     assert "the warehouse has no orders" in empty.stderr
 
     log.to_csv(tmp_path / "log.csv", index=False)
-    report = import_file(log_warehouse.warehouse_dsn, "orders", tmp_path / "log.csv", transaction_log=True)
+    report = import_file(empty_shop.warehouse_dsn, "orders", tmp_path / "log.csv", transaction_log=True)
     assert report.rows_loaded == len(log) and report.rows_quarantined == 0
     # same orders, same folds: the warehouse's holdout is the file's, customer for customer
-    (fold,) = backtest(warehouse_orders(log_warehouse.warehouse_dsn), [cutoff], H, QUICK)
+    (fold,) = backtest(warehouse_orders(empty_shop.warehouse_dsn), [cutoff], H, QUICK)
     from_file = folds[CUTOFFS.index(cutoff)]
     assert (fold.n_train, fold.n_holdout) == (from_file.n_train, from_file.n_holdout)
     np.testing.assert_allclose(fold.y, from_file.y, rtol=1e-12)
 
-    done = _cli(log_warehouse, *args, "--out", str(tmp_path / "out"))
+    done = _cli(empty_shop, *args, "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "bgnbd_gamma_gamma" in done.stdout and "normalized_gini" in done.stdout
     assert (tmp_path / "out" / "backtest.html").is_file() and (tmp_path / "out" / "backtest.csv").is_file()
-    client = configure_mlflow(log_warehouse)
+    client = configure_mlflow(empty_shop)
     experiment = client.get_experiment_by_name("ltv_backtest")
     assert experiment is not None
     (run,) = client.search_runs([experiment.experiment_id])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from datetime import date, timedelta
 
 import numpy as np
@@ -65,38 +64,17 @@ def transaction_log(seed: int, start: date, end: date, n_customers: int, first_i
     return pd.DataFrame(rows, columns=["customer_id", "order_date", "amount"])
 
 
-@pytest.fixture
-def log_shop(stack, run_id, tmp_path):
-    """The session servers with a fresh warehouse holding nothing but an imported transaction log."""
-    from ltvfeed.db import drop_database
-    from ltvfeed.infra.stack import up
-    from ltvfeed.settings import Settings
-
-    name = f"ltvfeed_test_{run_id}_txlog_{uuid.uuid4().hex[:6]}"
-    settings = Settings(
-        pg_dsn=stack.pg_dsn,
-        redis_url=stack.redis_url,
-        state_dir=tmp_path / "state",
-        warehouse_db=name,
-        mlflow_db=stack.settings.mlflow_db,
-        redis_prefix=f"{stack.settings.redis_prefix}txlog:",
-    )
-    s = up(settings)
-    yield s
-    drop_database(stack.pg_dsn, name)
-
-
 @pytest.mark.integration
-def test_predict_from_a_transaction_log_uses_only_data_before_as_of(log_shop, tmp_path):
+def test_predict_from_a_transaction_log_uses_only_data_before_as_of(empty_shop, tmp_path):
     from ltvfeed.ingest import import_file
     from ltvfeed.training.ltv_predict import predict_customers, write_csv
 
     log = transaction_log(1, date(2024, 1, 1), date(2024, 12, 31), 400)
     log.to_csv(tmp_path / "log.csv", index=False)
-    report = import_file(log_shop.warehouse_dsn, "orders", tmp_path / "log.csv", transaction_log=True)
+    report = import_file(empty_shop.warehouse_dsn, "orders", tmp_path / "log.csv", transaction_log=True)
     assert report.rows_loaded == len(log) and report.rows_quarantined == 0
 
-    frame, plan = predict_customers(log_shop, AS_OF, HORIZON)
+    frame, plan = predict_customers(empty_shop, AS_OF, HORIZON)
     assert plan.scaled and plan.label_days == (AS_OF - log["order_date"].min()).days // 2  # half the history
     seen = sorted(log.loc[log["order_date"] < AS_OF, "customer_id"].unique())
     assert list(frame["customer_id"]) == seen  # every customer seen before AS_OF, once, nobody later
@@ -117,8 +95,8 @@ def test_predict_from_a_transaction_log_uses_only_data_before_as_of(log_shop, tm
     )
     assert later["order_date"].min() >= AS_OF
     later.to_csv(tmp_path / "later.csv", index=False)
-    import_file(log_shop.warehouse_dsn, "orders", tmp_path / "later.csv", transaction_log=True)
-    env = {**os.environ, **log_shop.env()}
+    import_file(empty_shop.warehouse_dsn, "orders", tmp_path / "later.csv", transaction_log=True)
+    env = {**os.environ, **empty_shop.env()}
     command = [sys.executable, "-m", "ltvfeed.cli", "ltv", "predict", "--as-of", AS_OF.isoformat()]
     command += ["--horizon-days", str(HORIZON), "--out", str(tmp_path / "again.csv")]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
