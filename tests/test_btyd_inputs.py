@@ -13,7 +13,7 @@ import torch
 from ltvfeed.simulator.btyd_customers import make_shop
 from ltvfeed.training.baselines import BtydBaseline, btyd_summary
 from ltvfeed.training.btyd_inputs import COLUMNS, BtydInputs, summary_from_days
-from ltvfeed.training.fit import SPEC_FILE, WEIGHTS_FILE, LtvModel, TrainConfig, blend_weight
+from ltvfeed.training.fit import SPEC_FILE, WEIGHTS_FILE, LtvModel, TrainConfig, blend_weights
 
 QUICK = TrainConfig(max_epochs=6, patience=3, batch_size=256, num_threads=1, seed=2, members=2, btyd_inputs=True)
 
@@ -76,7 +76,7 @@ def test_a_model_saved_before_ensembles_still_loads(shop, tmp_path) -> None:
     # rewrite it the way format 1 stored one network: layers at the top level, no members or BTYD in the spec
     spec = json.loads((directory / SPEC_FILE).read_text())
     spec["format_version"] = 1
-    for key in ("members", "btyd", "btyd_weight"):
+    for key in ("members", "btyd", "btyd_weight", "naive_weight"):
         spec["network"].pop(key)
     old = tmp_path / "v1"
     old.mkdir()
@@ -86,21 +86,23 @@ def test_a_model_saved_before_ensembles_still_loads(shop, tmp_path) -> None:
     pd.testing.assert_frame_equal(LtvModel.load(old).predict(df), single.predict(df), check_exact=True)
 
 
-def test_the_blend_takes_the_classic_model_where_it_ranks_better() -> None:
+def test_the_blend_takes_the_classic_models_where_they_rank_better() -> None:
     rng = np.random.default_rng(0)
     y = rng.lognormal(3, 1, 4000) * (rng.random(4000) < 0.3)
     informed = y * rng.lognormal(0, 0.3, y.size) + 0.1
-    noise = rng.lognormal(3, 1, y.size)
-    assert blend_weight(informed, noise, y) == 0.0  # the network ranks: it alone is served
-    assert blend_weight(noise, informed, y) == 1.0  # the network learned nothing that carries over: BG/NBD
-    assert 0.0 < blend_weight(informed + 3 * noise, informed + 3 * noise[::-1], y) < 1.0  # two views: a mix
-    assert blend_weight(informed, noise, np.zeros_like(y)) == 0.0  # nothing to judge on
+    noise, other = rng.lognormal(3, 1, y.size), rng.lognormal(3, 1, y.size)
+    assert blend_weights(informed, noise, other, y) == (0.0, 0.0)  # the network ranks: it alone is served
+    assert blend_weights(noise, informed, other, y) == (1.0, 0.0)  # it learned nothing that carries over: BG/NBD
+    assert blend_weights(noise, other, informed, y) == (0.0, 1.0)  # ... or the naive rate, whichever ranks
+    w_b, w_n = blend_weights(informed + 3 * noise, informed + 3 * noise[::-1], other, y)
+    assert 0.0 < w_b < 1.0 and w_n == 0.0  # two noisy views of the same signal: a mix
+    assert blend_weights(informed, noise, other, np.zeros_like(y)) == (0.0, 0.0)  # nothing to judge on
 
 
 def test_a_blended_model_serves_one_distribution(shop) -> None:
     df, y = shop
     model = LtvModel(90, QUICK).fit(df, y)
-    model.module.btyd_weight = 0.5  # whatever was chosen, the served figures must agree with each other
+    model.module.btyd_weight, model.module.naive_weight = 0.5, 0.25  # whatever was chosen, the served figures agree
     out = model.predict(df)
     dist = model.module.predictive_distribution(df)
     np.testing.assert_allclose(out["prob_return"], dist["prob_return"])

@@ -1,4 +1,5 @@
-"""BG/NBD + Gamma-Gamma outputs as inputs of the LTV network.
+"""The classic models' predictions beside the LTV network's inputs: BG/NBD + Gamma-Gamma outputs (fitted on the
+training rows) and the naive baseline's, to blend into the served prediction or to feed the network.
 
 Why: on real logs (one churning cohort, two or three orders per customer, long gaps) the classic models encode
 what a small network struggles to learn from raw RFM alone: how silence after a customer's own buying rhythm
@@ -22,14 +23,15 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
-from ltvfeed.training.baselines import BgnbdParams, BtydBaseline, GammaGammaParams
+from ltvfeed.training.baselines import BgnbdParams, BtydBaseline, GammaGammaParams, NaiveBaseline
 
 log = logging.getLogger(__name__)
 
 RFM_COLUMNS = ("frequency", "tenure_days", "recency_days", "monetary_total")
 # What the network receives: BtydBaseline.predict_summary's outputs under a btyd_ prefix.
 OUTPUTS = ("prob_alive", "prob_return", "expected_purchases", "expected_order_value", "expected_ltv")
-COLUMNS = tuple(f"btyd_{name}" for name in OUTPUTS)
+NAIVE = "naive_expected_ltv"  # past spend per day of tenure x H: the naive baseline, from the same inputs
+COLUMNS = (*(f"btyd_{name}" for name in OUTPUTS), NAIVE)
 
 
 def summary_from_days(df: pd.DataFrame) -> pd.DataFrame:
@@ -79,12 +81,13 @@ class BtydInputs:
         return cls(int(horizon_days), baseline.bgnbd, baseline.gamma_gamma)
 
     def add_to(self, df: pd.DataFrame) -> pd.DataFrame:
-        """``df`` with the BTYD columns added (a copy); non-customers get zeros."""
+        """``df`` with the BTYD and naive columns added (a copy); non-customers get zeros from BTYD."""
         baseline = BtydBaseline(self.horizon_days, bgnbd=self.bgnbd, gamma_gamma=self.gamma_gamma)
         predicted = baseline.predict_summary(summary_from_days(df))
         out = df.copy()
-        for name, column in zip(OUTPUTS, COLUMNS, strict=True):
-            out[column] = predicted[name].to_numpy(np.float64)
+        for name in OUTPUTS:
+            out[f"btyd_{name}"] = predicted[name].to_numpy(np.float64)
+        out[NAIVE] = NaiveBaseline(self.horizon_days).predict(df)["expected_ltv"].to_numpy(np.float64)
         return out
 
     def to_spec(self) -> dict[str, Any]:

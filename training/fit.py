@@ -56,7 +56,7 @@ class TrainConfig:
     # their logits averaged. More members: less variance between training runs, proportionally longer fits.
     members: int = 5
     # BG/NBD + Gamma-Gamma fitted on the training rows: its prediction blended into the served one with the weight
-    # that ranks rows no member trained on best (blend_weight), and optionally its outputs as network inputs. Off
+    # that ranks rows no member trained on best (blend_weights), and optionally its outputs as network inputs. Off
     # by default: as inputs they lowered the ranking on a short log (bench/bench_ltv_logs.py, grocer: Spearman
     # 0.87 against 0.945 without), where the windows at training and scoring differ most.
     btyd_inputs: bool = False
@@ -76,7 +76,8 @@ class FitReport:
     calibration_knots: int = 0  # 0: expected LTV uncalibrated (no validation split, or too few buyers in it)
     calibration_source: str = "none"  # out_of_time | out_of_fold | validation | none
     calibration_rows: int = 0
-    btyd_weight: float = 0.0  # share of BG/NBD + Gamma-Gamma in the served prediction (see blend_weight)
+    btyd_weight: float = 0.0  # share of BG/NBD + Gamma-Gamma in the served prediction (see blend_weights)
+    naive_weight: float = 0.0  # share of the naive baseline in it
     members: list[FitReport] = field(default_factory=list)  # one per ensemble member (this report is the first's)
 
 
@@ -243,10 +244,13 @@ class LtvModel:
         if not len(rows):
             return
         if network.btyd is not None and cfg.btyd_blend:
-            btyd = network.inputs(df.iloc[rows])["btyd_expected_ltv"].to_numpy(np.float64)
-            network.btyd_weight = blend_weight(raw, btyd, labels[rows])
-            raw = (1 - network.btyd_weight) * raw + network.btyd_weight * btyd
-            report.btyd_weight = network.btyd_weight
+            from ltvfeed.training.btyd_inputs import NAIVE
+
+            classic = network.inputs(df.iloc[rows])
+            btyd, naive = (classic[c].to_numpy(np.float64) for c in ("btyd_expected_ltv", NAIVE))
+            w_b, w_n = blend_weights(raw, btyd, naive, labels[rows])
+            network.btyd_weight, network.naive_weight = report.btyd_weight, report.naive_weight = w_b, w_n
+            raw = (1 - w_b - w_n) * raw + w_b * btyd + w_n * naive
         network.calibration = MeanCalibration.fit(raw, labels[rows], bins=cfg.calibration_bins)
         report.calibration_knots = len(network.calibration.knots_x)
         report.calibration_source = source if report.calibration_knots else "none"
@@ -319,24 +323,29 @@ def _check_labels(df: pd.DataFrame, y: Sequence[float] | np.ndarray | pd.Series)
     return labels
 
 
-BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+BLEND_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def blend_weight(network: np.ndarray, btyd: np.ndarray, y: np.ndarray) -> float:
-    """The share of BG/NBD + Gamma-Gamma's expected LTV in the served prediction: the one of ``BLEND_WEIGHTS``
-    that ranks the calibration rows best (Spearman + normalized Gini), the network alone on ties. Rows no member
-    trained on judge it, so where the network's features do not carry over to a later window (a young cohort, a
-    short log) the classic model's structure takes over instead of the network ranking below it."""
+def blend_weights(network: np.ndarray, btyd: np.ndarray, naive: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The shares (BG/NBD + Gamma-Gamma, naive) of the classic models' expected LTV in the served prediction:
+    the pair on a grid of quarters (shares summing to at most 1) that ranks the calibration rows best (Spearman
+    + normalized Gini), the network alone on ties. Rows no member trained on judge it, so where the network's
+    features do not carry over to a later window (a young cohort, a short log) the classic models take over
+    instead of the network ranking below them."""
     from ltvfeed.training.metrics import normalized_gini, spearman
 
     if np.sum(y) <= 0:
-        return 0.0
-    scores = []
-    for w in BLEND_WEIGHTS:
-        blended = (1 - w) * network + w * btyd
-        scores.append(spearman(y, blended) + normalized_gini(y, blended))
-    best = int(np.nanargmax(np.round(scores, 6)))
-    return BLEND_WEIGHTS[best]
+        return 0.0, 0.0
+    best, best_score = (0.0, 0.0), -np.inf
+    for w_b in BLEND_STEPS:
+        for w_n in BLEND_STEPS:
+            if w_b + w_n > 1:
+                continue
+            blended = (1 - w_b - w_n) * network + w_b * btyd + w_n * naive
+            score = round(spearman(y, blended) + normalized_gini(y, blended), 6)
+            if score > best_score:  # strictly better: ties keep the earlier, more network-weighted pair
+                best, best_score = (w_b, w_n), score
+    return best
 
 
 def _time_split(periods: Sequence[Any] | np.ndarray | None, n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:

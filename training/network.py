@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ltvfeed.errors import UserError
-from ltvfeed.training.btyd_inputs import BtydInputs
+from ltvfeed.training.btyd_inputs import NAIVE, BtydInputs
 from ltvfeed.training.calibration import MeanCalibration
 from ltvfeed.training.features import FeatureEncoder
 from ltvfeed.training.ziln import ziln_expected_value, ziln_params, ziln_quantiles
@@ -64,7 +64,8 @@ class LtvNetwork(nn.Module):
     """Maps a feature frame to ZILN logits ``[n, 3]`` (return logit, mu, raw sigma): the mean of its members'
     logits (a seed ensemble: one distribution, less variance between training runs). ``btyd`` (optional) adds
     the BG/NBD + Gamma-Gamma outputs to the frame (:mod:`ltvfeed.training.btyd_inputs`): inputs when the encoder
-    was fitted with them, and blended into the served prediction by ``btyd_weight``.
+    was fitted with them, and blended into the served prediction with the naive baseline's by ``btyd_weight`` and
+    ``naive_weight``.
     ``calibration`` (fitted after training, see :mod:`ltvfeed.training.calibration`) rescales the predicted
     revenue distribution."""
 
@@ -85,7 +86,9 @@ class LtvNetwork(nn.Module):
         self.btyd = btyd
         self.members = nn.ModuleList(LtvMember(encoder, self.hidden, self.dropout) for _ in range(members))
         self.calibration = MeanCalibration()
-        self.btyd_weight = 0.0  # share of BG/NBD + Gamma-Gamma's prediction in the served one (chosen out of time)
+        # shares of BG/NBD + Gamma-Gamma's and of the naive prediction in the served one (chosen out of time)
+        self.btyd_weight = 0.0
+        self.naive_weight = 0.0
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         if len(self.members) == 1:
@@ -117,18 +120,23 @@ class LtvNetwork(nn.Module):
 
     def raw_prediction(self, df: pd.DataFrame, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
         """(P(buys again), expected LTV) before calibration: the network's, blended with BG/NBD + Gamma-Gamma's
-        by ``btyd_weight``. What the calibration is fitted on."""
+        and the naive baseline's by their weights. What the calibration is fitted on."""
         frame = self.inputs(df)
         logits = self._logits(frame, batch_size)
         return self._blend(logits, frame)
 
     def _blend(self, logits: torch.Tensor, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         p, expected = ziln_params(logits)[0].numpy(), ziln_expected_value(logits).numpy()
-        if self.btyd is None or self.btyd_weight <= 0:
+        if not self._blends:
             return p, expected
-        w = self.btyd_weight
-        p = (1 - w) * p + w * frame["btyd_prob_return"].to_numpy(np.float64)
-        return p, (1 - w) * expected + w * frame["btyd_expected_ltv"].to_numpy(np.float64)
+        w_b, w_n = self.btyd_weight, self.naive_weight
+        p = (1 - w_b) * p + w_b * frame["btyd_prob_return"].to_numpy(np.float64)  # naive has no P(buys again)
+        expected = (1 - w_b - w_n) * expected + w_b * frame["btyd_expected_ltv"].to_numpy(np.float64)
+        return p, expected + w_n * frame[NAIVE].to_numpy(np.float64)
+
+    @property
+    def _blends(self) -> bool:
+        return self.btyd is not None and (self.btyd_weight > 0 or self.naive_weight > 0)
 
     def final_logits(self, df: pd.DataFrame, batch_size: int = 65536) -> torch.Tensor:
         """The ZILN logits of the served distribution: the members' mean, P(buys again) and the level moved to
@@ -140,7 +148,7 @@ class LtvNetwork(nn.Module):
         if not self.calibration.is_identity:
             target = self.calibration.calibrate(target)
         final = logits.clone()
-        if self.btyd is not None and self.btyd_weight > 0:
+        if self._blends:
             p = np.clip(p, 1e-9, 1 - 1e-9)
             final[:, 0] = torch.from_numpy(np.log(p / (1 - p)))
         current = ziln_expected_value(final).numpy()
@@ -173,6 +181,7 @@ class LtvNetwork(nn.Module):
             "members": len(self.members),
             "btyd": None if self.btyd is None else self.btyd.to_spec(),
             "btyd_weight": self.btyd_weight,
+            "naive_weight": self.naive_weight,
             "features": self.encoder.spec(),
             "calibration": self.calibration.to_spec(),
         }
@@ -188,6 +197,7 @@ class LtvNetwork(nn.Module):
         )
         network.calibration = MeanCalibration.from_spec(spec.get("calibration"))
         network.btyd_weight = float(spec.get("btyd_weight", 0.0))
+        network.naive_weight = float(spec.get("naive_weight", 0.0))
         return network
 
 
