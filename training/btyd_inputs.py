@@ -34,6 +34,11 @@ NAIVE = "naive_expected_ltv"  # past spend per day of tenure x H: the naive base
 COLUMNS = (*(f"btyd_{name}" for name in OUTPUTS), NAIVE)
 
 
+def mix(network: np.ndarray, btyd: np.ndarray, naive: np.ndarray, w_btyd: float, w_naive: float) -> np.ndarray:
+    """The served expected LTV: the network's with shares ``w_btyd`` of BG/NBD's and ``w_naive`` of naive's."""
+    return (1 - w_btyd - w_naive) * network + w_btyd * btyd + w_naive * naive
+
+
 def summary_from_days(df: pd.DataFrame) -> pd.DataFrame:
     """The BTYD summary (frequency, recency, T, monetary_value, is_customer) from the day-count RFM features."""
     missing = [c for c in RFM_COLUMNS if c not in df.columns]

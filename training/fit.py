@@ -244,13 +244,14 @@ class LtvModel:
         if not len(rows):
             return
         if network.btyd is not None and cfg.btyd_blend:
-            from ltvfeed.training.btyd_inputs import NAIVE
+            from ltvfeed.training.btyd_inputs import NAIVE, mix
 
             classic = network.inputs(df.iloc[rows])
             btyd, naive = (classic[c].to_numpy(np.float64) for c in ("btyd_expected_ltv", NAIVE))
             w_b, w_n = blend_weights(raw, btyd, naive, labels[rows])
-            network.btyd_weight, network.naive_weight = report.btyd_weight, report.naive_weight = w_b, w_n
-            raw = (1 - w_b - w_n) * raw + w_b * btyd + w_n * naive
+            network.btyd_weight, network.naive_weight = w_b, w_n
+            report.btyd_weight, report.naive_weight = w_b, w_n
+            raw = mix(raw, btyd, naive, w_b, w_n)
         network.calibration = MeanCalibration.fit(raw, labels[rows], bins=cfg.calibration_bins)
         report.calibration_knots = len(network.calibration.knots_x)
         report.calibration_source = source if report.calibration_knots else "none"
@@ -332,6 +333,7 @@ def blend_weights(network: np.ndarray, btyd: np.ndarray, naive: np.ndarray, y: n
     + normalized Gini), the network alone on ties. Rows no member trained on judge it, so where the network's
     features do not carry over to a later window (a young cohort, a short log) the classic models take over
     instead of the network ranking below them."""
+    from ltvfeed.training.btyd_inputs import mix
     from ltvfeed.training.metrics import normalized_gini, spearman
 
     if np.sum(y) <= 0:
@@ -341,7 +343,7 @@ def blend_weights(network: np.ndarray, btyd: np.ndarray, naive: np.ndarray, y: n
         for w_n in BLEND_STEPS:
             if w_b + w_n > 1:
                 continue
-            blended = (1 - w_b - w_n) * network + w_b * btyd + w_n * naive
+            blended = mix(network, btyd, naive, w_b, w_n)
             score = round(spearman(y, blended) + normalized_gini(y, blended), 6)
             if score > best_score:  # strictly better: ties keep the earlier, more network-weighted pair
                 best, best_score = (w_b, w_n), score

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ltvfeed.errors import UserError
-from ltvfeed.training.btyd_inputs import NAIVE, BtydInputs
+from ltvfeed.training.btyd_inputs import NAIVE, BtydInputs, mix
 from ltvfeed.training.calibration import MeanCalibration
 from ltvfeed.training.features import FeatureEncoder
 from ltvfeed.training.ziln import ziln_expected_value, ziln_params, ziln_quantiles
@@ -131,8 +131,8 @@ class LtvNetwork(nn.Module):
             return p, expected
         w_b, w_n = self.btyd_weight, self.naive_weight
         p = (1 - w_b) * p + w_b * frame["btyd_prob_return"].to_numpy(np.float64)  # naive has no P(buys again)
-        expected = (1 - w_b - w_n) * expected + w_b * frame["btyd_expected_ltv"].to_numpy(np.float64)
-        return p, expected + w_n * frame[NAIVE].to_numpy(np.float64)
+        btyd, naive = (frame[c].to_numpy(np.float64) for c in ("btyd_expected_ltv", NAIVE))
+        return p, mix(expected, btyd, naive, w_b, w_n)
 
     @property
     def _blends(self) -> bool:
