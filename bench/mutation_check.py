@@ -114,7 +114,9 @@ def package_mapping(copy: Path) -> dict[str, str]:
 
 def tests_naming(copy: Path, function: str) -> list[str]:
     word = re.compile(rf"\b{re.escape(function)}\b")
-    return sorted(str(p.relative_to(copy)) for p in (copy / "tests").glob("test_*.py") if word.search(p.read_text()))
+    return sorted(
+        str(p.relative_to(copy)) for p in (copy / "tests" / "unit").glob("test_*.py") if word.search(p.read_text())
+    )
 
 
 def run_tests(copy: Path, mapping: dict[str, str], tests: list[str], timeout: float) -> tuple[int, str]:

@@ -2,6 +2,8 @@
 LTVFEED_REDIS_URL, or the embedded ones under the project's state dir when those are unset. Each test process
 (one per pytest-xdist worker) uses its own databases and Redis key prefix and removes them afterwards.
 
+tests/unit/ holds the tests that need no server; tests/integration/ those marked ``integration`` (a module with
+both kinds is split in two of the same name, the integration half importing what it shares from the unit half).
 `pytest --integration` runs test files in parallel (`-n auto --dist loadfile` in pyproject.toml): a module's
 tests stay on one worker, so module-scoped fixtures are built once. The worker count is chosen below; plain
 `pytest` (unit tests only) runs in one process."""

@@ -1,5 +1,5 @@
 """What a valid file row looks like, per raw entity: one declarative spec each, written to match
-sql/warehouse.sql (tests/test_ingest.py compares them with the live schema so the two cannot drift)."""
+sql/warehouse.sql (tests/integration/test_ingest.py compares them with the live schema so the two cannot drift)."""
 
 from __future__ import annotations
 
