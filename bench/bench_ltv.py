@@ -34,7 +34,7 @@ import resource
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -129,6 +129,7 @@ def run(
     seeds: int = 1,
     train_cutoffs: int = 1,
     step_days: int = 30,
+    align_history: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     from ltvfeed.training.baselines import BtydBaseline
     from ltvfeed.training.fit import TrainConfig
@@ -147,7 +148,8 @@ def run(
     )
 
     started = time.perf_counter()
-    models = fit_models(frames.train, frames.train_y, horizon, schema, TrainConfig(seed=seed))
+    config = TrainConfig(seed=seed, align_history=align_history)
+    models = fit_models(frames.train, frames.train_y, horizon, schema, config)
     figures["fit_all_s"] = time.perf_counter() - started
     started = time.perf_counter()
     BtydBaseline(horizon).fit(frames.train)
@@ -172,7 +174,7 @@ def run(
     figures["decile_mape_noise"] = own_model_noise(models.network, inputs)
     figures["seed_runs"] = [seed_row(seed, metrics, figures["metrics_vs_expected"])]
     for extra in range(seed + 1, seed + seeds):
-        refit = fit_models(frames.train, frames.train_y, horizon, schema, TrainConfig(seed=extra))
+        refit = fit_models(frames.train, frames.train_y, horizon, schema, replace(config, seed=extra))
         scored = predict_all(refit, frames.holdout)
         figures["seed_runs"].append(
             seed_row(extra, evaluate_all(frames.holdout_y, scored), evaluate_all(frames.holdout_expected, scored))
@@ -306,6 +308,9 @@ def main() -> int:
     parser.add_argument(
         "--seeds", type=int, default=1, help="train the network with this many seeds (from --seed) on the same data"
     )
+    parser.add_argument(
+        "--no-align-history", action="store_true", help="the design before history alignment (for before/after)"
+    )
     args = parser.parse_args()
     import torch
 
@@ -319,6 +324,7 @@ def main() -> int:
         args.seeds,
         args.train_cutoffs,
         args.cutoff_step_days,
+        not args.no_align_history,
     )
     head = (
         f"{args.users:,} simulated users, {args.days} days, H = {args.horizon_days} d, seed {args.seed}, "

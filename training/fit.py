@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "model.pt"
-FORMAT_VERSION = 2  # 2: ensemble members and BTYD inputs; 1 (one network) still loads
-READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3  # 3: history window; 2: ensemble members and BTYD inputs; 1 (one network) still loads
+READABLE_FORMATS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ class TrainConfig:
     # With rows of several cutoffs (``fit(periods=...)``): calibrate on the latest cutoff's rows, which no member
     # trains on, so the calibration corrects what changes between windows (out of time), not only in sample.
     calibrate_out_of_time: bool = True
+    # Score every customer on the history length the members trained on (training/history_window.py), so that
+    # a short log's network is not asked about histories longer than any it saw.
+    align_history: bool = True
 
 
 @dataclass
@@ -169,6 +172,7 @@ class LtvModel:
 
         from ltvfeed.training.btyd_inputs import BtydInputs
         from ltvfeed.training.features import FeatureEncoder
+        from ltvfeed.training.history_window import HistoryWindow
         from ltvfeed.training.network import LtvNetwork
 
         labels = _check_labels(df, y)
@@ -197,7 +201,14 @@ class LtvModel:
                     min_category_count=cfg.min_category_count,
                     max_vocabulary=cfg.max_vocabulary,
                 )
-                network = LtvNetwork(encoder, hidden=cfg.hidden, dropout=cfg.dropout, members=cfg.members, btyd=btyd)
+                network = LtvNetwork(
+                    encoder,
+                    hidden=cfg.hidden,
+                    dropout=cfg.dropout,
+                    members=cfg.members,
+                    btyd=btyd,
+                    window=HistoryWindow.fit(fit_df) if cfg.align_history else None,
+                )
                 numeric, categorical = network.encode(df)
                 y_all = torch.from_numpy(labels.astype(np.float32))
                 reports, out_of_fold = [], np.full(len(df), np.nan)

@@ -19,6 +19,7 @@ from ltvfeed.errors import UserError
 from ltvfeed.training.btyd_inputs import NAIVE, BtydInputs, mix
 from ltvfeed.training.calibration import MeanCalibration
 from ltvfeed.training.features import FeatureEncoder
+from ltvfeed.training.history_window import HistoryWindow
 from ltvfeed.training.ziln import ziln_expected_value, ziln_params, ziln_quantiles
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -65,7 +66,8 @@ class LtvNetwork(nn.Module):
     logits (a seed ensemble: one distribution, less variance between training runs). ``btyd`` (optional) adds
     the BG/NBD + Gamma-Gamma outputs to the frame (:mod:`ltvfeed.training.btyd_inputs`): inputs when the encoder
     was fitted with them, and blended into the served prediction with the naive baseline's by ``btyd_weight`` and
-    ``naive_weight``.
+    ``naive_weight``. ``window`` (optional) puts every row on the history length the members trained on
+    (:mod:`ltvfeed.training.history_window`) before the encoder reads it; the baselines keep the raw history.
     ``calibration`` (fitted after training, see :mod:`ltvfeed.training.calibration`) rescales the predicted
     revenue distribution."""
 
@@ -76,6 +78,7 @@ class LtvNetwork(nn.Module):
         dropout: float = 0.0,
         members: int = 1,
         btyd: BtydInputs | None = None,
+        window: HistoryWindow | None = None,
     ) -> None:
         super().__init__()
         if members < 1:
@@ -84,6 +87,7 @@ class LtvNetwork(nn.Module):
         self.hidden = tuple(int(h) for h in hidden)
         self.dropout = float(dropout)
         self.btyd = btyd
+        self.window = window
         self.members = nn.ModuleList(LtvMember(encoder, self.hidden, self.dropout) for _ in range(members))
         self.calibration = MeanCalibration()
         # shares of BG/NBD + Gamma-Gamma's and of the naive prediction in the served one (chosen out of time)
@@ -96,8 +100,10 @@ class LtvNetwork(nn.Module):
         return torch.stack([member(numeric, categorical) for member in self.members]).mean(dim=0)
 
     def inputs(self, df: pd.DataFrame) -> pd.DataFrame:
-        """The frame the encoder reads: ``df`` plus the BTYD columns when the network uses them."""
-        return df if self.btyd is None else self.btyd.add_to(df)
+        """The frame the encoder reads: ``df`` plus the BTYD columns (from the raw history) when the network uses
+        them, put on the training history's length."""
+        frame = df if self.btyd is None else self.btyd.add_to(df)
+        return frame if self.window is None else self.window.align(frame)
 
     def encode(self, df: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder.encode(self.inputs(df))
@@ -180,6 +186,7 @@ class LtvNetwork(nn.Module):
             "dropout": self.dropout,
             "members": len(self.members),
             "btyd": None if self.btyd is None else self.btyd.to_spec(),
+            "window": None if self.window is None else self.window.to_spec(),
             "btyd_weight": self.btyd_weight,
             "naive_weight": self.naive_weight,
             "features": self.encoder.spec(),
@@ -194,6 +201,7 @@ class LtvNetwork(nn.Module):
             dropout=spec["dropout"],
             members=int(spec.get("members", 1)),
             btyd=BtydInputs.from_spec(spec.get("btyd")),
+            window=HistoryWindow.from_spec(spec.get("window")),
         )
         network.calibration = MeanCalibration.from_spec(spec.get("calibration"))
         network.btyd_weight = float(spec.get("btyd_weight", 0.0))
