@@ -149,12 +149,12 @@ def diversity_of(feeds: dict[str, list[str]]) -> dict[str, float]:
 def run(a: argparse.Namespace) -> dict:
     from ltvfeed.db import drop_database
     from ltvfeed.dbt_runner import run_dbt
+    from ltvfeed.frames.inputs import Catalogue, UserBatch
     from ltvfeed.infra.stack import up
     from ltvfeed.ingest import import_directory
     from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
     from ltvfeed.serving.baselines import buy_again_items, popular_now_items
     from ltvfeed.serving.generation import GenerationParams
-    from ltvfeed.serving.inputs import Catalogue, UserBatch
     from ltvfeed.settings import Settings
     from ltvfeed.training.propensity import PropensityConfig, train_propensity
     from ltvfeed.training.propensity.evaluate import feed_metrics

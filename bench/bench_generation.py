@@ -259,8 +259,8 @@ def _arm_scores(feeds: dict, bought: dict[str, dict[str, float]]) -> dict[str, f
 
 def _baseline_arms(dsn: str, as_of: date, bought: dict[str, dict[str, float]]) -> dict[str, dict]:
     """ "Popular now" and "buy it again" (``ltvfeed.serving.baselines``) for the evaluated users."""
+    from ltvfeed.frames.inputs import Catalogue, UserBatch
     from ltvfeed.serving.baselines import buy_again_items, popular_now_items
-    from ltvfeed.serving.inputs import Catalogue, UserBatch
     from ltvfeed.warehouse.generation_reads import WarehouseInputs
 
     users = sorted(bought)

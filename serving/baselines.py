@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltvfeed.serving.inputs import Catalogue, UserBatch
+from ltvfeed.frames.inputs import Catalogue, UserBatch
 
 BASELINES = ("popular_now", "buy_again")
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ltvfeed.frames.history import history_source
+from ltvfeed.frames.inputs import Catalogue, UserBatch
 from ltvfeed.serving.config import CandidateConfig
-from ltvfeed.serving.history import history_source
-from ltvfeed.serving.inputs import Catalogue, UserBatch
 
 
 def excluded_mask(users: UserBatch, catalogue: Catalogue, items: np.ndarray) -> np.ndarray:

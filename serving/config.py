@@ -110,7 +110,7 @@ class CandidateConfig:
     """How many candidates each user gets (``k``) and from which retrieval sources.
 
     Sources: ``history`` (the user's re-buyable bought items, likeliest to be bought again within
-    ``history_horizon_days`` first: see :mod:`ltvfeed.serving.history`) takes up to ``history_share`` of the K
+    ``history_horizon_days`` first: see :mod:`ltvfeed.frames.history`) takes up to ``history_share`` of the K
     slots first; the others are merged round-robin in this order of priority and deduplicated: ``embedding``
     (dot product of user and item embeddings, when both are given), ``category`` (best-performing items of the
     user's ``top_categories`` favourite categories), ``popular_now`` (most ordered items of the recent window),

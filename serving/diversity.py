@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ltvfeed.frames.inputs import Catalogue
 from ltvfeed.serving.config import DiversityConfig
-from ltvfeed.serving.inputs import Catalogue
 
 
 class CandidateSimilarity:

@@ -37,11 +37,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ltvfeed.errors import UserError
+from ltvfeed.frames.inputs import CLASSIC_USER_ID
 from ltvfeed.serving.config import CLASSIC_FEED, PERSONALISED_FEED, VARIANT_PREFIX
 from ltvfeed.serving.feed import Feed, FeedItem
 from ltvfeed.serving.feed_store import COMMITTED, FeedStore, GenerationMeta
 from ltvfeed.serving.freshness import FreshnessFilter
-from ltvfeed.serving.inputs import CLASSIC_USER_ID
 from ltvfeed.serving.metrics import ApiMetrics
 
 log = logging.getLogger(__name__)

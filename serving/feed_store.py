@@ -44,9 +44,9 @@ import redis
 from tqdm import tqdm
 
 from ltvfeed.errors import UserError
+from ltvfeed.frames.inputs import CLASSIC_USER_ID
 from ltvfeed.serving.config import FeedConfig, ScoringWeights, check_variant_name
 from ltvfeed.serving.feed import Feed
-from ltvfeed.serving.inputs import CLASSIC_USER_ID
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
+from ltvfeed.frames.inputs import Catalogue, UserBatch
 from ltvfeed.serving.baselines import buy_again_items, popular_now_items
 from ltvfeed.serving.config import (
     MAX_CANDIDATES,
@@ -37,10 +38,9 @@ from ltvfeed.serving.config import (
     check_variant_name,
 )
 from ltvfeed.serving.feed import Feed
-from ltvfeed.serving.inputs import Catalogue, UserBatch
 from ltvfeed.serving.propensity_sources import REGISTRY, PropensitySource, check_source
 from ltvfeed.serving.scoring import RankedBatch, classic_feed, concat_ranked, rank_batch_weighted
-from ltvfeed.serving.shards import check_shards
+from ltvfeed.shards import check_shards
 from ltvfeed.warehouse.generation_reads import UserChunk
 
 WEIGHT_KEYS = {"w_c": "commercial", "w_p": "purchase", "w_d": "diversity"}

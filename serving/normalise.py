@@ -1,8 +1,7 @@
 """How each score component is brought into [0, 1], so that the weights mean what they say.
 
-- commercial performance: the warehouse's ``commercial_score`` is already in [0, 1] and is used as is; any
-  other measure (revenue, units...) is min-max scaled over the whole catalogue given (a catalogue whose values
-  are all equal and outside [0, 1] carries no information and maps to 0.5);
+- commercial performance: brought into [0, 1] when the catalogue is built
+  (:func:`ltvfeed.frames.inputs.normalise_commercial`);
 - P(purchase): a probability, clipped to [0, 1] (models may overshoot by rounding), then by default divided
   by the largest P(purchase) among the user's eligible candidates (``purchase_scale="user_max"``): 1 for the
   item the user is most likely to buy. Raw purchase probabilities of single items are small (a few percent
@@ -18,20 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from ltvfeed.errors import UserError
-
-
-def normalise_commercial(values: np.ndarray) -> np.ndarray:
-    """Commercial performance in [0, 1]: kept when already there, else min-max over the catalogue."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size and not np.isfinite(values).all():
-        bad = int((~np.isfinite(values)).sum())
-        raise UserError(f"commercial performance has {bad} missing or infinite value(s); fill them upstream")
-    if values.size == 0 or (values.min() >= 0.0 and values.max() <= 1.0):
-        return values.copy()
-    lo, hi = float(values.min()), float(values.max())
-    if hi == lo:
-        return np.full_like(values, 0.5)
-    return (values - lo) / (hi - lo)
 
 
 def clip_probability(values: np.ndarray, expected_shape: tuple[int, ...]) -> np.ndarray:

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
-from ltvfeed.serving.inputs import Catalogue, UserBatch
-from ltvfeed.serving.propensity import CategoryAffinityPropensity, Propensity
+from ltvfeed.frames.inputs import Catalogue, UserBatch
+from ltvfeed.frames.propensity import CategoryAffinityPropensity, Propensity
 
 if TYPE_CHECKING:
     from ltvfeed.infra.stack import Stack

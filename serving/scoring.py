@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ltvfeed.errors import UserError
+from ltvfeed.frames.history import either_reason, history_probability
+from ltvfeed.frames.inputs import CLASSIC_USER_ID, Catalogue, UserBatch
+from ltvfeed.frames.propensity import Propensity
 from ltvfeed.serving.candidates import generate_candidates
 from ltvfeed.serving.config import FeedConfig, ScoringWeights
 from ltvfeed.serving.diversity import CandidateSimilarity, select_diverse
 from ltvfeed.serving.feed import Feed, FeedItem
-from ltvfeed.serving.history import either_reason, history_probability
-from ltvfeed.serving.inputs import CLASSIC_USER_ID, Catalogue, UserBatch
 from ltvfeed.serving.normalise import clip_probability, scale_purchase
-from ltvfeed.serving.propensity import Propensity
 
 
 @dataclass(frozen=True)

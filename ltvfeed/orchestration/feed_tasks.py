@@ -17,6 +17,7 @@ from typing import Any
 
 from ltvfeed.cutoff import parse_as_of
 from ltvfeed.errors import UserError
+from ltvfeed.frames.inputs import Catalogue
 from ltvfeed.infra.stack import Stack, up
 from ltvfeed.serving.feed_store import OPEN, FeedStore
 from ltvfeed.serving.generation import (
@@ -28,7 +29,6 @@ from ltvfeed.serving.generation import (
     variants_from_mapping,
     weights_from_mapping,
 )
-from ltvfeed.serving.inputs import Catalogue
 from ltvfeed.serving.propensity_sources import (
     CATEGORY_AFFINITY,
     PROPENSITY_MODEL,

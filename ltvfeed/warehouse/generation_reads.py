@@ -30,8 +30,8 @@ import psycopg
 
 from ltvfeed.cutoff import cutoff_instant
 from ltvfeed.errors import UserError
-from ltvfeed.serving.inputs import HISTORY_COLUMNS, non_merchandise
-from ltvfeed.serving.shards import check_shard, shard_sql
+from ltvfeed.frames.inputs import HISTORY_COLUMNS, non_merchandise
+from ltvfeed.shards import check_shard, shard_sql
 from ltvfeed.warehouse.snapshots import MissingSnapshot
 
 CATALOGUE_COLUMNS = [

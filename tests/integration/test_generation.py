@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from ltvfeed.errors import UserError
+from ltvfeed.frames.inputs import Catalogue, UserBatch
 from ltvfeed.serving.config import ScoringWeights
 from ltvfeed.serving.generation import GenerationParams
-from ltvfeed.serving.inputs import Catalogue, UserBatch
-from ltvfeed.serving.shards import shard_of
+from ltvfeed.shards import shard_of
 from tests.unit.test_generation import AS_OF, rows
 
 # ================================================================================ real PostgreSQL and Redis
@@ -72,7 +72,7 @@ def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
         drop_database(s.pg_dsn, settings.mlflow_db)
 
 
-MIN_REPEAT_RATE = 0.05  # ltvfeed.serving.inputs.MIN_REPEAT_RATE, restated: the test checks the rule
+MIN_REPEAT_RATE = 0.05  # ltvfeed.frames.inputs.MIN_REPEAT_RATE, restated: the test checks the rule
 
 
 @pytest.mark.integration
@@ -389,8 +389,8 @@ def champion(shop, run_id: str, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.integration
 def test_generation_with_the_trained_champion(champion) -> None:
+    from ltvfeed.frames.history import history_probability
     from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
-    from ltvfeed.serving.history import history_probability
     from ltvfeed.training.propensity import load_propensity
     from ltvfeed.warehouse.generation_reads import WarehouseInputs
 

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from ltvfeed.errors import UserError
-from ltvfeed.serving.inputs import Catalogue
+from ltvfeed.frames.inputs import Catalogue
 from ltvfeed.training.propensity.config import PropensityConfig
 from tests.unit import test_propensity as unit_half
 

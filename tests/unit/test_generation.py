@@ -21,13 +21,13 @@ import psycopg
 import pytest
 
 from ltvfeed.errors import UserError
+from ltvfeed.frames.inputs import Catalogue, UserBatch
+from ltvfeed.frames.propensity import CategoryAffinityPropensity
 from ltvfeed.serving.config import ScoringWeights
 from ltvfeed.serving.generation import GenerationParams, generate_feeds, rank_chunk, weights_from_mapping
-from ltvfeed.serving.inputs import Catalogue, UserBatch
-from ltvfeed.serving.propensity import CategoryAffinityPropensity
 from ltvfeed.serving.propensity_sources import CategoryAffinitySource, ScorerSource
 from ltvfeed.serving.reference import ReferenceUser, generate_personalized_feed, reference_items
-from ltvfeed.serving.shards import check_shard, shard_of
+from ltvfeed.shards import check_shard, shard_of
 from ltvfeed.warehouse.generation_reads import UserChunk
 
 AS_OF = date(2026, 6, 1)  # on/after the DAG's start_date: `dags test` creates no tasks before it

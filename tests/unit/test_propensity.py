@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from ltvfeed.errors import UserError
-from ltvfeed.serving.inputs import Catalogue
+from ltvfeed.frames.inputs import Catalogue
 from ltvfeed.training.propensity.config import PropensityConfig
 from ltvfeed.training.propensity.data import labelled_pairs, sample_negatives, sampling_weights
 from ltvfeed.training.propensity.evaluate import (
@@ -204,7 +204,7 @@ def test_cold_start_ranker_is_the_category_affinity_p_with_the_history_by_hand()
 
 def test_cold_start_ranker_uses_the_rule_generation_serves_with() -> None:
     """Same P as the cold-start source's, for the same users, items and category interest."""
-    from ltvfeed.serving.inputs import UserBatch
+    from ltvfeed.frames.inputs import UserBatch
     from ltvfeed.serving.propensity_sources import CategoryAffinitySource
     from ltvfeed.training.propensity.evaluate import ColdStartRanker, PairValues
 

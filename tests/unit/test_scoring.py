@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from ltvfeed.errors import UserError
+from ltvfeed.frames.inputs import Catalogue, UserBatch, normalise_commercial
 from ltvfeed.serving.candidates import generate_candidates
 from ltvfeed.serving.config import CandidateConfig, DiversityConfig, FeedConfig, ScoringWeights
 from ltvfeed.serving.feed import Feed
-from ltvfeed.serving.inputs import Catalogue, UserBatch
-from ltvfeed.serving.normalise import clip_probability, normalise_commercial
+from ltvfeed.serving.normalise import clip_probability
 from ltvfeed.serving.reference import ReferenceUser, generate_personalized_feed, reference_items
 from ltvfeed.serving.scoring import classic_feed, rank_batch, score_batch
 
@@ -308,7 +308,7 @@ def test_classic_feed_is_the_commercial_ranking():
 
 
 def test_non_merchandise_is_never_served_by_any_source_nor_the_classic_feed():
-    from ltvfeed.serving.inputs import non_merchandise
+    from ltvfeed.frames.inputs import non_merchandise
 
     rng = np.random.default_rng(5)
     n = 50
@@ -359,7 +359,7 @@ def test_history_candidates_rank_what_is_due_first():
     batch = UserBatch.from_frames(catalogue, ["u"], purchases=history)
     got = generate_candidates(batch, catalogue, CandidateConfig(k=4, sources=("history",)))
     assert got[0].tolist() == [0, 2, -1, -1]  # milk and soap (sorted by index); tv is not re-buyable
-    from ltvfeed.serving.history import history_probability
+    from ltvfeed.frames.history import history_probability
 
     p = history_probability(batch, catalogue, np.array([[0, 1, 2, 3]]), 30)[0]
     # milk: 5.6 purchases per 300 days of tenure, last 7 days ago (its cycle: 300 / 6); tv: never bought again

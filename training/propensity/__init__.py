@@ -7,7 +7,7 @@ Serving contract (feed generation codes against these names)::
 
     scorer = load_propensity(stack, alias="champion")      # models:/purchase_propensity@champion
     rows = scorer.user_index(user_ids)                      # -1 = cold user, still scored
-    propensity = scorer.for_catalogue(catalogue)            # serving/propensity.py's callable, catalogue rows
+    propensity = scorer.for_catalogue(catalogue)            # ltvfeed/frames/propensity.py's callable, catalogue rows
     p = propensity(rows, candidate_catalogue_rows)          # [B, K] in [0, 1]
 
 Names are resolved lazily so that importing this package does not import torch or MLflow.

@@ -191,10 +191,10 @@ class ServedHistory:
 
 
 def served_history(dsn: str, tables: FeatureTables, user_rows: np.ndarray, horizon_days: int) -> ServedHistory:
-    """Read (one catalogue read) and estimate exactly as feed generation does (:mod:`ltvfeed.serving.history`),
+    """Read (one catalogue read) and estimate exactly as feed generation does (:mod:`ltvfeed.frames.history`),
     so the promotion gate judges the probabilities that are served."""
-    from ltvfeed.serving.history import pair_probability
-    from ltvfeed.serving.inputs import Catalogue, UserBatch
+    from ltvfeed.frames.history import pair_probability
+    from ltvfeed.frames.inputs import Catalogue, UserBatch
     from ltvfeed.warehouse.generation_reads import WarehouseInputs
 
     user_rows = np.asarray(user_rows, dtype=np.int64)

@@ -23,7 +23,7 @@ history's P). They are the floor: a model that does not beat the best of them on
 than serving none.
 
 The model is judged as the feed uses it (:class:`ServedRanker`, row ``model``): its P combined with the user's
-own P(bought again) from :mod:`ltvfeed.serving.history`, the P(purchase) term of the served score. The two-tower
+own P(bought again) from :mod:`ltvfeed.frames.history`, the P(purchase) term of the served score. The two-tower
 alone is logged beside it (row ``two_tower``) for information, never as a baseline.
 """
 
@@ -262,19 +262,19 @@ class BuyAgainRanker:
 
 class ServedRanker:
     """What the feed ranks by: the model's P combined with P(bought again) from the user's own history
-    (:func:`ltvfeed.serving.history.either_reason`); ``history`` holds P(bought again) per pair."""
+    (:func:`ltvfeed.frames.history.either_reason`); ``history`` holds P(bought again) per pair."""
 
     def __init__(self, scorer, history: PairValues) -> None:
         self.model = ScorerRanker(scorer)
         self.history = history
 
     def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
-        from ltvfeed.serving.history import either_reason
+        from ltvfeed.frames.history import either_reason
 
         return either_reason(self.model.pair_scores(user_rows, item_rows), self.history.pairs(user_rows, item_rows))
 
     def block_scores(self, user_rows: np.ndarray) -> np.ndarray:
-        from ltvfeed.serving.history import either_reason
+        from ltvfeed.frames.history import either_reason
 
         p_model = 1.0 / (1.0 + np.exp(-np.asarray(self.model.block_scores(user_rows), dtype=np.float64)))
         return either_reason(p_model, self.history.block(user_rows))
@@ -282,14 +282,14 @@ class ServedRanker:
 
 class ColdStartRanker:
     """What generation ranks by with no model (``CategoryAffinitySource``): the same
-    :class:`~ltvfeed.serving.propensity.CategoryAffinityPropensity`, over the tables' ``affinity__<category>``
+    :class:`~ltvfeed.frames.propensity.CategoryAffinityPropensity`, over the tables' ``affinity__<category>``
     user columns and the items' categories, weighted within a category by ``popularity`` (pass the catalogue's
     recent orders, what generation weighs by), combined with ``history`` (P(bought again) per pair) by
-    :func:`~ltvfeed.serving.history.either_reason`. Categories without an affinity column read 0."""
+    :func:`~ltvfeed.frames.history.either_reason`. Categories without an affinity column read 0."""
 
     def __init__(self, tables: FeatureTables, history: PairValues, popularity: np.ndarray | None = None) -> None:
-        from ltvfeed.serving.inputs import Catalogue
-        from ltvfeed.serving.propensity import CategoryAffinityPropensity
+        from ltvfeed.frames.inputs import Catalogue
+        from ltvfeed.frames.propensity import CategoryAffinityPropensity
 
         items = tables.items
         catalogue = Catalogue(
@@ -309,13 +309,13 @@ class ColdStartRanker:
         self.history = history
 
     def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
-        from ltvfeed.serving.history import either_reason
+        from ltvfeed.frames.history import either_reason
 
         p = self.propensity(np.asarray(user_rows), np.asarray(item_rows)[:, None])[:, 0]
         return either_reason(p, self.history.pairs(user_rows, item_rows))
 
     def block_scores(self, user_rows: np.ndarray) -> np.ndarray:
-        from ltvfeed.serving.history import either_reason
+        from ltvfeed.frames.history import either_reason
 
         user_rows = np.asarray(user_rows)
         p = self.propensity(user_rows, np.broadcast_to(np.arange(self.n_items), (len(user_rows), self.n_items)))

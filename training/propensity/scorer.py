@@ -8,7 +8,7 @@ Rows ("the scorer's vocabularies"):
 
 Calling: ``scorer(user_idx[B], item_idx[B, K]) -> [B, K]`` probabilities, both in the SCORER's rows. Serving
 indexes items by catalogue row instead; ``for_catalogue(catalogue)`` returns a callable with exactly the
-signature of :mod:`ltvfeed.serving.propensity` that maps catalogue rows to the scorer's item vectors once
+signature of :mod:`ltvfeed.frames.propensity` that maps catalogue rows to the scorer's item vectors once
 (items the scorer has no row for get a vector from the catalogue's own attributes). Users are passed as
 ``UserBatch.user_index`` = ``scorer.user_index(user_ids)`` (-1 for cold users).
 
@@ -35,8 +35,8 @@ from ltvfeed.errors import UserError
 from ltvfeed.training.propensity.data import ITEM_KEY, USER_KEY
 
 if TYPE_CHECKING:
+    from ltvfeed.frames.inputs import Catalogue
     from ltvfeed.infra.stack import Stack
-    from ltvfeed.serving.inputs import Catalogue
     from ltvfeed.training.propensity.model import PropensityNetwork
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class PropensityScorer:
         return self(u, i[:, None])[:, 0] if len(u) else np.zeros(0)
 
     def for_catalogue(self, catalogue: Catalogue) -> CataloguePropensity:
-        """A ``propensity(user_idx[B], item_idx[B, K])`` over CATALOGUE rows (serving/propensity.py's protocol),
+        """A ``propensity(user_idx[B], item_idx[B, K])`` over CATALOGUE rows (ltvfeed/frames/propensity.py's protocol),
         ``user_idx`` in this scorer's rows (-1 = cold). Catalogue items without a scorer row are scored from the
         catalogue's category, commercial score and repeat-purchase flag with the out-of-vocabulary item id."""
         rows = self.item_index(catalogue.item_ids)
@@ -255,7 +255,7 @@ class PropensityScorer:
 
 
 class CataloguePropensity:
-    """serving/propensity.py's callable over catalogue rows; ``item_embeddings`` are aligned with the catalogue
+    """ltvfeed/frames/propensity.py's callable over catalogue rows; ``item_embeddings`` are aligned with the catalogue
     (pass them as ``Catalogue(..., embeddings=...)`` for retrieval that agrees with the model)."""
 
     def __init__(self, user_vectors: np.ndarray, item_vectors: np.ndarray, n_new_items: int = 0) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltvfeed.serving.inputs import Catalogue, UserBatch
+from ltvfeed.frames.inputs import Catalogue, UserBatch
 
 DEFAULT_CYCLE_DAYS = 30.0
 MIN_TENURE_DAYS = 7.0

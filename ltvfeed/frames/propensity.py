@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from ltvfeed.errors import UserError
-from ltvfeed.serving.inputs import Catalogue
+from ltvfeed.frames.inputs import Catalogue
 
 
 class Propensity(Protocol):

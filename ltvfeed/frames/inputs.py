@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
-from ltvfeed.serving.normalise import normalise_commercial
 
 CLASSIC_USER_ID = "__classic__"
 # An item counts as re-buyable (shown again after it was bought) when at least this share of its buyers bought it
@@ -31,6 +30,22 @@ def non_merchandise(categories: Sequence[Any] | np.ndarray, patterns: Sequence[s
     names = [str(c).lower() for c in categories]
     rules = [str(p).lower() for p in patterns]
     return np.array([any(fnmatch.fnmatchcase(n, r) for r in rules) for n in names], dtype=bool)
+
+
+def normalise_commercial(values: np.ndarray) -> np.ndarray:
+    """Commercial performance in [0, 1], so that the score weights mean what they say: the warehouse's
+    ``commercial_score`` is already there and kept; any other measure (revenue, units...) is min-max scaled over
+    the whole catalogue (one whose values are all equal and outside [0, 1] carries no information: 0.5)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size and not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise UserError(f"commercial performance has {bad} missing or infinite value(s); fill them upstream")
+    if values.size == 0 or (values.min() >= 0.0 and values.max() <= 1.0):
+        return values.copy()
+    lo, hi = float(values.min()), float(values.max())
+    if hi == lo:
+        return np.full_like(values, 0.5)
+    return (values - lo) / (hi - lo)
 
 
 def _as_float_matrix(values: Any, name: str, rows: int) -> np.ndarray:
@@ -50,7 +65,7 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
 class Catalogue:
     """All items that may be recommended, with what scoring needs about each.
 
-    ``commercial`` is normalised on construction (see :mod:`ltvfeed.serving.normalise`). Items out of stock or
+    ``commercial`` is normalised on construction (see :func:`normalise_commercial`). Items out of stock or
     not ``recommendable`` (fees, coupons: non-merchandise) stay in the catalogue (they may be in users' histories)
     but are never candidates of any source: ``in_stock`` holds both. ``embeddings`` (optional) feed both the
     embedding retrieval (dot product with user embeddings) and the diversity similarity (cosine).
