@@ -1,8 +1,6 @@
-"""The feed API under running experiments: each user gets their arm's feed (control = the generation's classic
-feed, treatment = their personal feed), stable across requests and app restarts, the long-term holdout always
-gets the classic feed, and every answer served under an experiment is logged as an exposure exactly once.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_api_experiments.py."""
+"""The feed API's exposures under running experiments, against the real PostgreSQL: every answer served under an
+experiment is logged exactly once, naming the feed actually served. The arms themselves are tested in
+tests/unit/test_api_experiments.py."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
 """A real ``airflow backfill create`` of ``ltv_retrain``: scheduler, execution API and LocalExecutor on SQLite.
 
-Unit: the argument checks of :func:`run_backfill`. Integration (slow, ~8 min on 2 cores): one small simulated
-shop with its own warehouse, MLflow database, Airflow home and Redis project. Two weekly cutoffs are backfilled
-and must both succeed, each training on its own cutoff (MLflow params: holdout = as_of - H, training cutoff =
-holdout - H) and scoring its own snapshot; re-running one cutoff (reprocess 'completed') logs the same metrics.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_backfill.py.
+Slow (~8 min on 2 cores): one small simulated shop with its own warehouse, MLflow database, Airflow home and
+Redis project. Two weekly cutoffs are backfilled and must both succeed, each training on its own cutoff (MLflow
+params: holdout = as_of - H, training cutoff = holdout - H) and scoring its own snapshot; re-running one cutoff
+(reprocess 'completed') logs the same metrics. The argument checks are in tests/unit/test_backfill.py.
 """
 
 from __future__ import annotations

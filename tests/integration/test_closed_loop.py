@@ -1,9 +1,8 @@
 """The closed-loop simulated experiment end to end on the real servers (a tiny shop): every feed the API served
 is one exposure, every event the response model emitted is stored once, clicks carry feed ids the exposure log
-knows, both arms have users, the feeds were regenerated mid-run, and the report has every metric with a finite
-interval. Plus the command's one-line errors for bad arguments.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_closed_loop.py."""
+knows, both arms have users, the feeds were regenerated mid-run, the report has every metric with a finite
+interval, and a run that served nothing is an error. The command's argument errors are in
+tests/unit/test_closed_loop.py."""
 
 from __future__ import annotations
 

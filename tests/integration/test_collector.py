@@ -1,7 +1,7 @@
-"""The event collector: signing, validation and body parsing as unit tests (with hypothesis on the validator);
-storage, idempotency, authentication, limits and faults against the real PostgreSQL and Redis.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_collector.py."""
+"""The event collector against the real PostgreSQL and Redis: storage and idempotency, authentication and key
+rotation, status codes and limits, faults (a lost database, Redis down), the Python client, schemathesis cases
+from our OpenAPI and README's curl example. Signing, validation and parsing are in
+tests/unit/test_collector.py."""
 
 from __future__ import annotations
 

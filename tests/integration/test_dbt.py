@@ -1,11 +1,9 @@
-"""The dbt project: vocabularies agree with the Python side, the project parses, and - against a real
-warehouse with a tiny hand-written shop - the marts hold hand-computed values, obey the point-in-time rule,
-accumulate snapshots, cope with a transaction-log-only shop, and their tests can fail.
+"""The dbt project against a real warehouse with a tiny hand-written shop: the marts hold hand-computed values,
+obey the point-in-time rule, accumulate snapshots, cope with a transaction-log-only shop, and their tests can
+fail. The checks that need no warehouse are in tests/unit/test_dbt.py.
 
 dbt runs are slow on the shared machine (several seconds each), so one module-scoped scenario builds the shop
 a few times and the tests below inspect what each step produced.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_dbt.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The decision rules around the models, on full tables of cases: when a challenger `ltv` replaces the champion
-(`compare_to_champion`), and when a backfilled cutoff may take `champion` (`_older_data`).
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_decisions.py."""
+"""The point-in-time rule in the marts, on a real warehouse: rows at exactly the cutoff are after it in every
+mart. The promotion and backfill rules are in tests/unit/test_decisions.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""The exposure log against real PostgreSQL (every served feed stored exactly once, a full queue drops and
-counts instead of blocking) and serving_arm (the assignment the feed API uses per request).
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_experiment_exposures.py."""
+"""The exposure log against real PostgreSQL: every served feed is stored exactly once under concurrency, and a
+full queue or an unreachable warehouse drops and counts instead of blocking. serving_arm is tested in
+tests/unit/test_experiment_exposures.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Experiment read-out (analysis and HTML report) on planted effects, and the registry on the real servers.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_experiments.py."""
+"""The experiment registry on the real servers (life cycle, ramp, overlap) and the command line as a user drives
+it. The read-out on planted effects is in tests/unit/test_experiments.py."""
 
 from __future__ import annotations
 

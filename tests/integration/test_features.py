@@ -1,14 +1,14 @@
 """The Feast feature store against real PostgreSQL and Redis: a tiny shop goes through dbt for two daily
 snapshots (T1, T2), the DAG's feature tasks apply the definitions and load Redis, and then
 
-- online reads (Feast SDK and `feast serve` over HTTP) return T2's values exactly as the marts hold them;
+- online reads (Feast SDK, the CLI and `feast serve` over HTTP) return T2's values exactly as the marts hold
+  them, each service read with its own key alone;
 - training frames are point-in-time correct: a cutoff between T1 and T2 gets T1's row, at/after T2 gets T2's,
   before T1 or past the TTL nothing - never a later snapshot;
-- the project's Redis keys are removed afterwards.
+- re-applying is idempotent and the project's Redis keys are removed afterwards.
 
-One module-scoped shop (two dbt runs, ~20 s on the shared machine) serves every test.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_features.py.
+One module-scoped shop (two dbt runs, ~20 s on the shared machine) serves every test. The definitions without
+servers are in tests/unit/test_features.py.
 """
 
 from __future__ import annotations

@@ -1,18 +1,15 @@
-"""Request-time freshness: the feed API drops items bought since the served generation's cutoff.
-
-Without a database: the rule (one-off items bought at or after ``since``; repeat-purchase items stay), how the
-online row is read, which cutoff the API passes, and that definitions, constants and the dbt var agree.
-
-Against real PostgreSQL and Redis: a small shop goes through dbt (marts.user_recent_purchases for cutoff T =
-today), ``feast apply`` and materialisation; feed generations are published to Redis; then
+"""Request-time freshness against real PostgreSQL and Redis: the feed API drops items bought since the served
+generation's cutoff. A small shop goes through dbt (marts.user_recent_purchases for cutoff T = today),
+``feast apply`` and materialisation; feed generations are published to Redis; then
 
 - the materialised snapshot drops an item bought after an older generation's cutoff, not one bought before;
-- the push computed from raw agrees with the mart;
+- the row read with the feed equals Feast's read; the push computed from raw agrees with the mart;
 - a new order imported with ``ltvfeed import-dir`` is pushed through the real Feast store, and the API (built
-  as ``ltvfeed serve`` builds it) stops serving that item at once: the next item moves up;
+  as ``ltvfeed serve`` builds it) stops serving that item at once: the next item moves up; collector events
+  reach the online store within seconds;
 - without the Feast service applied, the API starts and says ``"freshness": "off"``.
 
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_freshness.py.
+The rule and its wiring without a database are in tests/unit/test_freshness.py.
 """
 
 from __future__ import annotations

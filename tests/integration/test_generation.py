@@ -1,9 +1,8 @@
-"""Batch feed generation: shard assignment, per-shard ranking (top-N, components, exclusions, chunking, warm and
-cold users), parameters; then, against real PostgreSQL and Redis, a generation over P shards from a tiny
-warehouse built by dbt, read back through the FeedStore, a commit refused for a missing shard, the champion
-requirement, and the ``feed_generation`` DAG end to end through ``airflow dags test``.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_generation.py."""
+"""Batch feed generation against real PostgreSQL and Redis: shard queries partition the users as Python does, a
+generation over P shards from a tiny warehouse built by dbt is read back through the FeedStore (variants too), a
+commit is refused for a missing shard, a failed generation is discarded, the champion requirement, the CLI, and
+the ``feed_generation`` DAG end to end through ``airflow dags test``. Ranking without servers:
+tests/unit/test_generation.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""File ingestion: vectorised validation and header planning (no database), then real imports into a fresh
-warehouse (integration): every kind in CSV and Parquet, idempotency, overlaps, quarantine, transaction logs.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_ingest.py."""
+"""File ingestion into a fresh warehouse: the specs match the live schema; every kind in CSV and Parquet,
+idempotency, overlaps, quarantine, transaction logs, versioned items and users, and a PostgreSQL lost mid-import.
+Validation and planning without a database are in tests/unit/test_ingest.py."""
 
 from __future__ import annotations
 

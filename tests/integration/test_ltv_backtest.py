@@ -1,11 +1,6 @@
-"""Rolling-origin LTV backtests on generated logs shaped like real shops, not the simulated shop: one acquisition
-cohort of which 70 % never buy again (sparse 2-3 order histories, heavy-tailed order values, seasonality), and a
-grocer whose customers almost all keep buying on their own weekly-ish cycle, with little history before the cutoff.
-
-Integration: the same log imported into a fresh warehouse backtests to the same folds as the file, through
-``ltv backtest --warehouse``, which also logs the backtest as one MLflow run of experiment ``ltv_backtest``.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_ltv_backtest.py."""
+"""The warehouse backtest: the log of tests/unit/test_ltv_backtest.py imported into a fresh warehouse backtests
+to the same folds as the file, through ``ltv backtest --warehouse``, which also logs the backtest as one MLflow
+run of experiment ``ltv_backtest``."""
 
 from __future__ import annotations
 

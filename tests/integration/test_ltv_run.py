@@ -1,17 +1,11 @@
-"""LTV training runs, promotion, batch scoring and the ltv_retrain DAG.
+"""LTV training runs, promotion, batch scoring and the ltv_retrain DAG on the real servers.
 
-Unit (no servers): where a plan puts its cutoffs, that training sets never take labels from incomplete windows,
-and that the pyfunc wrapper round-trips.
-
-Integration: one small simulated shop (module-scoped, with its own warehouse, MLflow database, state dir and
-Redis project): the first run builds the missing snapshots with dbt and registers `ltv` v1 as champion with its
-metrics, charts and signature; the same run again reproduces v1's metrics exactly and is refused (no gain); a
-deliberately worse configuration is refused with the reason recorded; batch scoring writes the predictions table
-and the online store (Feast), and a champion moved by hand is used by the next scoring, online too; finally
-`airflow dags test ltv_retrain` runs the whole DAG once.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_ltv_run.py.
-"""
+One small simulated shop (module-scoped, with its own warehouse, MLflow database, state dir and Redis project):
+the first run builds the missing snapshots with dbt and registers `ltv` v1 as champion with its metrics, charts
+and signature; the same run again reproduces v1's metrics exactly and is refused (no gain); a deliberately worse
+configuration is refused with the reason recorded; batch scoring writes the predictions table and the online
+store (Feast), and a champion moved by hand is used by the next scoring, online too; finally `airflow dags test
+ltv_retrain` runs the whole DAG once. The plans and rules without servers are in tests/unit/test_ltv_run.py."""
 
 from __future__ import annotations
 

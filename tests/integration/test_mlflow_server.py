@@ -1,6 +1,5 @@
-"""The MLflow tracking server: started on demand over the stack's backend database, idempotent, stoppable.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_mlflow_server.py."""
+"""The MLflow tracking server: started on demand over the stack's backend database, answering, and stopped. The
+commands without a server are in tests/unit/test_mlflow_server.py."""
 
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
-"""The data-quality gate: suites and messages without a database, then - against real warehouses with a few
-hand-inserted rows - a clean raw load passes and builds Data Docs, planted problems (an unknown event type, a
-10-day dwell time, a duplicate-looking order, a timestamp in the future, stale streams) fail it by name, and
-the marts suites pass and fail on hand-made mart tables (no dbt needed).
+"""The data-quality gate against real warehouses with a few hand-inserted rows: a clean raw load passes and
+builds Data Docs, planted problems (an unknown event type, a 10-day dwell time, a duplicate-looking order, a
+timestamp in the future, stale streams) fail it by name, and the marts suites pass and fail on hand-made mart
+tables (no dbt needed). Suites and messages without a database are in tests/unit/test_quality.py.
 
-GX takes seconds to import and each gate run a few more, so the integration tests share one GX project
-directory (which also exercises re-syncing an existing project) and keep to one gate run where they can.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_quality.py.
+GX takes seconds to import and each gate run a few more, so these tests share one GX project directory (which
+also exercises re-syncing an existing project) and keep to one gate run where they can.
 """
 
 from __future__ import annotations

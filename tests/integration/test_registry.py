@@ -1,9 +1,8 @@
-"""Promotion with registry aliases on MLflow's real PostgreSQL backend.
+"""Promotion with registry aliases on MLflow's real PostgreSQL backend (the rule's cases without MLflow are in
+tests/unit/test_registry.py).
 
 A tiny real model (a weighted sum of columns, defined here) is logged, registered and judged on a small holdout
 with the same ranking metrics a training run uses, so the tests do not depend on the LTV network.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_registry.py.
 """
 
 from __future__ import annotations

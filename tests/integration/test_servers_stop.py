@@ -1,7 +1,5 @@
-"""Every server we start stops with its process group on SIGTERM, and `stack down` ends everything of a state dir
-(issue 11.4): the port is free afterwards and no child is left.
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_servers_stop.py."""
+"""Every embedded server we start stops with its process group on SIGTERM (issue 11.4): the port is free
+afterwards and no child is left. `stack down` is tested in tests/unit/test_servers_stop.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The synthetic shop: deterministic, shaped exactly like the raw tables, internally consistent, nothing observed
-after the cut-off, and a future that past behaviour predicts (with noise).
-
-The tests that need PostgreSQL/Redis; those that need no server are in tests/unit/test_simulator.py."""
+"""The synthetic shop loaded into a real warehouse: the ground truth loads idempotently, and the shop goes in
+through the ingest. The shop itself is tested in tests/unit/test_simulator.py."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""The feed API under running experiments: each user gets their arm's feed (control = the generation's classic
-feed, treatment = their personal feed), stable across requests and app restarts, the long-term holdout always
-gets the classic feed, and every answer served under an experiment is logged as an exposure exactly once.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_api_experiments.py."""
+"""The feed API under running experiments, on an in-process fakeredis: each user gets their arm's feed (control =
+the generation's classic feed, treatment = their personal feed), stable across requests and app restarts; the
+long-term holdout always gets the classic feed; with no experiment running everyone gets their personal feed; a
+variant arm gets its variant (a generation without it: the personalised feed). Exposure logging against
+PostgreSQL is in tests/integration/test_api_experiments.py."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The closed-loop simulated experiment end to end on the real servers (a tiny shop): every feed the API served
-is one exposure, every event the response model emitted is stored once, clicks carry feed ids the exposure log
-knows, both arms have users, the feeds were regenerated mid-run, and the report has every metric with a finite
-interval. Plus the command's one-line errors for bad arguments.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_closed_loop.py."""
+"""``ltvfeed experiments simulate``'s one-line errors for bad arguments; the closed loop itself runs on the real
+servers in tests/integration/test_closed_loop.py."""
 
 from __future__ import annotations
 

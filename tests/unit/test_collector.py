@@ -1,7 +1,6 @@
-"""The event collector: signing, validation and body parsing as unit tests (with hypothesis on the validator);
-storage, idempotency, authentication, limits and faults against the real PostgreSQL and Redis.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_collector.py."""
+"""The event collector without servers: signing, validation (with hypothesis on the validator), body parsing and
+its limits, and the realtime pusher's routing and retries. Storage and faults against the real PostgreSQL and
+Redis are in tests/integration/test_collector.py."""
 
 from __future__ import annotations
 

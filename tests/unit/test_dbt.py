@@ -1,12 +1,5 @@
-"""The dbt project: vocabularies agree with the Python side, the project parses, and - against a real
-warehouse with a tiny hand-written shop - the marts hold hand-computed values, obey the point-in-time rule,
-accumulate snapshots, cope with a transaction-log-only shop, and their tests can fail.
-
-dbt runs are slow on the shared machine (several seconds each), so one module-scoped scenario builds the shop
-a few times and the tests below inspect what each step produced.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_dbt.py.
-"""
+"""The dbt project without a warehouse: its vocabularies agree with the Python side, dbt vars are validated and
+the project parses. The marts on a real warehouse are in tests/integration/test_dbt.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The decision rules around the models, on full tables of cases: when a challenger `ltv` replaces the champion
-(`compare_to_champion`), and when a backfilled cutoff may take `champion` (`_older_data`).
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_decisions.py."""
+(`compare_to_champion`), and when a backfilled cutoff may take `champion` (`_older_data`). The cutoff rule in
+the marts is in tests/integration/test_decisions.py."""
 
 from __future__ import annotations
 

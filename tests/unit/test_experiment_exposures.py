@@ -1,7 +1,5 @@
-"""The exposure log against real PostgreSQL (every served feed stored exactly once, a full queue drops and
-counts instead of blocking) and serving_arm (the assignment the feed API uses per request).
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_experiment_exposures.py."""
+"""serving_arm: the assignment the feed API uses per request (the user's experiment, the holdout respected). The
+exposure log against real PostgreSQL is in tests/integration/test_experiment_exposures.py."""
 
 from __future__ import annotations
 

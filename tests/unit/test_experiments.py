@@ -1,6 +1,5 @@
-"""Experiment read-out (analysis and HTML report) on planted effects, and the registry on the real servers.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_experiments.py."""
+"""Experiment read-out (analysis and HTML report) on planted effects, and which feed an arm serves. The registry
+on the real servers is in tests/integration/test_experiments.py."""
 
 from __future__ import annotations
 

@@ -1,15 +1,6 @@
-"""The Feast feature store against real PostgreSQL and Redis: a tiny shop goes through dbt for two daily
-snapshots (T1, T2), the DAG's feature tasks apply the definitions and load Redis, and then
-
-- online reads (Feast SDK and `feast serve` over HTTP) return T2's values exactly as the marts hold them;
-- training frames are point-in-time correct: a cutoff between T1 and T2 gets T1's row, at/after T2 gets T2's,
-  before T1 or past the TTL nothing - never a later snapshot;
-- the project's Redis keys are removed afterwards.
-
-One module-scoped shop (two dbt runs, ~20 s on the shared machine) serves every test.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_features.py.
-"""
+"""The Feast definitions without servers: the feature services, each keyed by one entity, the config values, and
+that importing Feast for reads leaves torch and typeguard as they were. Reads against real PostgreSQL and Redis
+are in tests/integration/test_features.py."""
 
 from __future__ import annotations
 

@@ -1,19 +1,7 @@
-"""Request-time freshness: the feed API drops items bought since the served generation's cutoff.
-
-Without a database: the rule (one-off items bought at or after ``since``; repeat-purchase items stay), how the
-online row is read, which cutoff the API passes, and that definitions, constants and the dbt var agree.
-
-Against real PostgreSQL and Redis: a small shop goes through dbt (marts.user_recent_purchases for cutoff T =
-today), ``feast apply`` and materialisation; feed generations are published to Redis; then
-
-- the materialised snapshot drops an item bought after an older generation's cutoff, not one bought before;
-- the push computed from raw agrees with the mart;
-- a new order imported with ``ltvfeed import-dir`` is pushed through the real Feast store, and the API (built
-  as ``ltvfeed serve`` builds it) stops serving that item at once: the next item moves up;
-- without the Feast service applied, the API starts and says ``"freshness": "off"``.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_freshness.py.
-"""
+"""Request-time freshness without a database: the feed API drops items bought since the served generation's
+cutoff. The rule (one-off items bought at or after ``since``; repeat-purchase items stay), how the online row is
+read, which cutoff the API passes, that the filter checks its references and can be turned off, and that
+definitions, constants and the dbt var agree. Against real PostgreSQL and Redis: tests/integration/test_freshness.py."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Batch feed generation: shard assignment, per-shard ranking (top-N, components, exclusions, chunking, warm and
-cold users), parameters; then, against real PostgreSQL and Redis, a generation over P shards from a tiny
-warehouse built by dbt, read back through the FeedStore, a commit refused for a missing shard, the champion
-requirement, and the ``feed_generation`` DAG end to end through ``airflow dags test``.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_generation.py."""
+"""Batch feed generation without servers: shard assignment, per-shard ranking (top-N, components, exclusions,
+chunking, warm and cold users, fallbacks, variants), agreement with the pseudocode reference, parameters and the
+DAG's forms. Against real PostgreSQL and Redis: tests/integration/test_generation.py."""
 
 from __future__ import annotations
 

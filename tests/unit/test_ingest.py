@@ -1,7 +1,6 @@
-"""File ingestion: vectorised validation and header planning (no database), then real imports into a fresh
-warehouse (integration): every kind in CSV and Parquet, idempotency, overlaps, quarantine, transaction logs.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_ingest.py."""
+"""File ingestion without a database: the specs, vectorised validation, header planning, chunked CSV and Parquet
+reading and the limits on what a file may hold. Real imports into a fresh warehouse are in
+tests/integration/test_ingest.py."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
 """Rolling-origin LTV backtests on generated logs shaped like real shops, not the simulated shop: one acquisition
 cohort of which 70 % never buy again (sparse 2-3 order histories, heavy-tailed order values, seasonality), and a
 grocer whose customers almost all keep buying on their own weekly-ish cycle, with little history before the cutoff.
-
-Integration: the same log imported into a fresh warehouse backtests to the same folds as the file, through
-``ltv backtest --warehouse``, which also logs the backtest as one MLflow run of experiment ``ltv_backtest``.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_ltv_backtest.py."""
+The same log backtested from a warehouse is in tests/integration/test_ltv_backtest.py."""
 
 from __future__ import annotations
 

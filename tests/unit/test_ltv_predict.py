@@ -1,11 +1,5 @@
-"""``ltvfeed ltv predict`` on a shop that has nothing but a transaction log (customer_id, order_date, amount).
-
-Unit: where the history is cut (and scaled when it is shorter than twice the horizon). Integration: a log is
-imported with ``transaction_log=True``; predict gives one row per customer seen before DATE with finite values;
-appending later transactions and predicting again through the CLI gives the same file, byte for byte.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_ltv_predict.py.
-"""
+"""``ltvfeed ltv predict`` without a warehouse: where the history is cut (and scaled when it is shorter than twice
+the horizon). Predicting from an imported transaction log is in tests/integration/test_ltv_predict.py."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
-"""LTV training runs, promotion, batch scoring and the ltv_retrain DAG.
-
-Unit (no servers): where a plan puts its cutoffs, that training sets never take labels from incomplete windows,
-and that the pyfunc wrapper round-trips.
-
-Integration: one small simulated shop (module-scoped, with its own warehouse, MLflow database, state dir and
-Redis project): the first run builds the missing snapshots with dbt and registers `ltv` v1 as champion with its
-metrics, charts and signature; the same run again reproduces v1's metrics exactly and is refused (no gain); a
-deliberately worse configuration is refused with the reason recorded; batch scoring writes the predictions table
-and the online store (Feast), and a champion moved by hand is used by the next scoring, online too; finally
-`airflow dags test ltv_retrain` runs the whole DAG once.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_ltv_run.py.
-"""
+"""LTV training runs without servers: where a plan puts its cutoffs, that training sets never take labels from
+incomplete windows, the baseline gate, model input types, that the pyfunc wrapper round-trips, and the
+ltv_retrain DAG's shape and as_of rule. Runs on the real servers are in tests/integration/test_ltv_run.py."""
 
 from __future__ import annotations
 

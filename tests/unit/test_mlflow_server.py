@@ -1,6 +1,5 @@
-"""The MLflow tracking server: started on demand over the stack's backend database, idempotent, stoppable.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_mlflow_server.py."""
+"""The MLflow tracking server's commands without a server: status and stop when none runs, a busy port is an
+actionable error. Starting one is in tests/integration/test_mlflow_server.py."""
 
 from __future__ import annotations
 

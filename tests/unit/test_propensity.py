@@ -1,14 +1,7 @@
-"""The purchase-propensity model.
-
-Unit (no database): negative sampling, the model learning a planted signal on synthetic interactions, save/load,
-cold users, the ranking metrics on hand-checked examples, the catalogue mapping for serving.
-
-Integration: a tiny simulated shop goes through ingest and dbt for two cutoffs (one module-scoped setup), then
-``train_propensity`` trains, evaluates out of time, logs to a fresh MLflow database and registers version 1 as
-champion; ``load_propensity`` returns a scorer whose scores match the logged pyfunc model.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_propensity.py.
-"""
+"""The purchase-propensity model without a database: negative sampling, the model learning a planted signal on
+synthetic interactions, save/load, cold users, the ranking metrics and rankers on hand-checked examples, the
+baseline veto, the catalogue mapping for serving, and the retrain cutoffs and DAG chaining. The training run on
+the real servers is in tests/integration/test_propensity.py."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""The data-quality gate: suites and messages without a database, then - against real warehouses with a few
-hand-inserted rows - a clean raw load passes and builds Data Docs, planted problems (an unknown event type, a
-10-day dwell time, a duplicate-looking order, a timestamp in the future, stale streams) fail it by name, and
-the marts suites pass and fail on hand-made mart tables (no dbt needed).
-
-GX takes seconds to import and each gate run a few more, so the integration tests share one GX project
-directory (which also exercises re-syncing an existing project) and keep to one gate run where they can.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_quality.py.
-"""
+"""The data-quality gate without a database: as_of bounds, config errors, that the raw suites cover every table
+and the marts suites name real dbt columns, and readable failure texts. The gate on real warehouses is in
+tests/integration/test_quality.py."""
 
 from __future__ import annotations
 

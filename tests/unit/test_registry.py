@@ -1,10 +1,6 @@
-"""Promotion with registry aliases on MLflow's real PostgreSQL backend.
-
-A tiny real model (a weighted sum of columns, defined here) is logged, registered and judged on a small holdout
-with the same ranking metrics a training run uses, so the tests do not depend on the LTV network.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_registry.py.
-"""
+"""The promotion rule without MLflow: a first version without a champion, margins, NaN metrics on either side,
+missing metrics named, the registry config and model names, and MLflow's telemetry switched off. Promotion with
+registry aliases on MLflow's real PostgreSQL backend is in tests/integration/test_registry.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Every server we start stops with its process group on SIGTERM, and `stack down` ends everything of a state dir
-(issue 11.4): the port is free afterwards and no child is left.
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_servers_stop.py."""
+"""`stack down` ends every server recorded in a state dir (issue 11.4). The servers' own SIGTERM handling is in
+tests/integration/test_servers_stop.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The synthetic shop: deterministic, shaped exactly like the raw tables, internally consistent, nothing observed
-after the cut-off, and a future that past behaviour predicts (with noise).
-
-Needs no server; the tests that need PostgreSQL/Redis are in tests/integration/test_simulator.py."""
+after the cut-off, and a future that past behaviour predicts (with noise). Loading it into a warehouse is in
+tests/integration/test_simulator.py."""
 
 from __future__ import annotations
 
