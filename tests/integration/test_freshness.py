@@ -40,9 +40,7 @@ from ltvfeed.features.recent_purchases import (
 from ltvfeed.serving.api import ApiOptions, create_app, create_app_for_stack
 from ltvfeed.serving.config import FeedConfig
 from ltvfeed.serving.feed import Feed
-from ltvfeed.serving.freshness import (
-    FeastFreshnessFilter,
-)
+from ltvfeed.serving.freshness import FeastFreshnessFilter
 from tests.unit.test_freshness import at, feed_items
 
 T = datetime.now(UTC).date()  # the snapshot's cutoff: pushes are stamped with the wall clock, so "today"

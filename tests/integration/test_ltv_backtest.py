@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ltvfeed.training.ltv_backtest import (
-    backtest,
-)
+from ltvfeed.training.ltv_backtest import backtest
+from tests.unit import test_ltv_backtest as unit_half
 from tests.unit.test_ltv_backtest import CUTOFFS, QUICK, H
+
+log, folds = unit_half.log, unit_half.folds  # the unit half's fixtures, requested by name
 
 # ------------------------------------------------------------------------------------- integration: warehouse
 

@@ -18,9 +18,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from ltvfeed.training.ltv_data import (
-    plan_for_as_of,
-)
+from ltvfeed.training.ltv_data import plan_for_as_of
 
 E = date(2026, 3, 1)  # the simulated shop's end: the scoring snapshot
 H = 45

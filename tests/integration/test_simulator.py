@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ltvfeed.simulator import (
-    write_shop,
-)
+from ltvfeed.simulator import write_shop
 from ltvfeed.warehouse import RAW_ENTITIES
 from tests.unit import test_simulator as unit_half
 from tests.unit.test_simulator import END_TS
