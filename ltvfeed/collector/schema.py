@@ -37,7 +37,10 @@ class _Event(BaseModel):
     def _in_utc(cls, value: datetime) -> datetime:
         """The instant in UTC: ISO 8601 allows offsets up to ±23:59, PostgreSQL only ±15:59, and a batch the
         warehouse cannot commit would fail with its good events."""
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise ValueError("timestamp is out of range once converted to UTC") from None
 
     @property
     def properties(self) -> dict[str, Any] | None:

@@ -70,6 +70,7 @@ def test_each_type_validates_and_unknown_fields_go_to_properties() -> None:
         ({k: v for k, v in _event(0).items() if k != "item_id"}, "item_id", "required"),
         (_event(0, timestamp="2026-01-01T00:00:00"), "timestamp", "timezone"),
         (_event(0, timestamp=(NOW + timedelta(days=2)).isoformat()), "timestamp", "future"),
+        (_event(0, timestamp="0001-01-01T00:00:00+01:00"), "timestamp", "out of range"),
         (_event(0, dwell_seconds=-1), "dwell_seconds", "greater than or equal"),
         (_event(0, item_id="a\x00b"), "item_id", "NUL"),
         (_event(0, note="a\x00b"), "note", "NUL"),

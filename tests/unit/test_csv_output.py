@@ -63,6 +63,7 @@ MACHINE_CSV_WRITERS = {
     "ltvfeed/features/point_in_time.py",
     "training/ltv_scoring.py",
     "bench/bench_feeds_real.py",
+    "bench/bench_ltv_predict.py",
 }
 
 

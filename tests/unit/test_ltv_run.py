@@ -112,7 +112,7 @@ def _metric_table(ziln: tuple[float, float, float], naive: tuple[float, float, f
 def test_baseline_gate_refuses_a_network_worse_than_any_baseline_on_any_gated_metric():
     from ltvfeed.training.ltv_run import BaselineGate, baseline_veto
 
-    gate = BaselineGate(lower_is_better=("vwde",))
+    gate = BaselineGate()  # the default: ranking and calibration (vwde)
     assert baseline_veto(_metric_table((0.6, 0.5, 0.2), (0.4, 0.3, 0.9)), gate) is None
     assert baseline_veto(_metric_table((0.5, 0.4, 0.3), (0.4, 0.3, 0.9)), gate) is None  # level is not worse
     gini = baseline_veto(_metric_table((0.49, 0.5, 0.2), (0.4, 0.3, 0.9)), gate)
