@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/bench_feeds_real.py                 # every user, all arms
     .venv/bin/python bench/bench_feeds_real.py --no-train      # skip the propensity model (cold-start arms only)
+    .venv/bin/python bench/bench_feeds_real.py --co-bought both  # each arm with and without the co_bought source
 
 What is done: the CSV becomes our import files (``users``, ``items``, ``orders``, ``order_items``) in a temporary
 folder and is loaded with ``ltvfeed.ingest.import_directory`` into a throwaway warehouse; dbt builds the marts for
@@ -134,6 +135,25 @@ def weights_label(weights) -> str:
     return label + (" (default)" if weights == ScoringWeights() else "")
 
 
+def candidate_sources(co_bought: str) -> list[tuple[tuple[str, ...], str]]:
+    """(candidate sources, arm label suffix) of a ``--co-bought`` choice: ``with`` (the default sources),
+    ``without`` (the defaults less ``co_bought``) or ``both``."""
+    from ltvfeed.serving.config import CANDIDATE_SOURCES
+
+    without = tuple(s for s in CANDIDATE_SOURCES if s != "co_bought")
+    choices = {"with": [(CANDIDATE_SOURCES, "")], "without": [(without, ", no co_bought")]}
+    return choices["with"] + choices["without"] if co_bought == "both" else choices[co_bought]
+
+
+def add_co_bought_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--co-bought",
+        choices=["with", "without", "both"],
+        default="with",
+        help="generate with the default candidate sources (co_bought included), without co_bought, or both",
+    )
+
+
 def diversity_of(feeds: dict[str, list[str]]) -> dict[str, float]:
     """Share of distinct feeds among users, and the share of feeds holding the most frequent item."""
     lists = [tuple(f) for f in feeds.values() if f]
@@ -219,15 +239,17 @@ def run(a: argparse.Namespace) -> dict:
                     u: [str(ids[i]) for i in row if i >= 0] for u, row in zip(batch.user_ids, again, strict=True)
                 },
             }
-            settings_list = [("category_affinity", w) for w in a.weights]
-            if a.train and model.get("promoted"):
-                settings_list += [("registry", w) for w in a.weights]
+            sources = ["category_affinity"] + (["registry"] if a.train and model.get("promoted") else [])
+            settings_list = [(s, w, c) for s in sources for w in a.weights for c in candidate_sources(a.co_bought)]
             store = feed_store(stack)
-            for source, weights in settings_list:
+            for source, weights, (candidates, suffix) in settings_list:
                 t = time.perf_counter()
-                params = GenerationParams(as_of=as_of, n=a.n, shards=2, weights=weights, propensity_source=source)
+                params = GenerationParams(
+                    as_of=as_of, n=a.n, shards=2, weights=weights, propensity_source=source,
+                    candidate_sources=candidates,
+                )  # fmt: skip
                 run_generation(settings, params, progress=False)
-                w = weights_label(weights)
+                w = weights_label(weights) + suffix
                 timings[f"generation {source} {w} s"] = round(time.perf_counter() - t, 1)
                 feeds = {u: f.item_ids for u, f in store.read_feeds(users).items() if f is not None}
                 arms[f"ltvfeed personalised, {source}, w={w}"] = feeds
@@ -274,6 +296,7 @@ def main() -> None:
         + " ".join(DEFAULT_WEIGHTS)
         + ")",
     )
+    add_co_bought_option(parser)
     parser.add_argument("--json", type=Path, help="Also write the results here")
     a = parser.parse_args()
     a.weights = list(dict.fromkeys(a.weights or [weight_setting(w) for w in DEFAULT_WEIGHTS]))  # once each

@@ -5,6 +5,10 @@ Sources, each vectorised over the whole user batch:
 
 - ``history``: the user's own re-buyable purchases, likeliest to be bought again first (:mod:`.history`); it
   takes up to ``history_share`` of the K slots before the other sources;
+- ``co_bought``: items bought in the same orders as the user's purchases (``Catalogue.co_bought``, learned from the
+  shop's orders by :mod:`ltvfeed.warehouse.co_bought`), each scored by the sum over the user's purchases of the
+  pair's score times the purchase's weight (times bought, halved every :data:`CO_BOUGHT_HALF_LIFE_DAYS` since
+  the last purchase, when the batch carries the history); nothing without the catalogue's table;
 - ``embedding``: top-K of user-embedding . item-embedding (a dense [batch, items] product here; for catalogues
   far beyond ~10^5 items an approximate-nearest-neighbour index would take its place behind the same output);
 - ``category``: the best commercial performers of each user's ``top_categories`` favourite categories
@@ -24,6 +28,9 @@ import numpy as np
 from ltvfeed.frames.history import history_source
 from ltvfeed.frames.inputs import Catalogue, UserBatch
 from ltvfeed.serving.config import CandidateConfig
+
+# A purchase's weight in the co_bought source halves every this many days since it was last bought.
+CO_BOUGHT_HALF_LIFE_DAYS = 30.0
 
 
 def excluded_mask(users: UserBatch, catalogue: Catalogue, items: np.ndarray) -> np.ndarray:
@@ -76,6 +83,40 @@ def _embedding_source(users: UserBatch, catalogue: Catalogue, k: int) -> np.ndar
     top = eligible[np.take_along_axis(top, order, axis=1)]
     top[~np.isfinite(np.take_along_axis(top_scores, order, axis=1))] = -1
     return top
+
+
+def _co_bought_source(users: UserBatch, catalogue: Catalogue, k: int) -> np.ndarray | None:
+    """[B, k]: eligible items co-bought with the user's purchases, highest summed score first (ties: lower
+    index); None without the catalogue's table or any purchase."""
+    table = catalogue.co_bought
+    if table is None or not table.shape[1] or not len(users.purchased_items):
+        return None
+    weight = np.ones(len(users.purchased_items))
+    if users.purchase_history is not None:
+        times = np.maximum(np.nan_to_num(users.purchase_history[:, 0], nan=1.0), 1.0)
+        last = np.maximum(np.nan_to_num(users.purchase_history[:, 1], nan=0.0), 0.0)
+        weight = times * 0.5 ** (last / CO_BOUGHT_HALF_LIFE_DAYS)
+    width = table.shape[1]
+    rows = np.repeat(users.purchased_rows, width)
+    items = table[users.purchased_items].ravel()  # [P * C]
+    scores = (catalogue.co_bought_score[users.purchased_items] * weight[:, None]).ravel()
+    safe = np.where(items >= 0, items, 0)
+    ok = (items >= 0) & catalogue.in_stock[safe]
+    rows, items, scores = rows[ok], items[ok], scores[ok]
+    n = catalogue.n_items
+    keys, at = np.unique(rows * n + items, return_inverse=True)  # one entry per (user, item), summed
+    total = np.bincount(at, weights=scores, minlength=len(keys))
+    one_off_rows, one_off = _one_off_purchases(users, catalogue)
+    fresh = ~np.isin(keys, one_off_rows * n + one_off)  # bought and not re-buyable: never a candidate
+    keys, total = keys[fresh], total[fresh]
+    rows, items = keys // n, keys % n
+    order = np.lexsort((items, -total, rows))
+    rows, items = rows[order], items[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    keep = rank < k
+    out = np.full((len(users), k), -1, dtype=np.int64)
+    out[rows[keep], rank[keep]] = items[keep]
+    return out
 
 
 def _category_source(users: UserBatch, catalogue: Catalogue, k: int, top_categories: int) -> np.ndarray | None:
@@ -137,7 +178,9 @@ def generate_candidates(users: UserBatch, catalogue: Catalogue, cfg: CandidateCo
             if found is not None and found.shape[1]:
                 first = np.where(excluded_mask(users, catalogue, found), -1, found)
             continue
-        if source == "embedding":
+        if source == "co_bought":
+            found = _co_bought_source(users, catalogue, k)
+        elif source == "embedding":
             found = _embedding_source(users, catalogue, k)
         elif source == "category":
             found = _category_source(users, catalogue, k, cfg.top_categories)

@@ -22,7 +22,7 @@ from ltvfeed.errors import UserError
 
 MAX_FEED_LENGTH = 100
 MAX_CANDIDATES = 10_000
-CANDIDATE_SOURCES = ("history", "embedding", "category", "popular_now", "popular")
+CANDIDATE_SOURCES = ("history", "co_bought", "embedding", "category", "popular_now", "popular")
 PURCHASE_SCALES = ("user_max", "probability")
 # Baseline feeds a generation falls back to for users with history when the model lost to them on its last
 # evaluation (names as the propensity evaluation calls its baselines). Its ``cold_start`` floor row is no feed
@@ -111,7 +111,8 @@ class CandidateConfig:
 
     Sources: ``history`` (the user's re-buyable bought items, likeliest to be bought again within
     ``history_horizon_days`` first: see :mod:`ltvfeed.frames.history`) takes up to ``history_share`` of the K
-    slots first; the others are merged round-robin in this order of priority and deduplicated: ``embedding``
+    slots first; the others are merged round-robin in this order of priority and deduplicated: ``co_bought``
+    (items bought in the same orders as the user's purchases, when the catalogue has the table), ``embedding``
     (dot product of user and item embeddings, when both are given), ``category`` (best-performing items of the
     user's ``top_categories`` favourite categories), ``popular_now`` (most ordered items of the recent window),
     ``popular`` (the catalogue's best commercial performers).

@@ -29,6 +29,7 @@ from ltvfeed.errors import UserError
 from ltvfeed.frames.inputs import Catalogue, UserBatch
 from ltvfeed.serving.baselines import buy_again_items, popular_now_items
 from ltvfeed.serving.config import (
+    CANDIDATE_SOURCES,
     MAX_CANDIDATES,
     MAX_FEED_LENGTH,
     CandidateConfig,
@@ -146,8 +147,13 @@ class GenerationParams:
     baseline_fallback: bool = True
     # Further personalised feeds of the run, ranked with other weights (experiment arms ``variant:NAME``)
     variants: dict[str, ScoringWeights] = field(default_factory=dict)
+    # Candidate sources of the personalised feeds (see CandidateConfig; benches compare with and without one)
+    candidate_sources: tuple[str, ...] = CANDIDATE_SOURCES
 
     def __post_init__(self) -> None:
+        if isinstance(self.candidate_sources, str):
+            raise UserError(f"candidate_sources must be a list of source names, got {self.candidate_sources!r}")
+        object.__setattr__(self, "candidate_sources", tuple(self.candidate_sources))
         if not isinstance(self.as_of, date):
             raise UserError(f"as_of must be a date, got {self.as_of!r}")
         _positive_int(self.n, "feed length n", MAX_FEED_LENGTH)
@@ -164,7 +170,7 @@ class GenerationParams:
         return FeedConfig(
             weights=self.weights,
             n=self.n,
-            candidates=CandidateConfig(k=self.k),
+            candidates=CandidateConfig(k=self.k, sources=self.candidate_sources),
             diversity=self.diversity,
             purchase_scale=self.purchase_scale,
             fallback=self.fallback,
@@ -173,6 +179,7 @@ class GenerationParams:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["as_of"] = self.as_of.isoformat()
+        data["candidate_sources"] = list(self.candidate_sources)
         return data
 
     @classmethod

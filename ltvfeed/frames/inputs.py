@@ -73,7 +73,9 @@ class Catalogue:
     Learned from the shop's orders (optional): ``repeat_rate`` (share of an item's buyers who bought it on more
     than one order; at least :data:`MIN_REPEAT_RATE` makes an item re-buyable, like the flag), ``cycle_days``
     (the item's typical days between two purchases by one buyer, NaN unknown) and ``popularity`` (orders in a
-    recent window: the "popular now" candidates).
+    recent window: the "popular now" candidates) and ``co_bought`` [n_items, C] (each item's most co-bought
+    items, best first, -1 = padding; with ``co_bought_score`` [n_items, C], the pair's score, default 1: the
+    ``co_bought`` candidates; None: that source finds nothing).
     """
 
     def __init__(
@@ -89,6 +91,8 @@ class Catalogue:
         repeat_rate: Sequence[float] | np.ndarray | None = None,
         cycle_days: Sequence[float] | np.ndarray | None = None,
         popularity: Sequence[float] | np.ndarray | None = None,
+        co_bought: np.ndarray | None = None,
+        co_bought_score: np.ndarray | None = None,
     ) -> None:
         self.item_ids = np.asarray(item_ids, dtype=object).astype(str).astype(object)
         n = len(self.item_ids)
@@ -117,6 +121,7 @@ class Catalogue:
         )
         self.embeddings = None if embeddings is None else _as_float_matrix(embeddings, "item embeddings", n)
         self.unit_embeddings = None if self.embeddings is None else _unit_rows(self.embeddings)
+        self.co_bought, self.co_bought_score = _co_bought(co_bought, co_bought_score, n)
         self._cache: dict[tuple[str, int], np.ndarray] = {}
         self._matrices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -141,8 +146,9 @@ class Catalogue:
     @classmethod
     def from_frame(cls, items: pd.DataFrame, embeddings: np.ndarray | None = None) -> Catalogue:
         """From a frame with ``item_id``, ``category``, ``commercial_score`` and optionally ``in_stock``,
-        ``is_repeat_purchase``, ``recommendable``, ``repeat_rate``, ``cycle_days``, ``popularity`` (the
-        warehouse's column names); ``embeddings`` rows follow the frame's rows."""
+        ``is_repeat_purchase``, ``recommendable``, ``repeat_rate``, ``cycle_days``, ``popularity``, ``co_bought``
+        (per item a sequence of item ids, best first; ids not in the frame are dropped) with ``co_bought_score``
+        (the warehouse's column names); ``embeddings`` rows follow the frame's rows."""
         missing = [c for c in ("item_id", "category", "commercial_score") if c not in items.columns]
         if missing:
             raise UserError(f"catalogue frame lacks column(s) {missing}; has {list(items.columns)}")
@@ -153,6 +159,7 @@ class Catalogue:
             in_stock=items["in_stock"].to_numpy() if "in_stock" in items.columns else None,
             repeat_purchase=items["is_repeat_purchase"].to_numpy() if "is_repeat_purchase" in items.columns else None,
             embeddings=embeddings,
+            **_co_bought_from_frame(items),
             **{
                 name: items[name].to_numpy()
                 for name in ("recommendable", "repeat_rate", "cycle_days", "popularity")
@@ -399,6 +406,61 @@ class UserBatch:
             purchases=long(purchased, "purchased"),
             **kwargs,
         )
+
+
+def _co_bought(
+    table: np.ndarray | None, scores: np.ndarray | None, n: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if table is None:
+        return None, None
+    table = np.asarray(table, dtype=np.int64)
+    if table.ndim != 2 or table.shape[0] != n or (table.size and (table.min() < -1 or table.max() >= n)):
+        raise UserError(f"co_bought must be [{n}, C] item indices (-1 = padding), got shape {table.shape}")
+    if scores is None:
+        scores = np.ones(table.shape)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != table.shape or not np.isfinite(scores).all():
+        raise UserError(f"co_bought_score must be finite numbers of co_bought's shape {table.shape}")
+    return table, np.where(table >= 0, scores, 0.0)
+
+
+def _co_bought_from_frame(items: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``co_bought`` / ``co_bought_score`` columns (sequences of item ids / scores) as [n, C] arrays."""
+    if "co_bought" not in items.columns:
+        return {}
+    lists = [_sequence(v) for v in items["co_bought"]]
+    if "co_bought_score" in items.columns:
+        score_lists = [_sequence(v) for v in items["co_bought_score"]]
+    else:
+        score_lists = [np.ones(len(v)) for v in lists]
+    lengths = np.array([len(v) for v in lists], dtype=np.int64)
+    if any(len(s) != m for s, m in zip(score_lists, lengths, strict=True)):
+        raise UserError("co_bought_score must give one score per co_bought item")
+    width = int(lengths.max(initial=0))
+    table = np.full((len(items), width), -1, dtype=np.int64)
+    scores = np.zeros((len(items), width))
+    if width:
+        index = pd.Index(items["item_id"].astype(str).to_numpy())
+        rows = np.repeat(np.arange(len(items)), lengths)
+        found = index.get_indexer(pd.Index([str(i) for v in lists for i in v]))
+        flat_scores = np.array([float(x) for v in score_lists for x in v], dtype=np.float64)
+        ok = found >= 0
+        # ids unknown to this frame are dropped; the rest move left so each row stays best first
+        rank = _rank_within(rows[ok])
+        table[rows[ok], rank] = found[ok]
+        scores[rows[ok], rank] = flat_scores[ok]
+    return {"co_bought": table, "co_bought_score": scores}
+
+
+def _sequence(value: Any) -> Sequence[Any] | np.ndarray:
+    """A cell of a list column: its sequence, or empty (None, NaN: no entries)."""
+    return value if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str) else ()
+
+
+def _rank_within(rows: np.ndarray) -> np.ndarray:
+    """0, 1, 2... within each run of equal, ascending ``rows``."""
+    starts = np.searchsorted(rows, rows)
+    return np.arange(len(rows)) - starts
 
 
 def _pairs(frame: pd.DataFrame, users: pd.Index, catalogue: Catalogue, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -97,7 +97,7 @@ def begin_generation(settings: Settings, params: GenerationParams, origin: str =
     """Check the inputs exist (marts snapshot, champion model), open a generation, return the plan."""
     stack = up(settings)
     with WarehouseInputs(stack.warehouse_dsn, params.as_of) as warehouse:
-        n_items = len(warehouse.catalogue_frame())
+        n_items = len(warehouse.catalogue_frame(co_bought=False))
         n_users = warehouse.count_users()
     floor = None
     if params.propensity_source == CATEGORY_AFFINITY:
@@ -155,7 +155,7 @@ def generate_shard(
     source = source or propensity_source(stack, plan)
     inputs = WarehouseInputs(stack.warehouse_dsn, params.as_of, max_recent_views=cfg.diversity.max_recent_views)
     with inputs as wh, single_threaded_math():  # one core per shard worker: see single_threaded_math
-        catalogue = source.catalogue(wh.catalogue_frame())
+        catalogue = source.catalogue(wh.catalogue_frame(co_bought="co_bought" in cfg.candidates.sources))
         users = wh.shard_user_ids(shard, params.shards)
         chunks = wh.user_chunks(users, params.chunk_users)
         feeds = generate_feeds(catalogue, chunks, cfg, source, on_chunk, params.variants)
@@ -175,7 +175,7 @@ def write_classic(settings: Settings, plan: Plan) -> dict[str, Any]:
     params = GenerationParams.from_dict(plan["params"])
     stack = up(settings)
     with WarehouseInputs(stack.warehouse_dsn, params.as_of) as warehouse:
-        catalogue = Catalogue.from_frame(warehouse.catalogue_frame())
+        catalogue = Catalogue.from_frame(warehouse.catalogue_frame(co_bought=False))  # popular only
     feed = generation_classic_feed(catalogue, params.feed_config())
     feed_store(stack).write_classic(plan["generation"], feed)
     return {"generation": plan["generation"], "classic": feed.item_ids}

@@ -7,9 +7,11 @@ Everything is point-in-time: marts rows of snapshot ``as_of``, raw rows strictly
 - catalogue: ``marts.item_performance`` (``commercial_score``, ``category``, ``in_stock``, ``is_repeat_purchase``,
   ``recommendable`` where the mart has it) plus what the orders before the cutoff teach about each item
   (``repeat_rate``, ``cycle_days`` over the last :data:`HISTORY_DAYS`, ``popularity`` = orders in the last
-  :data:`POPULAR_NOW_DAYS`); items of a non-merchandise category (settings ``non_merchandise_categories``) are
-  not recommendable; items without a catalogue row (seen only in events/orders) stay in the catalogue, so
-  histories that mention them are understood, but are never recommended (treated as not in stock);
+  :data:`POPULAR_NOW_DAYS`) and each item's most co-bought items (``co_bought`` / ``co_bought_score``: see
+  :mod:`.co_bought`, from the buyers of the same :data:`HISTORY_DAYS`); items of a non-merchandise
+  category (settings ``non_merchandise_categories``) are not recommendable; items without a catalogue row (seen
+  only in events/orders) stay in the catalogue, so histories that mention them are understood, but are never
+  recommended (treated as not in stock);
 - users: ``marts.user_features`` (every customer known before ``as_of``) whose hash falls in the shard;
 - recent views: each user's ``max_recent_views`` most recently viewed distinct items (``raw.events``, 'view');
 - purchases: (user, item) of ``raw.orders`` + ``raw.order_items`` with times bought and days from the last /
@@ -32,6 +34,7 @@ from ltvfeed.cutoff import cutoff_instant
 from ltvfeed.errors import UserError
 from ltvfeed.frames.inputs import HISTORY_COLUMNS, non_merchandise
 from ltvfeed.shards import check_shard, shard_sql
+from ltvfeed.warehouse.co_bought import with_co_bought
 from ltvfeed.warehouse.snapshots import MissingSnapshot
 
 CATALOGUE_COLUMNS = [
@@ -45,8 +48,17 @@ CATALOGUE_COLUMNS = [
     "cycle_days",
     "popularity",
 ]
-HISTORY_DAYS = 365  # orders that teach repeat rates and cycles
+HISTORY_DAYS = 365  # orders that teach repeat rates, cycles and the co-bought table
 POPULAR_NOW_DAYS = 30  # the "popular now" window
+# (item, buyer) of the orders before the cutoff within HISTORY_DAYS: what the learned columns are counted from
+BOUGHT_SQL = """
+    select oi.item_id, o.user_id, count(distinct o.order_id) as times,
+           extract(epoch from max(o.ordered_at) - min(o.ordered_at)) / 86400.0 as span_days
+    from raw.orders as o
+    join raw.order_items as oi on oi.order_id = o.order_id
+    where o.ordered_at < %(cutoff)s and o.ordered_at >= %(cutoff)s - make_interval(days => %(history)s)
+    group by oi.item_id, o.user_id
+"""
 
 
 @dataclass(frozen=True)
@@ -114,8 +126,10 @@ class WarehouseInputs:
                 f"(`ltvfeed pipeline run --as-of {self.as_of}`)"
             )
 
-    def catalogue_frame(self) -> pd.DataFrame:
-        """Items of the ``as_of`` snapshot, ordered by id (columns: :data:`CATALOGUE_COLUMNS`)."""
+    def catalogue_frame(self, co_bought: bool = True) -> pd.DataFrame:
+        """Items of the ``as_of`` snapshot, ordered by id (columns: :data:`CATALOGUE_COLUMNS`, then
+        :data:`~.co_bought.CO_BOUGHT_COLUMNS` unless ``co_bought`` is False: callers that only count items or rank
+        by commercial performance skip reading the purchases)."""
         self._require_snapshot("item_performance")
         has_flag = self._rows(
             "select exists (select 1 from information_schema.columns where table_schema = 'marts' "
@@ -125,14 +139,7 @@ class WarehouseInputs:
         recommendable = "coalesce(p.recommendable, true)" if has_flag else "true"
         frame = self._frame(
             f"""
-            with bought as (
-                select oi.item_id, o.user_id, count(distinct o.order_id) as times,
-                       extract(epoch from max(o.ordered_at) - min(o.ordered_at)) / 86400.0 as span_days
-                from raw.orders as o
-                join raw.order_items as oi on oi.order_id = o.order_id
-                where o.ordered_at < %(cutoff)s and o.ordered_at >= %(cutoff)s - make_interval(days => %(history)s)
-                group by oi.item_id, o.user_id
-            ),
+            with bought as ({BOUGHT_SQL}),
             learned as (
                 select item_id, avg((times >= 2)::int)::float8 as repeat_rate,
                        (percentile_cont(0.5) within group (order by span_days / (times - 1))
@@ -164,6 +171,17 @@ class WarehouseInputs:
             frame["recommendable"] = frame["recommendable"].astype(bool) & ~non_merchandise(
                 frame["category"].to_numpy(), self.non_merchandise
             )
+        return with_co_bought(frame, self.buyer_items()) if co_bought else frame
+
+    def buyer_items(self) -> pd.DataFrame:
+        """(``user_id``, ``item_id``, ``times`` bought) of the orders the learned columns read (:data:`BOUGHT_SQL`:
+        before the cutoff, within :data:`HISTORY_DAYS`): what the co-bought table is counted from."""
+        frame = self._frame(
+            f"select user_id, item_id, times::float8 from ({BOUGHT_SQL}) as bought",
+            {"cutoff": self.cutoff, "history": HISTORY_DAYS},
+            ["user_id", "item_id", "times"],
+        )
+        frame["times"] = frame["times"].astype(np.float64)
         return frame
 
     def count_users(self) -> int:
