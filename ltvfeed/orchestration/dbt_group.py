@@ -1,4 +1,5 @@
-"""The dbt project as an Airflow task group through astronomer-cosmos: one task per model (run + its tests)."""
+"""The dbt project as an Airflow task group through astronomer-cosmos: one task per model (`dbt build`: the
+model, then its tests, so a failed test stops what depends on it), and one per test spanning two models."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def warehouse_task_group(group_id: str, dbt_vars: dict[str, str]):
         ),
         render_config=RenderConfig(
             load_method=LoadMode.AUTOMATIC,
-            test_behavior=TestBehavior.AFTER_EACH,
+            test_behavior=TestBehavior.BUILD,  # one `dbt build` per model: the model, then its tests
             # tests spanning two models (e.g. order_items -> orders) become their own tasks after both parents
             should_detach_multiple_parents_tests=True,
             emit_datasets=False,
