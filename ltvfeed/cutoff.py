@@ -45,6 +45,14 @@ def parse_as_of(value: Any, name: str = "as_of") -> date | None:
         raise UserError(f"{name} must be a date YYYY-MM-DD, got {value!r}") from exc
 
 
+def required_as_of(value: Any, name: str = "as_of") -> date:
+    """:func:`parse_as_of` of a value that must be there: a missing or empty one is the same UserError."""
+    parsed = parse_as_of(value, name)
+    if parsed is None:
+        raise UserError(f"{name} must be a date YYYY-MM-DD, got {value!r}")
+    return parsed
+
+
 def _events(triggering_events: Mapping[Any, Iterable[Any]] | None) -> list[Any]:
     """Every event of a context's ``triggering_asset_events`` (asset -> events), newest first."""
     try:

@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,6 +36,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ltvfeed.cutoff import cutoff_instant, parse_as_of
 from ltvfeed.errors import UserError
 from ltvfeed.frames.inputs import CLASSIC_USER_ID
 from ltvfeed.serving.config import CLASSIC_FEED, PERSONALISED_FEED, VARIANT_PREFIX
@@ -148,10 +149,10 @@ def data_cutoff(meta: GenerationMeta | None) -> datetime | None:
     if meta is None:
         return None
     try:
-        as_of = date.fromisoformat(str(meta.extra["as_of"]))
-        return datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
-    except (KeyError, ValueError):
-        return _parse_time(meta.generated_at)
+        as_of = parse_as_of((meta.extra or {}).get("as_of"))
+    except UserError:
+        as_of = None
+    return cutoff_instant(as_of) if as_of is not None else _parse_time(meta.generated_at)
 
 
 def classic_copy_path(state_dir: Path, redis_prefix: str) -> Path:

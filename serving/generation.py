@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ltvfeed.cutoff import required_as_of
 from ltvfeed.errors import UserError
 from ltvfeed.frames.inputs import Catalogue, UserBatch
 from ltvfeed.serving.baselines import buy_again_items, popular_now_items
@@ -185,10 +186,7 @@ class GenerationParams:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationParams:
         data = dict(data)
-        try:
-            as_of = date.fromisoformat(str(data.pop("as_of")))
-        except (KeyError, ValueError) as exc:
-            raise UserError(f"as_of must be a date YYYY-MM-DD, got {data.get('as_of')!r}") from exc
+        as_of = required_as_of(data.pop("as_of", None))
         weights = weights_from_mapping(data.pop("weights", None))
         variants = variants_from_mapping(data.pop("variants", None))
         try:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ltvfeed.cutoff import DEFAULT_HORIZON_DAYS, cutoff_instant
+from ltvfeed.cutoff import DEFAULT_HORIZON_DAYS, cutoff_instant, required_as_of
 from ltvfeed.errors import UserError
 from ltvfeed.warehouse.ltv_reads import CUTOFF
 
@@ -115,8 +115,8 @@ class TrainingPlan:
     def from_dict(cls, data: dict[str, Any]) -> TrainingPlan:
         return cls(
             horizon_days=int(data["horizon_days"]),
-            train_cutoffs=tuple(date.fromisoformat(c) for c in data["train_cutoffs"]),
-            holdout_cutoff=date.fromisoformat(data["holdout_cutoff"]),
+            train_cutoffs=tuple(required_as_of(c, "train_cutoffs") for c in data["train_cutoffs"]),
+            holdout_cutoff=required_as_of(data["holdout_cutoff"], "holdout_cutoff"),
             cutoff_step_days=int(data.get("cutoff_step_days", DEFAULT_STEP_DAYS)),
         )
 

@@ -1,5 +1,6 @@
 """Batch scoring: every customer of a ``user_features`` snapshot through the ``ltv`` champion, written to
-``marts.user_ltv_predictions`` and loaded into Redis through Feast (feature view ``user_ltv``).
+``marts.user_ltv_predictions`` (by :mod:`ltvfeed.warehouse.predictions`) and loaded into Redis through Feast
+(feature view ``user_ltv``).
 
 The champion is whatever holds the ``champion`` alias when scoring starts (a move by hand in the MLflow UI
 counts): the alias is resolved once and that version is loaded, so the rows name the version that made them.
@@ -14,21 +15,22 @@ offline truth, and the online store is loaded from it by materialising the view 
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from ltvfeed.cutoff import cutoff_instant
 from ltvfeed.errors import UserError
 from ltvfeed.training.ltv_data import FeatureSchema, as_model_input
 from ltvfeed.training.ltv_run import MODEL_NAME
 from ltvfeed.warehouse.ltv_reads import snapshot_features
+from ltvfeed.warehouse.predictions import newest_scoring, replace_predictions, served_prediction
 from ltvfeed.warehouse.snapshots import latest_snapshot
 
 if TYPE_CHECKING:
@@ -36,10 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS_TABLE = "marts.user_ltv_predictions"
 ONLINE_VIEW = "user_ltv"
 OUTPUT_COLUMNS = ["prob_return", "expected_ltv", "p10", "p50", "p90"]
-_LOCK_KEY = 7_311_400_001  # pg advisory lock: one writer of the predictions table at a time
 
 
 @dataclass(frozen=True)
@@ -143,75 +143,24 @@ def write_predictions(
     user_ids: np.ndarray,
     predictions: pd.DataFrame,
 ) -> tuple[int, datetime]:
-    """Replace this (as_of, horizon, model, version)'s rows in one transaction; returns (revision,
-    feature_timestamp) of the rows written (see the module doc for revisions)."""
-    import psycopg
-
-    cutoff = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
-    with psycopg.connect(dsn) as conn:
-        conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        latest = conn.execute(
-            f"""
-            select model_name, model_version, horizon_days, revision from {PREDICTIONS_TABLE}
-            where as_of = %s order by revision desc limit 1
-            """,
-            (as_of,),
-        ).fetchone()
-        if latest is None:
-            revision = 0
-        elif tuple(latest[:3]) == (model_name, str(version), horizon_days):
-            revision = int(latest[3])
-        else:
-            revision = int(latest[3]) + 1
-        stamp = cutoff + timedelta(microseconds=revision)
-        conn.execute(
-            f"delete from {PREDICTIONS_TABLE} where as_of = %s and horizon_days = %s and model_name = %s "
-            "and model_version = %s",
-            (as_of, horizon_days, model_name, str(version)),
-        )
-        rows = pd.DataFrame(
-            {
-                "user_id": user_ids,
-                "as_of": as_of.isoformat(),
-                "horizon_days": horizon_days,
-                "model_name": model_name,
-                "model_version": str(version),
-                **{c: predictions[c].to_numpy(np.float64) for c in OUTPUT_COLUMNS},
-                "revision": revision,
-                "feature_timestamp": stamp.isoformat(),
-            }
-        )
-        buffer = io.StringIO()
-        rows.to_csv(buffer, index=False, header=False)
-        with (
-            conn.cursor() as cur,
-            cur.copy(f"copy {PREDICTIONS_TABLE} ({', '.join(rows.columns)}) from stdin with (format csv)") as copy,
-        ):
-            copy.write(buffer.getvalue())
-    return revision, stamp
+    """Replace this (as_of, horizon, model, version)'s rows; returns (revision, feature_timestamp) of the rows
+    written (see the module doc for revisions)."""
+    scores = pd.DataFrame({"user_id": user_ids, **{c: predictions[c].to_numpy(np.float64) for c in OUTPUT_COLUMNS}})
+    return replace_predictions(dsn, as_of, horizon_days, model_name, str(version), scores)
 
 
 def materialize_predictions(stack: Stack, as_of: date, *, store: Any = None) -> dict[str, Any]:
     """Load the newest scoring of snapshot ``as_of`` into Redis (Feast view ``user_ltv``), registering the
     Feast definitions first when this deployment has not applied the view yet."""
-    import psycopg
-
     from ltvfeed.features import apply, feature_store, materialize
 
-    with psycopg.connect(stack.warehouse_dsn, autocommit=True) as conn:
-        newest = conn.execute(
-            f"select max(feature_timestamp), count(*) filter (where feature_timestamp = "
-            f"(select max(feature_timestamp) from {PREDICTIONS_TABLE} where as_of = %s)) "
-            f"from {PREDICTIONS_TABLE} where as_of = %s",
-            (as_of, as_of),
-        ).fetchone()
-    if newest is None or newest[0] is None:
+    newest = newest_scoring(stack.warehouse_dsn, as_of)
+    if newest is None:
         raise UserError(f"no LTV predictions for snapshot {as_of}: score it first (ltvfeed ltv score --as-of {as_of})")
     store = store or feature_store(stack)
     if ONLINE_VIEW not in {v.name for v in store.list_feature_views()}:
         apply(stack, store=store)
-    start = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
-    materialize(stack, start, newest[0], views=[ONLINE_VIEW], store=store)
+    materialize(stack, cutoff_instant(as_of), newest[0], views=[ONLINE_VIEW], store=store)
     return {"as_of": as_of.isoformat(), "view": ONLINE_VIEW, "rows": int(newest[1]), "until": newest[0].isoformat()}
 
 
@@ -244,17 +193,9 @@ class ServedScoring:
 
 def served_scoring(stack: Stack, model_name: str = MODEL_NAME) -> ServedScoring:
     """The scoring apps read now (see :class:`ServedScoring`) and the current champion."""
-    import psycopg
-
     from ltvfeed.training.registry import current_champion
 
-    with psycopg.connect(stack.warehouse_dsn) as conn:
-        row = conn.execute(
-            f"select as_of, model_version from {PREDICTIONS_TABLE} where model_name = %s "
-            "order by as_of desc, feature_timestamp desc, scored_at desc limit 1",
-            (model_name,),
-        ).fetchone()
-    as_of, version = row if row else (None, None)
+    as_of, version = served_prediction(stack.warehouse_dsn, model_name) or (None, None)
     return ServedScoring(model_name, as_of, version, current_champion(stack, model_name))
 
 

@@ -44,6 +44,7 @@ from ltvfeed.infra.stack import Stack
 from ltvfeed.serving.config import WEIGHT_PRESETS, ScoringWeights, variant_of
 from ltvfeed.simulator import SimulationConfig
 from ltvfeed.simulator.response import ResponseParams, respond, visitors
+from ltvfeed.warehouse.experiment_reads import exposures_logged
 
 PARTNER = "closed-loop-shop"  # the collector partner the simulated shop's site sends as
 DEFAULT_ARMS = (
@@ -187,13 +188,6 @@ def _stop_experiment(stack: Stack, name: str) -> None:
         client.close()
 
 
-def _count_exposures(dsn: str, name: str) -> int:
-    from ltvfeed.db import connect
-
-    with connect(dsn) as conn:
-        return conn.execute("select count(*) from raw.exposures where experiment = %s", (name,)).fetchone()[0]
-
-
 class _Loop:
     """One run's servers (feed API and collector apps, in-process) and state, day by day."""
 
@@ -323,7 +317,7 @@ def run_closed_loop(
                 echo(f"day {d + 1}/{config.days}: {c.feeds_served:,} feeds served, {c.events_stored:,} events stored")
     counts = loop.counts
     counts.exposures_dropped = loop.exposures.dropped
-    counts.exposures_logged = _count_exposures(stack.warehouse_dsn, experiment.name)
+    counts.exposures_logged = exposures_logged(stack.warehouse_dsn, experiment.name)
     _stop_experiment(stack, experiment.name)
     if counts.visits == 0:
         raise UserError(

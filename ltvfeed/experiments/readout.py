@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import psycopg
 
 from ltvfeed.errors import UserError
 from ltvfeed.experiments.analysis import USER_COLUMNS, Analysis, analyse
 from ltvfeed.experiments.registry import ExperimentRecord
 from ltvfeed.experiments.report import cumulative_lifts, render_html
+from ltvfeed.warehouse.experiment_reads import experiment_user_metrics
 
-MART = "marts.experiment_user_metrics"
 MLFLOW_EXPERIMENT = "ab_reports"
 
 
@@ -35,21 +34,9 @@ def report_path(state_dir: Path, name: str) -> Path:
 
 def load_user_metrics(dsn: str, name: str) -> pd.DataFrame:
     """The experiment's rows of the mart; a missing mart or an experiment nobody was exposed to is an error."""
-    columns = ", ".join(USER_COLUMNS)
-    try:
-        with psycopg.connect(dsn) as conn:
-            cur = conn.execute(f"select {columns}, first_exposed_on from {MART} where experiment = %s", (name,))
-            rows = cur.fetchall()
-    except psycopg.errors.UndefinedTable as exc:
-        raise UserError(
-            f"{MART} does not exist: build it with `ltvfeed dbt build --select +experiment_user_metrics`"
-        ) from exc
-    if not rows:
-        raise UserError(f"experiment {name!r}: no exposures in {MART} (is the feed API logging, and dbt built?)")
-    users = pd.DataFrame(rows, columns=[*USER_COLUMNS, "first_exposed_on"])
+    users = experiment_user_metrics(dsn, name, USER_COLUMNS)
     numeric = [c for c in USER_COLUMNS if c not in ("arm", "user_id")]
     users[numeric] = users[numeric].astype(float)  # null predictions: NaN, not object columns
-    users["first_exposed_on"] = pd.to_datetime(users["first_exposed_on"])
     return users
 
 

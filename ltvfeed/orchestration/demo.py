@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime
 
 import typer
 
+from ltvfeed.cutoff import required_as_of
+from ltvfeed.errors import UserError
 from ltvfeed.settings import Settings
 from ltvfeed.warehouse.extent import table_counts
 
@@ -42,8 +44,8 @@ def demo_end_date(settings: Settings) -> date:
     """The demo's cutoff: recorded by the first demo of this state dir, else today (UTC; data ends yesterday)."""
     record = settings.state_dir / "demo.json"
     try:
-        return date.fromisoformat(json.loads(record.read_text())["end_date"])
-    except (FileNotFoundError, KeyError, ValueError):
+        return required_as_of(json.loads(record.read_text())["end_date"], "end_date")
+    except (FileNotFoundError, KeyError, ValueError, UserError):
         # a landing folder filled by a demo from before this record existed: keep that demo's fixed cutoff, or a
         # second, shifted shop would be imported over the first
         earlier = settings.landing_dir.is_dir() and any(settings.landing_dir.glob("users/*"))

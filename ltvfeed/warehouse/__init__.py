@@ -13,6 +13,12 @@ before a cutoff, where the data ends, which snapshots exist) is written once:
 - :mod:`~ltvfeed.warehouse.activity_reads`: users' recent raw activity the online features recompute on push;
 - :mod:`~ltvfeed.warehouse.generation_reads`: what feed generation reads for a cutoff (catalogue, a shard's
   users, their histories), a chunk of users at a time.
+- :mod:`~ltvfeed.warehouse.predictions`: the LTV scores (``marts.user_ltv_predictions``): writing one scoring
+  (its revision, by COPY) and which scoring is served;
+- :mod:`~ltvfeed.warehouse.experiment_reads`: an experiment's per-user metrics and its logged exposures.
+
+Outside this package only the landing edge writes ``raw.*`` (imports, the collector, the exposure log), and no
+module issues SQL on the marts (tests/unit/test_layering.py).
 """
 
 from __future__ import annotations

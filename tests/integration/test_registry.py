@@ -310,7 +310,8 @@ def test_a_change_of_champion_says_what_apps_still_read(mlflow_stack, holdout, m
 
     from ltvfeed.cli import app
     from ltvfeed.settings import get_settings
-    from ltvfeed.training.ltv_scoring import OUTPUT_COLUMNS, PREDICTIONS_TABLE, served_scoring, write_predictions
+    from ltvfeed.training.ltv_scoring import OUTPUT_COLUMNS, served_scoring, write_predictions
+    from ltvfeed.warehouse.predictions import PREDICTIONS_TABLE
 
     model = f"ltv_served_{uuid.uuid4().hex[:6]}"
     first = register_and_promote(mlflow_stack, _log(BETTER), model, "h1", _evaluator(holdout))

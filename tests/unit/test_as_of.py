@@ -13,6 +13,7 @@ from ltvfeed.cutoff import (
     cutoff_instant,
     default_ltv_horizon,
     parse_as_of,
+    required_as_of,
     resolve_as_of,
 )
 from ltvfeed.errors import UserError
@@ -48,6 +49,13 @@ def test_cutoff_instant_is_midnight_utc_and_parse_accepts_datetimes():
     assert cutoff_instant(date(2017, 3, 1)) == datetime(2017, 3, 1, tzinfo=UTC)
     assert parse_as_of(datetime(2017, 3, 1, 23, tzinfo=UTC)) == date(2017, 3, 1)
     assert parse_as_of("") is None and parse_as_of(date(2017, 3, 1)) == date(2017, 3, 1)
+
+
+def test_a_required_as_of_missing_or_bad_is_the_same_one_line_error():
+    assert required_as_of("2024-05-01", "holdout_cutoff") == date(2024, 5, 1)
+    for value in (None, "", "May 1"):
+        with pytest.raises(UserError, match=r"^holdout_cutoff must be a date YYYY-MM-DD, got "):
+            required_as_of(value, "holdout_cutoff")
 
 
 def test_default_horizon_is_365_when_the_history_allows():

@@ -61,7 +61,7 @@ MACHINE_CSV_WRITERS = {
     "ltvfeed/ingest/load.py",
     "ltvfeed/simulator/load.py",
     "ltvfeed/features/point_in_time.py",
-    "training/ltv_scoring.py",
+    "ltvfeed/warehouse/predictions.py",
     "bench/bench_feeds_real.py",
     "bench/bench_ltv_predict.py",
 }

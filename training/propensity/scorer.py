@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ltvfeed.cutoff import parse_as_of
 from ltvfeed.errors import UserError
 from ltvfeed.training.propensity.data import ITEM_KEY, USER_KEY
 
@@ -141,8 +142,7 @@ class PropensityScorer:
 
     @property
     def tables_as_of(self) -> date | None:
-        value = self.metadata.get("tables_as_of")
-        return date.fromisoformat(value) if value else None
+        return parse_as_of(self.metadata.get("tables_as_of"), "tables_as_of")
 
     def user_index(self, ids: Any) -> np.ndarray:
         """Row of each user id, -1 for users the scorer has no row for (cold: still scored, see ``__call__``)."""
