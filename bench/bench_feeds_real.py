@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_feeds_real.py                 # every user, all arms
     .venv/bin/python bench/bench_feeds_real.py --no-train      # skip the propensity model (cold-start arms only)
     .venv/bin/python bench/bench_feeds_real.py --co-bought both  # each arm with and without the co_bought source
+    .venv/bin/python bench/bench_feeds_real.py --drop-last 1     # judged on each user's second-to-last order
 
 What is done: the CSV becomes our import files (``users``, ``items``, ``orders``, ``order_items``) in a temporary
 folder and is loaded with ``ltvfeed.ingest.import_directory`` into a throwaway warehouse; dbt builds the marts for
@@ -53,9 +54,21 @@ def price_of(product: int) -> float:
     return round(float(np.exp(np.log(1.0) + h * (np.log(15.0) - np.log(1.0)))), 2)
 
 
-def convert(csv: Path, out: Path, end: date, max_users: int | None) -> dict:
+def drop_last_orders(d: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The sample without each user's last ``k`` orders (users left with fewer than two orders go): the next order
+    is then one no choice in the code was tuned on (the history score's recency term was chosen on the last)."""
+    if k <= 0:
+        return d
+    numbers = d[["user_id", "order_number"]].drop_duplicates()
+    from_end = numbers.groupby("user_id")["order_number"].rank(ascending=False, method="first").astype(int) - 1
+    kept = numbers[from_end.to_numpy() >= k]
+    kept = kept[kept.groupby("user_id")["order_number"].transform("size") >= 2]
+    return d.merge(kept, on=["user_id", "order_number"], how="inner")
+
+
+def convert(csv: Path, out: Path, end: date, max_users: int | None, drop_last: int = 0) -> dict:
     """Write our import files under ``out``; return counts and the next order of each user."""
-    d = pd.read_csv(csv, index_col=0)
+    d = drop_last_orders(pd.read_csv(csv, index_col=0), drop_last)
     if max_users:
         keep = np.sort(d["user_id"].unique())[:max_users]
         d = d[d["user_id"].isin(keep)]
@@ -199,7 +212,7 @@ def run(a: argparse.Namespace) -> dict:
         stack = up(settings)
         try:
             t = time.perf_counter()
-            facts = convert(sample_path(), Path(tmp) / "files", end, a.max_users)
+            facts = convert(sample_path(), Path(tmp) / "files", end, a.max_users, a.drop_last)
             bought = facts.pop("bought")
             ensure_warehouse(stack.pg_dsn, settings.warehouse_db)
             import_directory(stack.warehouse_dsn, Path(tmp) / "files")
@@ -286,6 +299,12 @@ def main() -> None:
     parser.add_argument("--end", default="2026-06-01", help="as_of: every user's next order falls on this day")
     parser.add_argument("--max-users", type=int, default=None, help="Only the first N users (quicker)")
     parser.add_argument("--n", type=int, default=10)
+    parser.add_argument(
+        "--drop-last",
+        type=int,
+        default=0,
+        help="leave out each user's last K orders: the next order is then one nothing was tuned on (default 0)",
+    )
     parser.add_argument("--no-train", dest="train", action="store_false", help="Skip the propensity model")
     parser.add_argument(
         "--weights",

@@ -80,7 +80,33 @@ CHROMIUM_FLAGS = (  # offline: nothing but the page's own origin may be fetched
 )
 
 
+# The longest integration modules (minutes each: Airflow DAG runs, LTV training), longest first. xdist hands out
+# test files in collection order (with `--no-loadscope-reorder`; its default orders by test count, which put
+# the one-test, five-minute DAG module last, alone on a worker at the end of the run), so these go first and
+# the many short modules fill the workers around them. Measured with `pytest --integration --durations=40`.
+LONGEST_MODULES = (
+    "test_backfill",  # marked slow: .ci/run gives it a step of its own
+    "test_pipeline_dag",
+    "test_any_date",
+    "test_ltv_run",
+    "test_ltv_predict",
+    "test_propensity",
+    "test_generation",
+    "test_dbt",
+    "test_closed_loop",
+    "test_quality",
+    "test_ltv_backtest",
+)
+
+
+def _longest_first(item: pytest.Item) -> tuple[int, bool]:
+    name = item.path.stem
+    rank = LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
+    return rank, "integration" not in item.path.parts  # a split module's integration half first
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_longest_first)  # stable: tests keep their order within a module
     no_browser = pytest.mark.skip(reason=f"browser test: needs Debian's chromium ({CHROMIUM}) and {CHROMEDRIVER}")
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         for item in items:
