@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ltvfeed.frames.history import history_source
-from ltvfeed.frames.inputs import Catalogue, UserBatch
+from ltvfeed.frames.inputs import Catalogue, UserBatch, rank_within
 from ltvfeed.serving.config import CandidateConfig
 
 # A purchase's weight in the co_bought source halves every this many days since it was last bought.
@@ -112,7 +112,7 @@ def _co_bought_source(users: UserBatch, catalogue: Catalogue, k: int) -> np.ndar
     rows, items = keys // n, keys % n
     order = np.lexsort((items, -total, rows))
     rows, items = rows[order], items[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    rank = rank_within(rows)
     keep = rank < k
     out = np.full((len(users), k), -1, dtype=np.int64)
     out[rows[keep], rank[keep]] = items[keep]

@@ -446,7 +446,7 @@ def _co_bought_from_frame(items: pd.DataFrame) -> dict[str, np.ndarray]:
         flat_scores = np.array([float(x) for v in score_lists for x in v], dtype=np.float64)
         ok = found >= 0
         # ids unknown to this frame are dropped; the rest move left so each row stays best first
-        rank = _rank_within(rows[ok])
+        rank = rank_within(rows[ok])
         table[rows[ok], rank] = found[ok]
         scores[rows[ok], rank] = flat_scores[ok]
     return {"co_bought": table, "co_bought_score": scores}
@@ -457,8 +457,8 @@ def _sequence(value: Any) -> Sequence[Any] | np.ndarray:
     return value if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str) else ()
 
 
-def _rank_within(rows: np.ndarray) -> np.ndarray:
-    """0, 1, 2... within each run of equal, ascending ``rows``."""
+def rank_within(rows: np.ndarray) -> np.ndarray:
+    """0, 1, 2... within each run of equal, ascending ``rows`` (position in its group of a sorted key)."""
     starts = np.searchsorted(rows, rows)
     return np.arange(len(rows)) - starts
 

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ltvfeed.frames.inputs import rank_within
+
 CO_BOUGHT_TOP = 20  # neighbours kept per item (the width of Catalogue.co_bought)
 MIN_CO_BUYERS = 2  # a pair must share at least this many buyers
 MAX_BUYER_ITEMS = 100  # a buyer's most bought items that count
@@ -71,8 +73,7 @@ def co_bought_table(
     score = n / np.sqrt(counts[a] * counts[b])
     order = np.lexsort((b, -score, a))  # per item: best first, ties to the lower id (ids are sorted)
     a, b, score = a[order], b[order], score[order]
-    rank = np.arange(len(a)) - np.searchsorted(a, a)
-    keep = rank < top
+    keep = rank_within(a) < top
     a, b, score = a[keep], b[keep], score[keep]
     bounds = np.flatnonzero(np.diff(a)) + 1
     return pd.DataFrame(
