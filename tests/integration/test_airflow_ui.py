@@ -8,6 +8,7 @@ Needs Debian's `chromium` and `chromedriver` (skipped without them); slow (~10-2
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -86,7 +87,10 @@ def airflow_ui(stack, run_id, tmp_path_factory):
             assert proc.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
             time.sleep(1)
         passwords = s.airflow_home / "simple_auth_manager_passwords.json.generated"
-        yield f"http://127.0.0.1:{port}", json.loads(passwords.read_text())["admin"], proc, settings
+        yield f"http://127.0.0.1:{port}", json.loads(passwords.read_text())["admin"], proc, settings, s.airflow_home
+    except BaseException:
+        _print_diagnostics(proc, out, s.airflow_home)
+        raise
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -96,6 +100,19 @@ def airflow_ui(stack, run_id, tmp_path_factory):
         finally:
             drop_database(stack.pg_dsn, settings.warehouse_db)
             drop_database(stack.pg_dsn, settings.mlflow_db)
+
+
+def _print_diagnostics(proc: subprocess.Popen, out: Path, airflow_home: Path, lines: int = 60) -> None:
+    """What the standalone and each component last wrote, shown with a failure (pytest prints captured output):
+    a component that exits makes the supervisor stop the others, and only these logs say which and why."""
+    print(f"standalone exit code: {proc.poll()}")
+    for log in [out, *sorted((airflow_home / "logs" / "standalone").glob("*.log"))]:
+        with contextlib.suppress(OSError):
+            print(
+                f"--- {log.name} (last {lines} lines) ---",
+                *log.read_text(errors="replace").splitlines()[-lines:],
+                sep="\n",
+            )
 
 
 def _token(base: str, password: str) -> str:
@@ -123,11 +140,11 @@ def _wait_all_finished(base: str, password: str, dag_id: str, want: int, timeout
         time.sleep(10)
 
 
-def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_ui, tmp_path, headless_browser):
+def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser) -> None:
+    """Wait for the DAG to be parsed, then trigger a run and a 3-day backfill from the UI; every run succeeds."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    base, password, proc, settings = airflow_ui
     deadline = time.monotonic() + 600
     while True:  # the DAG processor has parsed the DAG files
         try:
@@ -195,6 +212,15 @@ def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_
         assert driver.page_source.count("backfill__") >= 3 and "success" in driver.page_source
     except Exception:
         driver.save_screenshot(str(tmp_path / "failure.png"))  # what the browser showed
+        raise
+
+
+def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_ui, tmp_path, headless_browser):
+    base, password, proc, settings, airflow_home = airflow_ui
+    try:
+        _drive_the_ui(base, password, tmp_path, headless_browser)
+    except BaseException:
+        _print_diagnostics(proc, settings.state_dir / "standalone.out", airflow_home)
         raise
 
     # SIGTERM: the supervisor stops every component's process group (and their workers) within seconds
