@@ -5,9 +5,11 @@ Airflow's own ``airflow standalone`` ignores SIGTERM for a minute or more, leave
 LocalExecutor workers) running when it is killed, sizes parallelism at 32 and binds the UI and two log servers to
 every interface. Here each component runs in its own process group, bound to ``LTVFEED_AIRFLOW_HOST``
 (127.0.0.1 by default), without log servers (the UI reads task logs from the local log folder), with parallelism
-sized to the machine's CPUs. SIGTERM or SIGINT (Ctrl-C) stops every group: SIGTERM, then SIGKILL after a grace
-period. The supervisor's pid is kept in ``<state_dir>/run/airflow.pid``, so ``ltvfeed stack down`` stops it too
-(:func:`stop_standalone`). Output goes to one log file per component under the Airflow home.
+sized to the machine's CPUs. A component that exits is restarted (a few times, as Airflow's docker-compose
+restarts its services), so that one crash does not take the UI down with it. SIGTERM or SIGINT (Ctrl-C) stops
+every group: SIGTERM, then SIGKILL after a grace period. The supervisor's pid is kept in
+``<state_dir>/run/airflow.pid``, so ``ltvfeed stack down`` stops it too (:func:`stop_standalone`). Output goes
+to one log file per component under the Airflow home.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from ltvfeed.orchestration.airflow_env import airflow_env
 from ltvfeed.settings import Settings
 
 GRACE_S = 10.0  # SIGTERM -> SIGKILL
+MAX_RESTARTS = 3  # a component that exits is restarted up to this many times ...
+RESTART_WINDOW_S = 600.0  # ... within this window; one more exit stops them all
 
 
 class _Stop(Exception):
@@ -90,6 +94,20 @@ def stop_groups(procs: Sequence[subprocess.Popen], grace_s: float = GRACE_S) -> 
         proc.wait()
 
 
+def _start(argv: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen:
+    """One component in its own process group (so that its workers stop with it), output appended to ``log``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+
 def supervise(
     commands: Mapping[str, Sequence[str]],
     env: Mapping[str, str],
@@ -99,10 +117,13 @@ def supervise(
     ready: Callable[[], bool] | None = None,
     on_ready: Callable[[], None] | None = None,
     grace_s: float = GRACE_S,
+    max_restarts: int = MAX_RESTARTS,
+    restart_window_s: float = RESTART_WINDOW_S,
 ) -> int:
     """Run ``commands`` (name -> argv), each in its own process group with output in ``logs/<name>.log``, until
-    SIGTERM/SIGINT or one of them exits; then stop all of them. Returns 0 when stopped by a signal, else the
-    exit code of the component that ended first."""
+    SIGTERM/SIGINT; then stop all of them. A component that exits is restarted, as Airflow's docker-compose and
+    Helm deployments restart theirs, up to ``max_restarts`` times within ``restart_window_s``; one more exit
+    stops everything. Returns 0 when stopped by a signal, else the exit code of the component that gave up."""
     logs.mkdir(parents=True, exist_ok=True)
     pid_path.parent.mkdir(parents=True, exist_ok=True)
     if (other := running_pid(pid_path)) is not None:
@@ -111,29 +132,41 @@ def supervise(
     def on_signal(signum: int, _frame: object) -> None:
         raise _Stop(signum)
 
+    def record() -> None:
+        pid_path.write_text(json.dumps({"pid": os.getpid(), "groups": [p.pid for p in procs.values()]}))
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     procs: dict[str, subprocess.Popen] = {}
+    exits: dict[str, list[float]] = {name: [] for name in commands}
     code = 0
     try:
         pid_path.write_text(json.dumps({"pid": os.getpid()}))
         for name, argv in commands.items():
-            with open(logs / f"{name}.log", "ab") as out:
-                procs[name] = subprocess.Popen(
-                    list(argv),
-                    env=dict(env),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent,
-                )
-        pid_path.write_text(json.dumps({"pid": os.getpid(), "groups": [p.pid for p in procs.values()]}))
+            procs[name] = _start(argv, env, logs / f"{name}.log")
+        record()
         announced = False
         while True:
             for name, proc in procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited (code {proc.returncode}); stopping the others. See {logs / name}.log")
+                if proc.poll() is None:
+                    continue
+                now = time.monotonic()
+                exits[name] = [t for t in exits[name] if now - t < restart_window_s] + [now]
+                log = logs / f"{name}.log"
+                if len(exits[name]) > max_restarts:
+                    print(
+                        f"{name} exited (code {proc.returncode}) {len(exits[name])} times within "
+                        f"{restart_window_s:.0f} s; stopping the others. See {log}",
+                        flush=True,
+                    )
                     return proc.returncode or 1
+                print(
+                    f"{name} exited (code {proc.returncode}); restarting it "
+                    f"({len(exits[name])} of {max_restarts} within {restart_window_s:.0f} s). See {log}",
+                    flush=True,
+                )
+                stop_groups([proc], grace_s)  # whatever it forked goes with it
+                procs[name] = _start(commands[name], env, log)
+                record()
             if not announced and (ready is None or ready()):
                 announced = True
                 if on_ready:

@@ -115,19 +115,33 @@ def _print_diagnostics(proc: subprocess.Popen, out: Path, airflow_home: Path, li
             )
 
 
+def _json(req: urllib.request.Request, retry_s: float = 180) -> dict:
+    """The response's JSON; a refused connection is retried for ``retry_s`` (the supervisor restarts an api-server
+    that exited, which the diagnostics then show); an HTTP error is raised at once."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.load(resp)
+        except urllib.error.HTTPError:
+            raise
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+
 def _token(base: str, password: str) -> str:
     body = json.dumps({"username": "admin", "password": password}).encode()
     req = urllib.request.Request(f"{base}/auth/token", data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.load(resp)["access_token"]
+    return _json(req)["access_token"]
 
 
 def _runs(base: str, token: str, dag_id: str) -> list[dict]:
     req = urllib.request.Request(
         f"{base}/api/v2/dags/{dag_id}/dagRuns?limit=100", headers={"Authorization": f"Bearer {token}"}
     )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.load(resp)["dag_runs"]
+    return _json(req)["dag_runs"]
 
 
 def _wait_all_finished(base: str, password: str, dag_id: str, want: int, timeout_s: float) -> list[dict]:
@@ -148,12 +162,11 @@ def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser) ->
     deadline = time.monotonic() + 600
     while True:  # the DAG processor has parsed the DAG files
         try:
-            urllib.request.urlopen(
+            _json(
                 urllib.request.Request(
                     f"{base}/api/v2/dags/ltv_pipeline", headers={"Authorization": f"Bearer {_token(base, password)}"}
-                ),
-                timeout=30,
-            ).close()
+                )
+            )
             break
         except urllib.error.HTTPError as exc:
             assert exc.code == 404 and time.monotonic() < deadline, exc

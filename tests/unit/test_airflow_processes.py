@@ -136,6 +136,60 @@ def test_stop_supervisor_from_another_process(tmp_path):
     assert stop_supervisor(pid_path) is False  # nothing left to stop
 
 
+# Exits with code 3 on its first start (a crash), runs on the next; "always" exits with 4 every time.
+FLAKY = """
+import sys, time
+from pathlib import Path
+marker = Path(sys.argv[1])
+starts = int(marker.read_text() or 0) + 1 if marker.exists() else 1
+marker.write_text(str(starts))
+if sys.argv[2] == "always" or starts == 1:
+    sys.exit(3 if sys.argv[2] == "once" else 4)
+while True: time.sleep(1)
+"""
+
+RESTARTING = """
+import sys
+from pathlib import Path
+from ltvfeed.orchestration.standalone import supervise
+base, mode = Path(sys.argv[1]), sys.argv[3]
+commands = {"steady": [sys.executable, "-c", "import time; time.sleep(600)"],
+            "flaky": [sys.executable, "-c", sys.argv[2], str(base / "starts"), mode]}
+sys.exit(supervise(commands, {"PATH": "/usr/bin:/bin"}, base / "logs", base / "run" / "x.pid", grace_s=2,
+                   max_restarts=2, restart_window_s=60))
+"""
+
+
+def test_supervisor_restarts_a_component_that_exits_and_gives_up_on_one_that_keeps_exiting(tmp_path):
+    once = tmp_path / "once"
+    once.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RESTARTING, str(once), FLAKY, "once"], stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while not ((once / "starts").exists() and (once / "starts").read_text() == "2"):
+        assert time.monotonic() < deadline and proc.poll() is None, "the crashed component was not restarted"
+        time.sleep(0.1)
+    time.sleep(1)
+    assert proc.poll() is None  # still supervising: the restarted component runs, the steady one too
+    groups = json.loads((once / "run" / "x.pid").read_text())["groups"]
+    assert len(groups) == 2 and all(_alive(g) for g in groups)  # the pidfile names the restarted group
+    os.kill(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "flaky exited (code 3); restarting it (1 of 2" in out
+    assert [g for g in groups if _alive(g)] == []
+
+    always = tmp_path / "always"
+    always.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", RESTARTING, str(always), FLAKY, "always"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 4  # its exit code, after the first start and two restarts
+    assert (always / "starts").read_text() == "3"
+    assert "flaky exited (code 4) 3 times within 60 s; stopping the others" in proc.stdout
+
+
 def _second_supervisor(base: Path) -> None:
     from ltvfeed.orchestration.standalone import supervise
 
