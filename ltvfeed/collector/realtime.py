@@ -22,6 +22,7 @@ from ltvfeed.features.recent_purchases import FeatureStoreNotApplied
 log = logging.getLogger(__name__)
 
 PUSH_INTERVAL_S = 0.5
+CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,19 @@ class RealtimePusher:
                 with self._lock:
                     self._pending[channel.name] |= set(users)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Push what is queued, within ``timeout_s``: a shutdown never waits on a slow feature store (SIGTERM must
+        stop the collector promptly); users left queued are covered by the next daily snapshot."""
         self._stop.set()
-        self._thread.join(5)
-        self.flush()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning(
+                "collector: shut down with a real-time push still running after %.0f s; the daily snapshot covers "
+                "the users it had not pushed",
+                timeout_s,
+            )
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             self.flush()
+        self.flush()  # the last round, after close() asked to stop

@@ -197,3 +197,25 @@ def test_realtime_pusher_drops_users_when_the_feature_store_was_never_applied(ca
     pusher.flush()  # nothing queued: dropped, not retried
     assert calls == [["u1"], ["u1"]] and pusher.pushed == 0
     assert sum("not pushed online" in r.message for r in caplog.records) == 1  # warned once
+
+
+def test_realtime_pusher_close_pushes_the_last_round_but_never_waits_past_its_timeout(caplog) -> None:
+    """SIGTERM must stop the collector promptly: close() pushes what is queued, but a push stuck on a slow feature
+    store is left behind (with a warning) once the timeout passes."""
+    import threading
+    import time
+
+    pushed: list[list[str]] = []
+    pusher = RealtimePusher([Channel("all", any_event, lambda users: pushed.append(users) or len(users))], 3600).start()
+    pusher.after_commit([("p", validate_event(0, _event(0)))])
+    pusher.close(timeout_s=5)
+    assert pushed == [["u1"]] and pusher.pushed == 1
+
+    release = threading.Event()
+    stuck = RealtimePusher([Channel("all", any_event, lambda users: release.wait(30) and 0)], 3600).start()
+    stuck.after_commit([("p", validate_event(1, _event(1)))])
+    started = time.monotonic()
+    stuck.close(timeout_s=0.2)
+    assert time.monotonic() - started < 5
+    assert any("push still running" in r.message for r in caplog.records)
+    release.set()
