@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -87,3 +88,16 @@ def connect(dsn: str, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     """A psycopg connection that commits on success and rolls back on error."""
     with psycopg.connect(dsn, autocommit=autocommit) as conn:
         yield conn
+
+
+@contextmanager
+def advisory_lock(dsn: str, name: str) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock named ``name`` while the block runs: one holder at a time among
+    every process using the server (two DAG runs, a run and the CLI); the server releases it if the holder dies."""
+    key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (key,))

@@ -6,7 +6,8 @@ so the feed API's freshness filter drops an item a user has just bought), and in
 orders -> the live activity (:func:`ltvfeed.features.live_activity.push_live_activity`, the last hour's engagement
 and the current preferences apps read). Pushes are best effort: if Redis or the feature store is down, the users
 stay queued and are pushed on the next round (the daily snapshot catches up with anything older); on a stack whose
-feature store was never applied, nothing is pushed and one warning says so.
+feature store was never applied, nothing is pushed and one warning says so. A shutdown gives the last round at most
+:data:`CLOSE_TIMEOUT_S`, so SIGTERM stops the collector promptly however slow the feature store is.
 """
 
 from __future__ import annotations

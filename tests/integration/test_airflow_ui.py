@@ -144,6 +144,16 @@ def _runs(base: str, token: str, dag_id: str) -> list[dict]:
     return _json(req)["dag_runs"]
 
 
+def _until(found, timeout_s: float, what: str, every_s: float = 1.0):
+    """Poll ``found()`` until it returns something truthy (returned) or ``timeout_s`` passes (fails with
+    ``what``): a loaded 2-core machine renders and answers slowly, and a fixed sleep races it."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := found()):
+        assert time.monotonic() < deadline, what
+        time.sleep(every_s)
+    return value
+
+
 def _wait_all_finished(base: str, password: str, dag_id: str, want: int, timeout_s: float) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -184,12 +194,12 @@ def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser) ->
         # a single run: the Trigger dialog (it unpauses the DAG on trigger, as the dialog offers by default)
         trigger.click()
         driver.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]").click()
-        deadline = time.monotonic() + 60
-        while not any(
-            r["dag_run_id"].startswith("manual__") for r in _runs(base, _token(base, password), "ltv_pipeline")
-        ):
-            assert time.monotonic() < deadline, "the Trigger dialog created no run"
-            time.sleep(2)
+        _until(
+            lambda: any(r["run_type"] == "manual" for r in _runs(base, _token(base, password), "ltv_pipeline")),
+            180,
+            "the Trigger dialog created no run",
+            every_s=2,
+        )
 
         # a 3-day backfill: the same dialog's Backfill tab, dates typed into its pickers
         driver.get(f"{base}/dags/ltv_pipeline")
@@ -201,12 +211,15 @@ def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser) ->
         assert len(pickers) == 2  # From, To
         for picker, day in zip(pickers, (first, last), strict=True):
             picker.click()
-            time.sleep(1)
-            popover = [
-                p
-                for p in driver.find_elements(By.CSS_SELECTOR, "[data-scope=popover][data-part=content]")
-                if p.is_displayed()
-            ][-1]
+            popover = _until(
+                lambda: [
+                    p
+                    for p in driver.find_elements(By.CSS_SELECTOR, "[data-scope=popover][data-part=content]")
+                    if p.is_displayed()
+                ],
+                120,
+                "the date picker did not open",
+            )[-1]
             day_input, time_input = popover.find_elements(By.TAG_NAME, "input")[:2]
             day_input.send_keys(day.strftime("%Y/%m/%d"), Keys.ENTER)
             time_input.send_keys("00:00", Keys.ENTER)
@@ -221,8 +234,11 @@ def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser) ->
 
         # the UI shows them too: the DAG's runs list
         driver.get(f"{base}/dags/ltv_pipeline/runs")
-        time.sleep(5)
-        assert driver.page_source.count("backfill__") >= 3 and "success" in driver.page_source
+        _until(
+            lambda: driver.page_source.count("backfill__") >= 3 and "success" in driver.page_source,
+            120,
+            "the runs page does not list the 3 backfill runs as successful",
+        )
     except Exception:
         driver.save_screenshot(str(tmp_path / "failure.png"))  # what the browser showed
         raise

@@ -479,3 +479,36 @@ def test_reapply_is_idempotent_and_keys_are_removed(shop: Shop) -> None:
     materialize(shop.stack, datetime(2000, 1, 1, tzinfo=UTC), cutoff(T2))  # every view's newest row up to T2
     push_live_activity(shop.stack, [KNOWN["user_id"]])  # and what only pushes write
     assert len(ours()) >= 3 + 3
+
+
+@pytest.mark.integration
+def test_concurrent_applies_of_a_new_project_both_succeed(shop: Shop) -> None:
+    """Two DAG runs (a backfill, a trigger and its scheduled run) apply at once: Feast's SQL registry numbers a
+    feature view's versions by reading then inserting, and without ltvfeed's lock both applies inserted version 0
+    and one failed (seen in the Airflow UI test). A project of its own, so the module's store stays as it was."""
+    import threading
+
+    settings = shop.stack.settings.model_copy(update={"redis_prefix": f"{shop.stack.settings.redis_prefix}race_"})
+    fresh = dataclasses.replace(shop.stack, settings=settings)
+    results: list[object] = []
+    start = threading.Barrier(3)
+
+    def run() -> None:
+        store = feature_store(fresh)  # each its own registry engine, as two task processes have
+        start.wait()
+        try:
+            results.append(apply(fresh, store=store))
+        except Exception as exc:  # the failure is the result under test
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    try:
+        assert [type(r).__name__ for r in results] == ["ApplyResult"] * 3, results
+        views = feature_store(fresh).list_feature_views()
+        assert len(views) == len({v.name for v in views}) > 5
+    finally:
+        clear_online(fresh)
