@@ -6,9 +6,11 @@ Daily warehouse refresh for one cutoff date (`as_of`):
 1. **ingest** every file waiting in the landing folder (`$LTVFEED_STATE_DIR/landing/<entity>/`) into `raw.*`
    (idempotent per file; bad rows go to `ops.quarantine`);
 2. **expectations_raw**: Great Expectations gate on the raw tables — a failure stops the run;
-3. **dbt**: staging → intermediate → marts, one task per model with its tests (astronomer-cosmos);
+3. **take_warehouse** waits until no other run builds the warehouse (a backfill runs beside a triggered run:
+   the staging views and intermediates are shared by every cutoff), **dbt**: staging → intermediate → marts, one
+   task per model with its tests (astronomer-cosmos);
 4. **expectations_marts**: gate on the marts; on success the `marts` asset is updated, which later pipelines
-   (retraining) are scheduled on;
+   (retraining) are scheduled on; **release_warehouse** then lets the next run build, whatever happened;
 5. **apply_features** (`feast apply`) and **materialize_features** (incremental load of the validated snapshot
    into the Redis online store, so apps read fresh features through Feast).
 
@@ -19,11 +21,12 @@ Features for `as_of` use only data strictly before it. Data Docs: `$LTVFEED_STAT
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task
 
 from ltvfeed.cutoff import DEFAULT_HORIZON_DAYS
 from ltvfeed.orchestration.dag_defaults import DAG_DEFAULTS
 from ltvfeed.orchestration.dbt_group import MARTS_ASSET_URI, warehouse_task_group
+from ltvfeed.warehouse.lease import LEASE_TTL, POLL_S
 
 
 @dag(
@@ -60,6 +63,22 @@ def ltv_pipeline():
 
         return quality_gate(Settings(), "raw", parse_as_of(as_of))
 
+    @task.sensor(poke_interval=POLL_S, timeout=LEASE_TTL.total_seconds(), mode="reschedule")
+    def take_warehouse() -> PokeReturnValue:
+        from ltvfeed.orchestration.tasks import take_warehouse as take
+        from ltvfeed.settings import Settings
+
+        other = take(Settings(), get_current_context())
+        return PokeReturnValue(is_done=other is None, xcom_value=other)
+
+    @task(trigger_rule="all_done")
+    def release_warehouse() -> bool:
+        from ltvfeed.orchestration.tasks import release_warehouse as release
+        from ltvfeed.orchestration.tasks import run_holder
+        from ltvfeed.settings import Settings
+
+        return release(Settings(), run_holder(get_current_context()))
+
     @task(outlets=[Asset(MARTS_ASSET_URI)])
     def expectations_marts(as_of: str) -> dict[str, object]:
         from ltvfeed.cutoff import parse_as_of
@@ -94,7 +113,8 @@ def ltv_pipeline():
             "horizon_days": "{{ params.horizon_days }}",
         },
     )
-    gated = as_of >> ingest() >> expectations_raw(as_of) >> dbt >> expectations_marts(as_of)
+    gated = as_of >> ingest() >> expectations_raw(as_of) >> take_warehouse() >> dbt >> expectations_marts(as_of)
+    [dbt, gated] >> release_warehouse()
     gated >> apply_features() >> materialize_features(as_of)
 
 

@@ -209,13 +209,18 @@ def build(
     echo: Callable[[str], None] | None = None,
 ) -> None:
     """``dbt build`` (models + their tests) for one cutoff. as_of None = the day after the latest raw
-    event/order; horizon_days None = the project default (365). Re-running an as_of replaces its snapshot."""
+    event/order; horizon_days None = the project default (365). Re-running an as_of replaces its snapshot.
+    Holds the warehouse lease while it builds (:mod:`ltvfeed.warehouse.lease`): a pipeline run building
+    another cutoff is waited for."""
+    from ltvfeed.warehouse.lease import held
+
     args = ["build", "--vars", json.dumps(dbt_vars(as_of, horizon_days, decay_half_life_days))]
     if select:
         args += ["--select", select]
     if full_refresh:
         args.append("--full-refresh")
-    run_dbt(stack.env(), args, target_path=target_path, echo=echo)
+    with held(stack.warehouse_dsn):
+        run_dbt(stack.env(), args, target_path=target_path, echo=echo)
 
 
 def parse(stack_env: Mapping[str, str] | None = None, *, target_path: Path | None = None) -> Path:

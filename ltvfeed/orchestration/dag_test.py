@@ -131,6 +131,7 @@ def run_dag_test(
         finally:
             proc.wait()
             pump.join()
+            _release_leases(stack, meta, dag_id, before)
     _report_finished(meta, dag_id, before, reported, echo)
     seconds = time.monotonic() - started
     runs = meta.runs_created_since(dag_id, before)
@@ -153,6 +154,16 @@ def run_dag_test(
         where = f"in task {', '.join(t.label for t in failed)}" if failed else f"(run state {state})"
         raise UserError(f"DAG {dag_id} run for {as_of} failed {where}: {reason or 'see the log'} (full log: {log})")
     return DagTestResult(dag_id, as_of, run_id, tasks, seconds, log)
+
+
+def _release_leases(stack: Stack, meta: Metadata, dag_id: str, before: datetime) -> None:
+    """The warehouse lease of this run, given back however it ended (a run stopped by Ctrl-C never reaches its
+    ``release_warehouse`` task, and would keep the next cutoff waiting)."""
+    from ltvfeed.orchestration.tasks import lease_holder
+    from ltvfeed.warehouse.lease import release
+
+    for _, run_id, _ in meta.runs_created_since(dag_id, before):
+        release(stack.warehouse_dsn, lease_holder(dag_id, run_id))
 
 
 def _report_finished(

@@ -37,12 +37,20 @@ def test_ltv_pipeline_shape(dagbag):
     # one task (group) per model: every mart is in the graph
     for mart in ("user_features", "item_performance", "user_category_propensity", "ltv_labels"):
         assert any(mart in t for t in model_tasks), mart
-    # order: ingest -> raw gate -> dbt -> marts gate
+    # order: ingest -> raw gate -> the warehouse lease -> dbt -> marts gate; the lease given back after all of dbt
     raw_gate = dag.get_task("expectations_raw")
     assert dag.get_task("ingest").task_id in raw_gate.upstream_task_ids
     marts_gate = dag.get_task("expectations_marts")
     assert any(t.startswith("dbt.") for t in marts_gate.upstream_task_ids)
-    assert raw_gate.downstream_task_ids and all(t.startswith("dbt.") for t in raw_gate.downstream_task_ids)
+    assert raw_gate.downstream_task_ids == {"take_warehouse"}
+    take = dag.get_task("take_warehouse")
+    assert take.mode == "reschedule" and take.downstream_task_ids
+    assert all(t.startswith("dbt.") for t in take.downstream_task_ids)
+    release = dag.get_task("release_warehouse")
+    assert release.trigger_rule == "all_done" and "expectations_marts" in release.upstream_task_ids
+    assert release.upstream_task_ids >= {
+        t for t in model_tasks if not dag.get_task(t).downstream_task_ids - {"expectations_marts", "release_warehouse"}
+    }  # every last dbt task
     assert dag.params["horizon_days"] == 365
     assert dag.doc_md and "ltv_pipeline" in dag.doc_md
     assert [o.uri for o in marts_gate.outlets] == ["ltvfeed://warehouse/marts"]
