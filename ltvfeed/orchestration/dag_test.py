@@ -10,6 +10,7 @@ finishes is reported (a line with its state and duration); Airflow's own output 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -131,7 +132,8 @@ def run_dag_test(
         finally:
             proc.wait()
             pump.join()
-            _release_leases(stack, meta, dag_id, before)
+            with contextlib.suppress(Exception):  # best effort: never hide how the run itself ended
+                _release_leases(stack, meta, dag_id, before)
     _report_finished(meta, dag_id, before, reported, echo)
     seconds = time.monotonic() - started
     runs = meta.runs_created_since(dag_id, before)
