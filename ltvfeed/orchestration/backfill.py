@@ -29,6 +29,7 @@ from ltvfeed.infra.stack import Stack
 from ltvfeed.orchestration.airflow_cli import airflow_executable, ensure_metadata_db
 from ltvfeed.orchestration.airflow_env import airflow_env
 from ltvfeed.orchestration.backfill_metadata import BackfillRun, Metadata
+from ltvfeed.orchestration.warm_scheduler import scheduler_command
 
 REPROCESS = ("none", "completed", "failed")  # airflow backfill create --reprocess-behavior
 _POLL_S = 5.0
@@ -168,15 +169,24 @@ def _components(env: dict[str, str], port: int, logs: Path, say: Callable[[str],
     raises when one of them has exited."""
     logs.mkdir(parents=True, exist_ok=True)
     commands = {
-        "api-server": ["api-server", "--apps", "execution", "--host", "127.0.0.1", "--port", str(port)],
-        "scheduler": ["scheduler"],
+        "api-server": [
+            airflow_executable(),
+            "api-server",
+            "--apps",
+            "execution",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        "scheduler": scheduler_command(),
     }
     procs: dict[str, subprocess.Popen] = {}
     try:
-        for name, args in commands.items():
+        for name, argv in commands.items():
             with open(logs / f"{name}.log", "ab") as out:
                 procs[name] = subprocess.Popen(
-                    [airflow_executable(), *args], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                    argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
                 )
             if name == "api-server":
                 _wait_for_port(port, procs[name], logs / f"{name}.log")

@@ -28,6 +28,7 @@ from ltvfeed.errors import UserError
 from ltvfeed.infra.stack import Stack
 from ltvfeed.orchestration.airflow_cli import airflow_executable, ensure_metadata_db
 from ltvfeed.orchestration.airflow_env import airflow_env
+from ltvfeed.orchestration.warm_scheduler import scheduler_command
 from ltvfeed.settings import Settings
 
 GRACE_S = 10.0  # SIGTERM -> SIGKILL
@@ -65,7 +66,7 @@ def component_commands(env: Mapping[str, str]) -> dict[str, list[str]]:
     host, port = env["AIRFLOW__API__HOST"], env["AIRFLOW__API__PORT"]
     return {
         "api-server": [airflow, "api-server", "--host", host, "--port", port],
-        "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
+        "scheduler": scheduler_command("--skip-serve-logs"),
         "dag-processor": [airflow, "dag-processor"],
         "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
     }

@@ -154,6 +154,28 @@ def _until(found, timeout_s: float, what: str, every_s: float = 1.0):
     return value
 
 
+def _submit_backfill(driver, base: str, password: str) -> bool:
+    """Click "Run Backfill" once it is enabled (the dialog disables it until its dry run answers); True once the
+    backfill exists. A click while the dialog still updates can be lost, so the caller polls this."""
+    from selenium.webdriver.common.by import By
+
+    req = urllib.request.Request(
+        f"{base}/api/v2/backfills?dag_id=ltv_pipeline", headers={"Authorization": f"Bearer {_token(base, password)}"}
+    )
+    if _json(req)["total_entries"]:
+        return True
+    driver.implicitly_wait(0)
+    try:
+        buttons = driver.find_elements(By.XPATH, "//button[normalize-space(.)='Run Backfill']")
+    finally:
+        driver.implicitly_wait(120)
+    for button in buttons:
+        if button.is_displayed() and button.is_enabled():
+            button.click()
+            break
+    return False
+
+
 def _wait_all_finished(base: str, password: str, dag_id: str, want: int, timeout_s: float) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -224,7 +246,7 @@ def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser) ->
             day_input.send_keys(day.strftime("%Y/%m/%d"), Keys.ENTER)
             time_input.send_keys("00:00", Keys.ENTER)
             driver.find_element(By.XPATH, "//*[normalize-space(text())='Date Range']").click()  # close the picker
-        driver.find_element(By.XPATH, "//button[normalize-space(.)='Run Backfill']").click()
+        _until(lambda: _submit_backfill(driver, base, password), 180, "the Backfill tab created no backfill", 3)
 
         runs = _wait_all_finished(base, password, "ltv_pipeline", want=4, timeout_s=3000)
         backfilled = sorted(r["logical_date"][:10] for r in runs if r["run_type"] == "backfill")

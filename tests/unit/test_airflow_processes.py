@@ -208,3 +208,16 @@ def test_a_scheduler_run_task_failure_is_read_from_its_log(tmp_path):
     reason = task_failure_reason(tmp_path, "ltv_retrain", "backfill__2026-02-16", "prepare_training_data")
     assert reason == "UserError: horizon_days=365 put the earliest training cutoff at 2016-03-01"
     assert task_failure_reason(tmp_path, "ltv_retrain", "backfill__2026-02-16", "batch_score") is None
+
+
+def test_warm_scheduler_preloads_every_task_library_without_threads_and_runs_airflows_scheduler():
+    """The scheduler command imports what tasks use (so forked tasks inherit it), none of it fails or starts a
+    thread (forking with threads is unsafe), then hands over to ``airflow scheduler``."""
+    from ltvfeed.orchestration.warm_scheduler import preload, scheduler_command
+
+    assert preload(["json", "ltvfeed_no_such_module"]) == ["ltvfeed_no_such_module"]
+    proc = subprocess.run(scheduler_command("--help"), capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    assert "usage: airflow scheduler" in out.lower()
+    assert "not preloaded" not in out and "started threads" not in out, out[-2000:]
