@@ -28,6 +28,7 @@ TASK_IMPORTS = (
     "psycopg",
     "redis",
     "dbt.cli.main",
+    "dbt.adapters.postgres",
     "cosmos.operators.local",
     "great_expectations",
     "feast",
