@@ -6,7 +6,7 @@ On Linux the LocalExecutor forks its workers from the scheduler and the task run
 imported is therefore already in every task process, while a module it has not is imported again by each task:
 Feast takes ~6 s of CPU to import (typeguard instruments its classes), Great Expectations ~4 s, dbt ~2 s, MLflow
 and torch ~2 s each. An ``ltv_pipeline`` run is ~40 task processes, so on a two-core machine those imports cost
-minutes per run. Importing them once here (~11 s when the scheduler starts; no library starts a thread on
+minutes per run. Importing them once here (~13 s when the scheduler starts; no library starts a thread on
 import, so forking stays safe) leaves each task its own work only.
 
 A library that fails to import is skipped with a warning: the task that needs it then fails with its own error,
