@@ -74,10 +74,9 @@ def ltv_pipeline():
     @task(trigger_rule="all_done")
     def release_warehouse() -> bool:
         from ltvfeed.orchestration.tasks import release_warehouse as release
-        from ltvfeed.orchestration.tasks import run_holder
         from ltvfeed.settings import Settings
 
-        return release(Settings(), run_holder(get_current_context()))
+        return release(Settings(), get_current_context())
 
     @task(outlets=[Asset(MARTS_ASSET_URI)])
     def expectations_marts(as_of: str) -> dict[str, object]:

@@ -74,8 +74,8 @@ def take_warehouse(settings: Settings, context: Mapping[str, Any]) -> str | None
     return other
 
 
-def release_warehouse(settings: Settings, holder: str) -> bool:
-    """Give the run's warehouse lease back (whatever its builds did); whether it held it."""
+def release_warehouse(settings: Settings, context: Mapping[str, Any]) -> bool:
+    """Give the context's run's warehouse lease back (whatever its builds did); whether it held it."""
     from ltvfeed.warehouse.lease import release
 
-    return release(up(settings).warehouse_dsn, holder)
+    return release(up(settings).warehouse_dsn, run_holder(context))

@@ -12,6 +12,13 @@ create schema if not exists staging;
 create schema if not exists intermediate;
 create schema if not exists marts;
 
+-- one builder of the cutoff-dependent models at a time (ltvfeed/warehouse/lease.py)
+create table if not exists ops.warehouse_lease (
+    name        text primary key,
+    holder      text not null,
+    acquired_at timestamptz not null default now()
+);
+
 create table if not exists ops.import_batches (
     batch_id        bigserial primary key,
     kind            text not null,

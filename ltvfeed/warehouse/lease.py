@@ -4,9 +4,9 @@ The staging views compile the cutoff into their SQL and the intermediate tables 
 two dbt builds for different cutoffs at once could build one cutoff's marts from the other's intermediates.
 Airflow keeps one run of a DAG at a time (``max_active_runs=1``) but applies a backfill's own limit
 independently, so a backfill created in the UI runs beside a triggered or scheduled run. Whoever builds takes
-the lease first: a row of ``ops.warehouse_lease`` naming its holder (a DAG run, or a process building missing
-snapshots). A lease older than :data:`LEASE_TTL` is taken over, so a holder killed before it released its
-lease blocks the others for that long at most.
+the lease first: a row of ``ops.warehouse_lease`` (created with the warehouse layout, ``ltvfeed/sql/warehouse.sql``)
+naming its holder (a DAG run, or a process building missing snapshots). A lease older than :data:`LEASE_TTL` is
+taken over, so a holder killed before it released its lease blocks the others for that long at most.
 """
 
 from __future__ import annotations
@@ -28,19 +28,12 @@ log = logging.getLogger(__name__)
 LEASE_TTL = timedelta(hours=6)  # longer than any build should take; what a killed holder can block at most
 POLL_S = 15.0  # how often a waiting builder looks again
 
-_DDL = """
-create schema if not exists ops;
-create table if not exists ops.warehouse_lease (
-    name text primary key, holder text not null, acquired_at timestamptz not null default now()
-);
-"""
 _NAME = "dbt"  # one lease: every cutoff-dependent model is built by dbt
 
 
 def try_acquire(dsn: str, holder: str, ttl: timedelta = LEASE_TTL) -> str | None:
     """Take (or renew) the lease for ``holder``; None when it is ours, else who holds it."""
     with connect(dsn) as conn:
-        conn.execute(_DDL)
         taken = conn.execute(
             """
             insert into ops.warehouse_lease (name, holder, acquired_at) values (%(name)s, %(holder)s, now())
@@ -60,7 +53,6 @@ def try_acquire(dsn: str, holder: str, ttl: timedelta = LEASE_TTL) -> str | None
 def release(dsn: str, holder: str) -> bool:
     """Give the lease back if ``holder`` has it; whether it had."""
     with connect(dsn) as conn:
-        conn.execute(_DDL)
         cur = conn.execute("delete from ops.warehouse_lease where name = %s and holder = %s", (_NAME, holder))
         return cur.rowcount > 0
 

@@ -26,6 +26,8 @@ import pytest
 
 from ltvfeed.settings import Settings
 
+IMPLICIT_WAIT_S = 120  # how long a lookup waits for an element: a loaded 2-core machine renders the UI slowly
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
 
@@ -168,7 +170,7 @@ def _submit_backfill(driver, base: str, password: str) -> bool:
     try:
         buttons = driver.find_elements(By.XPATH, "//button[normalize-space(.)='Run Backfill']")
     finally:
-        driver.implicitly_wait(120)
+        driver.implicitly_wait(IMPLICIT_WAIT_S)
     for button in buttons:
         if button.is_displayed() and button.is_enabled():
             button.click()
@@ -205,7 +207,7 @@ def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser) ->
             time.sleep(5)
     driver = headless_browser()
     driver.set_window_size(1400, 1000)
-    driver.implicitly_wait(120)  # a loaded 2-core machine renders the UI slowly
+    driver.implicitly_wait(IMPLICIT_WAIT_S)
     try:
         driver.get(f"{base}/auth/login")  # a page of the origin, so that its cookie can be set
         driver.add_cookie({"name": "_token", "value": _token(base, password), "path": "/"})

@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from ltvfeed.db import drop_database, ensure_database, with_database
+from ltvfeed.db import drop_database
+from ltvfeed.warehouse import ensure_warehouse
 from ltvfeed.warehouse.lease import held, release, try_acquire
 
 pytestmark = pytest.mark.integration
@@ -19,9 +20,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def dsn(stack, run_id):
     name = f"ltvfeed_test_{run_id}_lease_{uuid.uuid4().hex[:6]}"
-    ensure_database(stack.pg_dsn, name)
     try:
-        yield with_database(stack.pg_dsn, name)
+        yield ensure_warehouse(stack.pg_dsn, name)
     finally:
         drop_database(stack.pg_dsn, name)
 
