@@ -7,8 +7,9 @@ Daily warehouse refresh for one cutoff date (`as_of`):
    (idempotent per file; bad rows go to `ops.quarantine`);
 2. **expectations_raw**: Great Expectations gate on the raw tables — a failure stops the run;
 3. **take_warehouse** waits until no other run builds the warehouse (a backfill runs beside a triggered run:
-   the staging views and intermediates are shared by every cutoff), **dbt**: staging → intermediate → marts, one
-   task per model with its tests (astronomer-cosmos);
+   the staging views and intermediates are shared by every cutoff), **dbt**: staging → intermediate → marts in
+   one `dbt build` (astronomer-cosmos' watcher mode: the `dbt_producer_watcher` task), then a task per model and
+   one for its tests showing each node's outcome; a failed dbt test fails its model's tests task and stops the run;
 4. **expectations_marts**: gate on the marts; on success the `marts` asset is updated, which later pipelines
    (retraining) are scheduled on; **release_warehouse** then lets the next run build, whatever happened;
 5. **apply_features** (`feast apply`) and **materialize_features** (incremental load of the validated snapshot

@@ -102,3 +102,17 @@ def test_pipeline_end_to_end_then_gate_stops_bad_batch(dag_stack, capfd):
     assert _count(dsn, "select count(*) from raw.events where event_id = 'planted-1'") == 1
     # downstream tasks did not run: no marts snapshot for that day
     assert _count(dsn, "select count(*) from marts.user_features where as_of = %s", next_day) == 0
+
+    # A batch the raw gate passes but a dbt test fails (an order line of no known order): the one `dbt build`
+    # fails, the failed model's test task names it, and nothing downstream of it is built or gated.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("delete from raw.events where event_id = 'planted-1'")
+    lines = pd.read_parquet(next((landing / "order_items").glob("*.parquet")))
+    lines.head(1).assign(order_id="no-such-order").to_parquet(landing / "order_items" / "zz-orphan.parquet")
+    with pytest.raises(UserError, match="failed in task") as failed:
+        test_dag(dag_stack, "ltv_pipeline", next_day)
+    where = str(failed.value).split(": ", 1)[0]
+    assert "dbt.dbt_producer_watcher" in where and "dbt.stg_order_items.test" in where
+    assert "relationships" in str(failed.value)  # dbt's own failure, the test named
+    assert _count(dsn, "select count(*) from raw.order_items where order_id = 'no-such-order'") == 1
+    assert _count(dsn, "select count(*) from marts.user_features where as_of = %s", next_day) == 0

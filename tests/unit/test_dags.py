@@ -45,7 +45,19 @@ def test_ltv_pipeline_shape(dagbag):
     assert raw_gate.downstream_task_ids == {"take_warehouse"}
     take = dag.get_task("take_warehouse")
     assert take.mode == "reschedule" and take.downstream_task_ids
-    assert all(t.startswith("dbt.") for t in take.downstream_task_ids)
+    # one `dbt build` (Cosmos' watcher producer) right after the lease; every model's task and its tests' task
+    # start once it is done, whatever it did, so `airflow dags test` (one task at a time) never waits on a build
+    # that has not started
+    assert take.downstream_task_ids == {"dbt.dbt_producer_watcher"}
+    producer = dag.get_task("dbt.dbt_producer_watcher")
+    for mart in ("user_features", "ltv_labels", "stg_orders"):
+        assert {f"dbt.{mart}.run", f"dbt.{mart}.test"} <= model_tasks, mart
+    roots = {t for t in model_tasks if not dag.get_task(t).upstream_task_ids & model_tasks}
+    assert roots == {"dbt.dbt_producer_watcher"}
+    assert producer.downstream_task_ids >= {f"dbt.stg_{name}.run" for name in ("orders", "events", "users")}
+    assert {dag.get_task(t).trigger_rule for t in producer.downstream_task_ids - {"dbt.dbt_producer_watcher_done"}} == {
+        "one_done"
+    }
     release = dag.get_task("release_warehouse")
     assert release.trigger_rule == "all_done" and "expectations_marts" in release.upstream_task_ids
     assert release.upstream_task_ids >= {
