@@ -2,7 +2,7 @@
 (the producer task) builds every model and runs every test, with dbt's own threads, and one task per model and
 per model's tests reports that node's outcome in the Airflow UI.
 
-Cosmos' default mode starts dbt once per model (32 tasks, ~1.3 s of dbt start-up each, ~60 % of a task); the
+Cosmos' default mode starts dbt once per model (32 tasks, ~1.3 s of dbt start-up each, about half of a task); the
 watcher mode starts it once per run. A failed test still stops what depends on it: ``dbt build`` skips the
 models downstream of a failed test, and their tasks fail."""
 
