@@ -38,6 +38,10 @@ _EXC_DETAIL = re.compile(
     r"exc_type['\"]?\s*:\s*['\"](\w+)['\"]\s*,\s*['\"]?exc_value['\"]?\s*:\s*['\"](.+?)(?<!\\)['\"]\s*[,}]"
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# dbt's end-of-run summary: "Failure in test <name> (<file>)" / "Database Error in model <name> (<file>)", then
+# dbt's message on the next line ("HH:MM:SS  <message>", in plain or JSON log lines)
+_DBT_FAILURE = re.compile(r"\b((?:Failure|(?:\w+ )?Error) in \w+ \w+ \([^)]+\))")
+_DBT_MESSAGE = re.compile(r"\b\d\d:\d\d:\d\d\s+(\S.*?)(?:\s+\[[\w.]+\]\s+loc=\S+|\"\s*,.*)?$")
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,11 @@ def run_log_path(stack: Stack, dag_id: str, as_of: date) -> Path:
 
 
 def failure_reason(lines: list[str]) -> str | None:
-    """The last exception named in Airflow's output, as ``Type: message`` on one line."""
+    """dbt's first failure when the run has a dbt summary (the dbt task's exception only says that dbt failed),
+    else the last exception named in Airflow's output, as ``Type: message`` on one line."""
+    dbt = dbt_failure(lines)
+    if dbt:
+        return dbt
     for raw in reversed(lines):
         line = _ANSI.sub("", raw).strip()
         detail = _EXC_DETAIL.search(line)
@@ -67,6 +75,20 @@ def failure_reason(lines: list[str]) -> str | None:
         if found and "Traceback" not in line and not found.group(1).startswith("airflow."):
             return f"{found.group(1).rsplit('.', 1)[-1]}: {found.group(2).strip()}"
     return None
+
+
+def dbt_failure(lines: list[str]) -> str | None:
+    """``dbt: <first failure in dbt's summary>: <its message>``, with how many more failed; None without one."""
+    failures: dict[str, str] = {}
+    for at, raw in enumerate(lines):
+        found = _DBT_FAILURE.search(_ANSI.sub("", raw))
+        if found and found.group(1) not in failures:
+            message = _DBT_MESSAGE.search(_ANSI.sub("", lines[at + 1]).strip()) if at + 1 < len(lines) else None
+            failures[found.group(1)] = message.group(1) if message else ""
+    if not failures:
+        return None
+    (first, message), more = next(iter(failures.items())), len(failures) - 1
+    return f"dbt: {first}{': ' + message if message else ''}" + (f" (and {more} more)" if more else "")
 
 
 def task_failure_reason(airflow_home: Path, dag_id: str, run_id: str, task_id: str) -> str | None:

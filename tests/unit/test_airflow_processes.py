@@ -36,6 +36,38 @@ def test_failure_reason_is_the_last_exception_in_one_line():
     assert failure_reason(["all fine\n"]) is None
 
 
+def test_failure_reason_of_a_dbt_build_is_dbts_first_failure_and_its_message():
+    """The dbt task's own exception only says that dbt failed; dbt's summary names what failed and why."""
+    from ltvfeed.orchestration.dag_test import failure_reason
+
+    cosmos = "[cosmos.operators._watcher.base] loc=base.py:227"
+    plain = [  # `airflow dags test` output
+        f"2026-12-07T03:36:01Z [info     ] 03:36:01  Completed with 2 errors, 0 partial successes: {cosmos}",
+        f"2026-12-07T03:36:01Z [error    ] 03:36:01  Failure in test rel_items_order_id (models/a.yml) {cosmos}",
+        f"2026-12-07T03:36:01Z [error    ] 03:36:01    Got 1 result, configured to fail if != 0 {cosmos}",
+        f"2026-12-07T03:36:01Z [error    ] 03:36:01  Database Error in model stg_orders (models/b.sql) {cosmos}",
+        f'2026-12-07T03:36:01Z [error    ] 03:36:01    relation "raw.orders" does not exist {cosmos}',
+        "airflow.sdk.exceptions.AirflowException: dbt command failed. The command returned a non-zero exit code 1.",
+    ]
+    assert failure_reason(plain) == (
+        "dbt: Failure in test rel_items_order_id (models/a.yml): Got 1 result, configured to fail if != 0 (and 1 more)"
+    )
+    assert (
+        failure_reason(plain[3:])
+        == 'dbt: Database Error in model stg_orders (models/b.sql): relation "raw.orders" does not exist'
+    )
+    structured = [  # a scheduler-run task's log file
+        '{"timestamp":"2026-12-07T02:36:35Z","level":"error","event":"02:36:35  Failure in test not_null_amount '
+        '(models/stg_orders.yml)","logger":"cosmos"}',
+        '{"timestamp":"2026-12-07T02:36:35Z","level":"error","event":"02:36:35    Got 3 results, configured to fail '
+        'if != 0","logger":"cosmos"}',
+    ]
+    assert failure_reason(structured) == (
+        "dbt: Failure in test not_null_amount (models/stg_orders.yml): Got 3 results, configured to fail if != 0"
+    )
+    assert failure_reason(["KeyError in the task (see above)", "ValueError: x"]) == "ValueError: x"
+
+
 def test_parse_conf_names_the_problem():
     from ltvfeed.commands.pipeline import parse_conf
 
