@@ -24,7 +24,7 @@ def test_exposures_are_logged_once_per_answer(shop, warehouse_dsn: str) -> None:
     ensure_schema(warehouse_dsn)
     log = ExposureLog(warehouse_dsn).start()
     s = Settings(redis_url=shop["url"], redis_prefix=shop["prefix"], state_dir=shop["state"])
-    with TestClient(create_app(s, exposures=log)) as client:
+    with TestClient(create_app(s, exposures=log, options=unit_half.OPTIONS)) as client:
         bodies = [client.get(f"/v1/users/{u}/feed?n=5").json() for u in USERS for _ in range(2)]
     served = {b["feed_id"]: b for b in bodies if b["feed_id"]}
     with connect(warehouse_dsn) as conn:
@@ -48,7 +48,7 @@ def test_exposures_log_the_feed_actually_served(variant_shop, warehouse_dsn: str
     ensure_schema(warehouse_dsn)
     log = ExposureLog(warehouse_dsn).start()
     s = Settings(redis_url=variant_shop["url"], redis_prefix=variant_shop["prefix"], state_dir=variant_shop["state"])
-    with TestClient(create_app(s, exposures=log)) as client:
+    with TestClient(create_app(s, exposures=log, options=unit_half.OPTIONS)) as client:
         bodies = {b["feed_id"]: b for b in _variant_bodies(client).values()}
     with connect(warehouse_dsn) as conn:
         rows = conn.execute("select exposure_id, arm, feed from raw.exposures").fetchall()

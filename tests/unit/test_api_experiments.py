@@ -20,6 +20,7 @@ from ltvfeed.serving.config import FeedConfig, ScoringWeights
 from ltvfeed.serving.feed import Feed, FeedItem
 from ltvfeed.serving.feed_store import FeedStore
 from ltvfeed.settings import Settings
+from tests.unit.test_api import OPTIONS
 
 USERS = [f"u{i:04d}" for i in range(300)]
 EXPERIMENT = Experiment(
@@ -51,7 +52,7 @@ def shop(fake_redis_url: str, tmp_path) -> Iterator[dict]:
 
 def _client(shop: dict, **settings) -> TestClient:
     s = Settings(redis_url=shop["url"], redis_prefix=shop["prefix"], state_dir=shop["state"], **settings)
-    return TestClient(create_app(s))
+    return TestClient(create_app(s, options=OPTIONS))  # the default 75 ms timed out under CI load
 
 
 def test_each_user_gets_their_arms_feed_stably(shop) -> None:
