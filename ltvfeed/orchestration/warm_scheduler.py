@@ -4,10 +4,11 @@ ltvfeed.orchestration.warm_scheduler [scheduler options]``).
 On Linux the LocalExecutor forks its workers from the scheduler and the task runner forks each task from a worker
 (Airflow freezes the garbage collector around the fork so that the pages stay shared). A module the scheduler has
 imported is therefore already in every task process, while a module it has not is imported again by each task:
-Feast takes ~6 s of CPU to import (typeguard instruments its classes), Great Expectations ~4 s, dbt ~2 s, MLflow
-and torch ~2 s each. An ``ltv_pipeline`` run is ~40 task processes, so on a two-core machine those imports cost
-minutes per run. Importing them once here (~13 s when the scheduler starts; no library starts a thread on
-import, so forking stays safe) leaves each task its own work only.
+Feast takes ~6 s of CPU to import (typeguard instruments its classes), Great Expectations ~4 s, MLflow and torch
+~2 s each. An ``ltv_pipeline`` run is ~50 task processes, so on a two-core machine those imports cost minutes per
+run. Importing them once here (when the scheduler starts; no library starts a thread on import, so forking stays
+safe) leaves each task its own work only. dbt is not among them: every dbt invocation of ours (Cosmos' watcher
+producer, ``ltvfeed.dbt_runner``) is a process of its own.
 
 A library that fails to import is skipped with a warning: the task that needs it then fails with its own error,
 and the scheduler still runs the others.
@@ -27,8 +28,6 @@ TASK_IMPORTS = (
     "sqlalchemy",
     "psycopg",
     "redis",
-    "dbt.cli.main",
-    "dbt.adapters.postgres",
     "cosmos.operators.local",
     "great_expectations",
     "feast",
