@@ -12,6 +12,8 @@ def dagbag(tmp_path_factory):
     import os
 
     os.environ.setdefault("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow_home")))
+    # the manifest Cosmos reads lives under the state dir: a temporary one, never the checkout's .ltvfeed
+    os.environ.setdefault("LTVFEED_STATE_DIR", str(tmp_path_factory.mktemp("state")))
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"
     from ltvfeed.dbt_runner import parse
