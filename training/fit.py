@@ -335,29 +335,43 @@ def _check_labels(df: pd.DataFrame, y: Sequence[float] | np.ndarray | pd.Series)
     return labels
 
 
-BLEND_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
+BLEND_STEPS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
 
 
 def blend_weights(network: np.ndarray, btyd: np.ndarray, naive: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """The shares (BG/NBD + Gamma-Gamma, naive) of the classic models' expected LTV in the served prediction:
-    the pair on a grid of quarters (shares summing to at most 1) that ranks the calibration rows best (Spearman
-    + normalized Gini), the network alone on ties. Rows no member trained on judge it, so where the network's
-    features do not carry over to a later window (a young cohort, a short log) the classic models take over
-    instead of the network ranking below them."""
+    """The shares (BG/NBD + Gamma-Gamma, naive) of the classic models' expected LTV in the served prediction,
+    on a grid of eighths (shares summing to at most 1), judged on the calibration rows (no member trained on
+    them) against the envelope of the classics: the best Spearman and the best normalized Gini either of them
+    reaches there (often two different models: BG/NBD orders the many low-value customers, naive finds the
+    few big ones).
+
+    - Blends at or above the envelope on both: the one that ranks best (Spearman + Gini), as before.
+    - None: the one whose worse margin to the envelope is smallest (the ranking closest to never worse than
+      the classics; a sum would let Gini's wider range buy a Spearman below BG/NBD's).
+
+    The network alone wins ties, so where the network's features do not carry over to a later window (a young
+    cohort, a short log) the classic models take over instead of the network ranking below them."""
     from ltvfeed.training.btyd_inputs import mix
     from ltvfeed.training.metrics import normalized_gini, spearman
 
     if np.sum(y) <= 0:
         return 0.0, 0.0
-    best, best_score = (0.0, 0.0), -np.inf
+
+    def ranking(prediction: np.ndarray) -> tuple[float, float]:
+        return np.nan_to_num(spearman(y, prediction), nan=-1.0), np.nan_to_num(normalized_gini(y, prediction), nan=-1.0)
+
+    classics = [ranking(btyd), ranking(naive)]
+    envelope = (max(c[0] for c in classics), max(c[1] for c in classics))
+    best, best_key = (0.0, 0.0), (-np.inf, -np.inf)
     for w_b in BLEND_STEPS:
         for w_n in BLEND_STEPS:
             if w_b + w_n > 1:
                 continue
-            blended = mix(network, btyd, naive, w_b, w_n)
-            score = round(spearman(y, blended) + normalized_gini(y, blended), 6)
-            if score > best_score:  # strictly better: ties keep the earlier, more network-weighted pair
-                best, best_score = (w_b, w_n), score
+            rho, gini = ranking(mix(network, btyd, naive, w_b, w_n))
+            margin = round(min(rho - envelope[0], gini - envelope[1]), 6)
+            key = (1.0, round(rho + gini, 6)) if margin >= 0 else (0.0, margin)
+            if key > best_key:  # strictly better: ties keep the earlier, more network-weighted pair
+                best, best_key = (w_b, w_n), key
     return best
 
 

@@ -99,6 +99,27 @@ def test_the_blend_takes_the_classic_models_where_they_rank_better() -> None:
     assert blend_weights(informed, noise, other, np.zeros_like(y)) == (0.0, 0.0)  # nothing to judge on
 
 
+def test_the_blend_reaches_each_classic_models_best_ranking_where_it_can() -> None:
+    """The classic model knows who comes back (the best Spearman); the network knows roughly how much, not
+    who. Judged by the sum of Spearman and Gini, a blend wins whose Spearman is below the classic's; the served
+    blend must be at or above the better classic on both metrics when the grid has such a blend."""
+    from ltvfeed.training.btyd_inputs import mix
+    from ltvfeed.training.metrics import normalized_gini, spearman
+
+    rng = np.random.default_rng(1)
+    n = 20_000
+    returns = rng.random(n) < 0.3
+    y = np.where(returns, rng.lognormal(3, 1, n), 0.0)
+    knows_who = 25 * np.where(returns, 1.0, 0.3) * rng.lognormal(0, 0.3, n)  # BG/NBD: who returns, not how much
+    knows_how_much = np.where(returns, y, rng.lognormal(2.5, 1, n)) * rng.lognormal(0, 0.2, n)  # network
+    naive = rng.lognormal(3, 1, n)
+    assert spearman(y, knows_how_much) < spearman(y, knows_who)  # the network alone ranks below BG/NBD
+    w_b, w_n = blend_weights(knows_how_much, knows_who, naive, y)
+    served = mix(knows_how_much, knows_who, naive, w_b, w_n)
+    assert spearman(y, served) >= spearman(y, knows_who)
+    assert normalized_gini(y, served) >= max(normalized_gini(y, knows_who), normalized_gini(y, naive))
+
+
 def test_a_blended_model_serves_one_distribution(shop) -> None:
     df, y = shop
     model = LtvModel(90, QUICK).fit(df, y)
