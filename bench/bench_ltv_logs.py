@@ -122,7 +122,8 @@ def print_bars(table: pd.DataFrame, where: str) -> bool:
     met = {True: "yes", False: "NO"}
     print(f"| ranking (Spearman and Gini) not below the best baseline on any {where} | {met[ranking_ok]} |")
     print(f"| total within +-10 % on every {where} (median over seeds) | {met[total_ok]} |")
-    print(f"(largest total error {float(np.max(np.abs(table['total error']))):+.1%})")
+    errors = table["total error"].to_numpy(dtype=float)
+    print(f"(largest total error {float(errors[np.argmax(np.abs(errors))]):+.1%})")
     return ranking_ok and total_ok
 
 

@@ -11,7 +11,10 @@ this shares: each user's orders are laid out backwards from a common end day wit
 each product has a fixed made-up price (log-uniform in [1, 15), from a hash of its id) and an order's amount is
 the sum of its lines'. Order timing, basket sizes and which customers buy more often are real; revenue units are
 not. Because every history reaches the end, nearly every customer returns within the horizon: this is a grocer
-log, judged on how much each customer buys and on the level of the total.
+log, judged on how much each customer buys and on the level of the total. It also means nobody churns before the
+end, so the level per customer rises in the last windows: the columns ``level ratio`` (spend in the H days after
+the origin over the H days before, by the customers known then) and ``level-only error`` (the total error that
+change alone gives a model calibrated at origin - H) say how much of the total error is the sample's.
 
 Printed: per origin and model Spearman, normalized Gini, total error and VWDE (network: median over seeds, and
 the spread of its total error); bars (issue 15): the network's ranking not below the best baseline, its total
@@ -49,6 +52,19 @@ def instacart_log(end: date = END) -> pd.DataFrame:
     )
 
 
+def level_ratio(orders: pd.DataFrame, cutoff: date, days: int) -> float:
+    """Spend in the ``days`` after ``cutoff`` over spend in the ``days`` before it, by the customers known at
+    ``cutoff``: how the log's level moves. A model calibrated out of time at ``cutoff - H`` learns that window's
+    ratio; where the ratio at the origin differs, its total misses by about the difference, whatever the model."""
+    at = pd.Timestamp(cutoff, tz="UTC")
+    span = pd.Timedelta(days=days)
+    known = orders.loc[orders["ordered_at"] < at, "user_id"].unique()
+    mine = orders[orders["user_id"].isin(known)]
+    after = mine.loc[(mine["ordered_at"] >= at) & (mine["ordered_at"] < at + span), "amount"].sum()
+    before = mine.loc[(mine["ordered_at"] < at) & (mine["ordered_at"] >= at - span), "amount"].sum()
+    return float(after / before) if before > 0 else float("nan")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--horizon-days", type=int, default=60)
@@ -82,6 +98,8 @@ def main() -> int:
     rows = []
     for cutoff, group in net:
         baselines = base[base["cutoff"] == cutoff].set_index("model")
+        origin = pd.Timestamp(cutoff).date()
+        level = level_ratio(orders, origin, args.horizon_days)
         rows.append(
             {
                 "cutoff": cutoff,
@@ -95,6 +113,12 @@ def main() -> int:
                 "BG/NBD total error": baselines.loc["bgnbd_gamma_gamma", "total_error"],
                 "vwde": group["vwde"].median(),
                 "BG/NBD vwde": baselines.loc["bgnbd_gamma_gamma", "vwde"],
+                # the log's level: next H / previous H at the origin, and the error it alone explains for a
+                # model calibrated at origin - H (see level_ratio)
+                "level ratio": level,
+                "level-only error": level_ratio(orders, origin - timedelta(days=args.horizon_days), args.horizon_days)
+                / level
+                - 1,
             }
         )
     summary = pd.DataFrame(rows)
