@@ -2,13 +2,14 @@
 it switches anything on.
 
 For each cutoff D and horizon H: the network and both baselines (naive, BG/NBD + Gamma-Gamma) are fitted exactly as
-a training run fits them (:func:`ltvfeed.training.ltv_run.fit_models`) on customers described at D - H with their
-revenue in [D - H, D) as label (and, when the log allows, at D - H - s, where the network's members learn while
-D - H calibrates them out of time: :func:`training_cutoffs`), then every customer described at D is scored and
-judged against the revenue of [D, D + H). Only orders before D + H are read for a fold, and only orders before D
-reach the models. Features follow the ``user_features`` mart's definitions
-(:func:`ltvfeed.training.benchmark.user_features_from_shop`); a transaction log has no engagement, demographics or
-preferences, so an RFM/tenure model remains, as in ``ltvfeed ltv predict``.
+a training run fits them (:func:`ltvfeed.training.ltv_run.fit_models`) where ``ltvfeed ltv predict --as-of D``
+would learn (:func:`fold_plan`): customers described at D - H with their revenue in [D - H, D) as label (and,
+when the log allows, at D - H - s, where the network's members learn while D - H calibrates them out of time);
+on a log too short for that, the history before D split in half and the labels scaled to H, as predict does.
+Then every customer described at D is scored and judged against the revenue of [D, D + H). Only orders before
+D + H are read for a fold, and only orders before D reach the models. Features follow the ``user_features``
+mart's definitions (:func:`ltvfeed.training.benchmark.user_features_from_shop`); a transaction log has no
+engagement, demographics or preferences, so an RFM/tenure model remains, as in ``ltvfeed ltv predict``.
 
 The result is one row per (cutoff, model) with the ranking metrics (Spearman, normalized Gini, top-decile capture,
 AUC of P(return)) and the calibration bar (total error, VWDE, decile MAPE over valued deciles), side by side.
@@ -26,12 +27,16 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ltvfeed.errors import UserError
 from ltvfeed.training.fit import TrainConfig
+
+if TYPE_CHECKING:
+    from ltvfeed.training.ltv_predict import PredictPlan
 
 log = logging.getLogger(__name__)
 
@@ -156,39 +161,40 @@ def revenue_in(orders: pd.DataFrame, user_ids: pd.Series, start: date, days: int
     return revenue.reindex(user_ids.to_numpy()).fillna(0.0).to_numpy(np.float64)
 
 
-def training_cutoffs(cutoff: date, horizon_days: int, first_day: date) -> tuple[date, ...]:
-    """Where a fold learns, as ``ltvfeed ltv predict`` does: the network's members at cutoff - H - s, its
-    calibration out of time at cutoff - H (s = H / 4, at least a week); only cutoff - H when the log is too
-    short for the earlier one (a week of history before it)."""
-    from ltvfeed.training.ltv_predict import calibration_step
+def fold_plan(cutoff: date, horizon_days: int, first_day: date) -> PredictPlan:
+    """Where a fold learns: exactly where ``ltvfeed ltv predict --as-of cutoff`` would (:func:`plan_predict`), so
+    that a backtest judges the model a shop would get. With at least 2H days of history: features at D - H,
+    labels [D - H, D), the members at D - H - s and the calibration out of time at D - H; with less, the
+    history is split in half and the labels scaled to H (the plan says so)."""
+    from ltvfeed.training.ltv_predict import plan_predict
 
-    latest = cutoff - timedelta(days=horizon_days)
-    step = calibration_step(horizon_days, (latest - first_day).days)
-    return (latest - timedelta(days=step), latest) if step else (latest,)
+    return plan_predict(cutoff, horizon_days, first_day)
 
 
-def backtest_fold(orders: pd.DataFrame, cutoff: date, horizon_days: int, config: TrainConfig) -> BacktestFold:
-    """One origin: fit at cutoff - H, judge at cutoff (see the module doc)."""
+def backtest_fold(
+    orders: pd.DataFrame, cutoff: date, horizon_days: int, config: TrainConfig, plan: PredictPlan | None = None
+) -> BacktestFold:
+    """One origin: fit where ``plan`` says (default :func:`fold_plan`), judge at cutoff (see the module doc)."""
     from ltvfeed.training.ltv_data import ltv_feature_schema
-    from ltvfeed.training.ltv_run import evaluate_all, fit_models, predict_all
+    from ltvfeed.training.ltv_predict import extrapolate_prob
+    from ltvfeed.training.ltv_run import NETWORK, evaluate_all, fit_models, predict_all
 
     first = orders["ordered_at"].min().date()
     last = orders["ordered_at"].max().date()
-    if cutoff - timedelta(days=horizon_days) <= first:
-        raise UserError(
-            f"cutoff {cutoff}: training customers are described at {cutoff - timedelta(days=horizon_days)}, but the "
-            f"log starts on {first}; use a later cutoff or a shorter --horizon-days"
-        )
+    if cutoff <= first:
+        raise UserError(f"cutoff {cutoff}: the log starts on {first}; use a later cutoff")
     if cutoff + timedelta(days=horizon_days) > last + timedelta(days=1):
         raise UserError(
             f"cutoff {cutoff}: its {horizon_days}-day future ends on {cutoff + timedelta(days=horizon_days - 1)}, "
             f"after the log's last order day {last}; use a cutoff <= {last + timedelta(days=1 - horizon_days)}"
         )
+    plan = plan or fold_plan(cutoff, horizon_days, first)
     observed = orders[orders["ordered_at"] < pd.Timestamp(cutoff + timedelta(days=horizon_days), tz="UTC")]
     parts = []
-    for train_cutoff in training_cutoffs(cutoff, horizon_days, first):
+    for train_cutoff in plan.train_cutoffs:
         rows = features_at(observed, train_cutoff).assign(cutoff=train_cutoff)
-        parts.append(rows.assign(label=revenue_in(observed, rows["user_id"], train_cutoff, horizon_days)))
+        revenue = revenue_in(observed, rows["user_id"], train_cutoff, plan.label_days)
+        parts.append(rows.assign(label=revenue * plan.scale))
     train = pd.concat(parts, ignore_index=True)
     train_y = train.pop("label").to_numpy(np.float64)
     holdout = features_at(observed, cutoff)
@@ -199,6 +205,9 @@ def backtest_fold(orders: pd.DataFrame, cutoff: date, horizon_days: int, config:
     schema = full.without([c for c in full.columns if c not in train.columns])
     models = fit_models(train, train_y, horizon_days, schema, config)
     predictions = predict_all(models, holdout)
+    if plan.scaled:  # as predict does: P(buys within the label window) -> within H
+        network = predictions[NETWORK]
+        predictions[NETWORK] = network.assign(prob_return=extrapolate_prob(network["prob_return"], plan.scale))
     metrics = evaluate_all(y, predictions)
     return BacktestFold(cutoff, horizon_days, len(train), len(holdout), metrics, y, predictions)
 

@@ -14,6 +14,7 @@ from ltvfeed.simulator.transaction_logs import START, grocer_log
 from ltvfeed.training.fit import LtvModel, TrainConfig
 from ltvfeed.training.history_window import HistoryWindow
 from ltvfeed.training.ltv_backtest import backtest_fold, orders_from_log
+from ltvfeed.training.ltv_predict import PredictPlan
 
 QUICK = TrainConfig(max_epochs=8, patience=3, batch_size=256, num_threads=1, seed=0)
 
@@ -80,12 +81,14 @@ def test_the_window_travels_in_the_saved_model(tmp_path) -> None:
 
 
 def test_a_short_grocer_log_keeps_its_total_when_histories_are_aligned() -> None:
-    """Four months of a grocer's log, 90 days ahead: trained on 27-day histories, scored on 117-day ones. Without
-    alignment the network extrapolates the longer histories into a total far off; with it the total holds."""
+    """Four months of a grocer's log, 90 days ahead, with the full 90-day label window (``ltv predict`` would split
+    this log in half instead): trained on 27-day histories, scored on 117-day ones. Without alignment the network
+    extrapolates the longer histories into a total far off; with it the total holds."""
     orders = orders_from_log(grocer_log(n=600))
     cutoff = START + timedelta(days=117)
+    full_window = PredictPlan(cutoff, 90, label_days=90)
     errors = {
-        align: backtest_fold(orders, cutoff, 90, replace(QUICK, align_history=align)).metrics.loc["ziln"]
+        align: backtest_fold(orders, cutoff, 90, replace(QUICK, align_history=align), full_window).metrics.loc["ziln"]
         for align in (True, False)
     }
     assert abs(errors[True]["total_error"]) <= 0.10

@@ -96,7 +96,9 @@ def test_bad_logs_and_cutoffs_are_one_line_errors(log) -> None:
     with pytest.raises(UserError, match="after the log's last order day"):
         backtest(orders, [date(2025, 8, 1)], H, QUICK)
     with pytest.raises(UserError, match="log starts on 2024-01-01"):
-        backtest(orders, [date(2024, 3, 1)], H, QUICK)
+        backtest(orders, [date(2024, 1, 1)], H, QUICK)
+    with pytest.raises(UserError, match="4 days of history; predicting needs at least 14"):  # as `ltv predict`
+        backtest(orders, [date(2024, 1, 5)], H, QUICK)
     with pytest.raises(UserError, match="at least one cutoff"):
         backtest(orders, [], H, QUICK)
 
@@ -167,3 +169,22 @@ def test_a_grocer_whose_customers_keep_buying() -> None:
     for fold in folds:
         assert (fold.y > 0).mean() > 0.85
         assert fold.metrics.loc["ziln", "normalized_gini"] > 0.2
+
+
+def test_a_fold_learns_where_ltv_predict_would() -> None:
+    """A grocer's 117-day log, 90 days ahead: too short for a full label window with eight weeks of history
+    before it, so ``ltv predict`` splits the history in half; the backtest's fold learns at those very cutoffs
+    (members and out-of-time calibration), not at D - H with 27 days of history."""
+    from ltvfeed.training.ltv_backtest import backtest_fold
+    from ltvfeed.training.ltv_predict import plan_predict
+
+    orders = orders_from_log(grocer_log(n=300))
+    cutoff = START + timedelta(days=117)
+    plan = plan_predict(cutoff, 90, orders["ordered_at"].min().date())
+    assert plan.scaled and len(plan.train_cutoffs) == 2
+    fold = backtest_fold(orders, cutoff, 90, QUICK)
+    known = [
+        orders.loc[orders["ordered_at"] < pd.Timestamp(c, tz="UTC"), "user_id"].nunique() for c in plan.train_cutoffs
+    ]
+    assert fold.n_train == sum(known)
+    assert fold.metrics.loc["ziln", "spearman"] > 0.8

@@ -20,6 +20,17 @@ def test_plan_uses_the_full_horizon_when_history_allows():
     assert "calibrated out of time at 2024-07-03" in plan.describe()
 
 
+def test_plan_keeps_the_full_window_when_eight_weeks_of_history_precede_it():
+    # 274 days of history, N = 180: 94 days before the window describe customers; no scaling (seasonality)
+    plan = plan_predict(date(2024, 10, 1), 180, first_day=date(2024, 1, 1))
+    assert (plan.label_days, plan.scaled, plan.train_cutoff) == (180, False, date(2024, 4, 4))
+    # 117 days, N = 90: only 27 days would precede the window, so the history is split in half and scaled
+    plan = plan_predict(date(2024, 4, 27), 90, first_day=date(2024, 1, 1))
+    assert (plan.label_days, plan.scaled) == (58, True)
+    # a short horizon needs no more history before it than its own length
+    assert plan_predict(date(2024, 3, 1), 30, first_day=date(2024, 1, 1)).label_days == 30
+
+
 def test_plan_splits_short_history_in_half_and_scales():
     plan = plan_predict(date(2024, 10, 1), 365, first_day=date(2024, 1, 1))  # 274 days of history
     assert plan.label_days == 137 and plan.train_cutoff == date(2024, 10, 1) - timedelta(days=137)
