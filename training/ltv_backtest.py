@@ -163,9 +163,9 @@ def revenue_in(orders: pd.DataFrame, user_ids: pd.Series, start: date, days: int
 
 def fold_plan(cutoff: date, horizon_days: int, first_day: date) -> PredictPlan:
     """Where a fold learns: exactly where ``ltvfeed ltv predict --as-of cutoff`` would (:func:`plan_predict`), so
-    that a backtest judges the model a shop would get. With at least 2H days of history: features at D - H,
-    labels [D - H, D), the members at D - H - s and the calibration out of time at D - H; with less, the
-    history is split in half and the labels scaled to H (the plan says so)."""
+    that a backtest judges the model a shop would get. With enough history before D - H (see
+    :func:`plan_predict`): features at D - H, labels [D - H, D), the members at D - H - s and the calibration
+    out of time at D - H; with less, the history is split in half and the labels scaled to H (the plan says so)."""
     from ltvfeed.training.ltv_predict import plan_predict
 
     return plan_predict(cutoff, horizon_days, first_day)
