@@ -30,14 +30,13 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scratch_stack import build_serving_marts, scratch_stack
 
 
 def sample_path() -> Path:
@@ -180,15 +179,11 @@ def diversity_of(feeds: dict[str, list[str]]) -> dict[str, float]:
 
 
 def run(a: argparse.Namespace) -> dict:
-    from ltvfeed.db import drop_database
-    from ltvfeed.dbt_runner import run_dbt
     from ltvfeed.frames.inputs import Catalogue, UserBatch
-    from ltvfeed.infra.stack import up
     from ltvfeed.ingest import import_directory
     from ltvfeed.orchestration.feed_tasks import feed_store, run_generation
     from ltvfeed.serving.baselines import buy_again_items, popular_now_items
     from ltvfeed.serving.generation import GenerationParams
-    from ltvfeed.settings import Settings
     from ltvfeed.training.propensity import PropensityConfig, train_propensity
     from ltvfeed.training.propensity.evaluate import feed_metrics
     from ltvfeed.warehouse import ensure_warehouse
@@ -197,101 +192,75 @@ def run(a: argparse.Namespace) -> dict:
     end = date.fromisoformat(a.end)
     as_of = end
     c1, c2 = as_of - timedelta(days=60), as_of - timedelta(days=30)
-    servers = up(Settings())
-    tag = uuid.uuid4().hex[:6]
     timings: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            pg_dsn=servers.pg_dsn,
-            redis_url=servers.redis_url,
-            state_dir=Path(tmp) / "state",
-            warehouse_db=f"ltvfeed_bench_real_{tag}",
-            mlflow_db=f"ltvfeed_bench_real_{tag}_mlflow",
-            redis_prefix=f"{servers.settings.redis_prefix}bench_real_{tag}:",
-        )
-        stack = up(settings)
-        try:
+    with scratch_stack("real") as (stack, tmp):
+        settings = stack.settings
+        t = time.perf_counter()
+        facts = convert(sample_path(), Path(tmp) / "files", end, a.max_users, a.drop_last)
+        bought = facts.pop("bought")
+        ensure_warehouse(stack.pg_dsn, settings.warehouse_db)
+        import_directory(stack.warehouse_dsn, Path(tmp) / "files")
+        timings["convert_and_import_s"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        build_serving_marts(stack, (c1, c2, as_of) if a.train else (as_of,), Path(tmp) / "target")
+        timings["dbt_s"] = round(time.perf_counter() - t, 1)
+        model: dict = {}
+        if a.train:
             t = time.perf_counter()
-            facts = convert(sample_path(), Path(tmp) / "files", end, a.max_users, a.drop_last)
-            bought = facts.pop("bought")
-            ensure_warehouse(stack.pg_dsn, settings.warehouse_db)
-            import_directory(stack.warehouse_dsn, Path(tmp) / "files")
-            timings["convert_and_import_s"] = round(time.perf_counter() - t, 1)
+            trained = train_propensity(stack, c1, c2, cfg=PropensityConfig(user_features="marts", ltv_model=None))
+            timings["train_propensity_s"] = round(time.perf_counter() - t, 1)
+            model = {
+                "version": trained.version,
+                "promoted": trained.promoted,
+                "reason": trained.reason,
+                "holdout": trained.metrics.round(4).to_dict(orient="index"),
+            }
+        users = sorted(bought)
+        arms: dict[str, dict] = {}
+        with WarehouseInputs(stack.warehouse_dsn, as_of, non_merchandise=[]) as wh:
+            catalogue = Catalogue.from_frame(wh.catalogue_frame())
+            chunk = wh.user_chunk(users)
+        batch = UserBatch.from_frames(catalogue, chunk.user_ids, purchases=chunk.purchases)
+        ids = catalogue.item_ids
+        popular = [str(i) for i in ids[popular_now_items(catalogue, a.n)]]
+        again = buy_again_items(batch, catalogue, a.n)
+        baseline_feeds = {
+            "popular now (last 30 days)": {u: popular for u in users},
+            "buy it again (times bought, then recency)": {
+                u: [str(ids[i]) for i in row if i >= 0] for u, row in zip(batch.user_ids, again, strict=True)
+            },
+        }
+        sources = ["category_affinity"] + (["registry"] if a.train and model.get("promoted") else [])
+        settings_list = [(s, w, c) for s in sources for w in a.weights for c in candidate_sources(a.co_bought)]
+        store = feed_store(stack)
+        for source, weights, (candidates, suffix) in settings_list:
             t = time.perf_counter()
-            for snapshot in (c1, c2, as_of) if a.train else (as_of,):
-                run_dbt(
-                    stack.env(),
-                    ["run", "--select", "+user_features", "+item_performance", "+user_category_propensity",
-                     "--vars", json.dumps({"as_of": snapshot.isoformat()})],
-                    target_path=Path(tmp) / "target",
-                )  # fmt: skip
-            timings["dbt_s"] = round(time.perf_counter() - t, 1)
-            model: dict = {}
-            if a.train:
-                t = time.perf_counter()
-                trained = train_propensity(stack, c1, c2, cfg=PropensityConfig(user_features="marts", ltv_model=None))
-                timings["train_propensity_s"] = round(time.perf_counter() - t, 1)
-                model = {
-                    "version": trained.version,
-                    "promoted": trained.promoted,
-                    "reason": trained.reason,
-                    "holdout": trained.metrics.round(4).to_dict(orient="index"),
-                }
-            users = sorted(bought)
-            arms: dict[str, dict] = {}
-            with WarehouseInputs(stack.warehouse_dsn, as_of, non_merchandise=[]) as wh:
-                catalogue = Catalogue.from_frame(wh.catalogue_frame())
-                chunk = wh.user_chunk(users)
-            batch = UserBatch.from_frames(catalogue, chunk.user_ids, purchases=chunk.purchases)
-            ids = catalogue.item_ids
-            popular = [str(i) for i in ids[popular_now_items(catalogue, a.n)]]
-            again = buy_again_items(batch, catalogue, a.n)
-            baseline_feeds = {
-                "popular now (last 30 days)": {u: popular for u in users},
-                "buy it again (times bought, then recency)": {
-                    u: [str(ids[i]) for i in row if i >= 0] for u, row in zip(batch.user_ids, again, strict=True)
-                },
-            }
-            sources = ["category_affinity"] + (["registry"] if a.train and model.get("promoted") else [])
-            settings_list = [(s, w, c) for s in sources for w in a.weights for c in candidate_sources(a.co_bought)]
-            store = feed_store(stack)
-            for source, weights, (candidates, suffix) in settings_list:
-                t = time.perf_counter()
-                params = GenerationParams(
-                    as_of=as_of, n=a.n, shards=2, weights=weights, propensity_source=source,
-                    candidate_sources=candidates,
-                )  # fmt: skip
-                run_generation(settings, params, progress=False)
-                w = weights_label(weights) + suffix
-                timings[f"generation {source} {w} s"] = round(time.perf_counter() - t, 1)
-                feeds = {u: f.item_ids for u, f in store.read_feeds(users).items() if f is not None}
-                arms[f"ltvfeed personalised, {source}, w={w}"] = feeds
-                if "ltvfeed classic" not in arms:
-                    classic = store.read_classic()
-                    arms["ltvfeed classic"] = {u: classic.item_ids for u in users}
-            results = {}
-            for name, feeds in {**baseline_feeds, **arms}.items():
-                m = feed_metrics(feeds, bought, k=10)
-                results[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
-                results[name].update(diversity_of(feeds))
-            return {
-                "data": facts,
-                "as_of": as_of.isoformat(),
-                "evaluated": "each user's next order (their last in the file), placed on as_of",
-                "model": model,
-                "arms": results,
-                "timings": timings,
-                "load_average": os.getloadavg(),
-            }
-        finally:
-            import redis
-
-            client = redis.Redis.from_url(stack.redis_url)
-            keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-            drop_database(stack.pg_dsn, settings.warehouse_db)
-            drop_database(stack.pg_dsn, settings.mlflow_db)
+            params = GenerationParams(
+                as_of=as_of, n=a.n, shards=2, weights=weights, propensity_source=source,
+                candidate_sources=candidates,
+            )  # fmt: skip
+            run_generation(settings, params, progress=False)
+            w = weights_label(weights) + suffix
+            timings[f"generation {source} {w} s"] = round(time.perf_counter() - t, 1)
+            feeds = {u: f.item_ids for u, f in store.read_feeds(users).items() if f is not None}
+            arms[f"ltvfeed personalised, {source}, w={w}"] = feeds
+            if "ltvfeed classic" not in arms:
+                classic = store.read_classic()
+                arms["ltvfeed classic"] = {u: classic.item_ids for u in users}
+        results = {}
+        for name, feeds in {**baseline_feeds, **arms}.items():
+            m = feed_metrics(feeds, bought, k=10)
+            results[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
+            results[name].update(diversity_of(feeds))
+        return {
+            "data": facts,
+            "as_of": as_of.isoformat(),
+            "evaluated": "each user's next order (their last in the file), placed on as_of",
+            "model": model,
+            "arms": results,
+            "timings": timings,
+            "load_average": os.getloadavg(),
+        }
 
 
 def main() -> None:

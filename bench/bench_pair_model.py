@@ -24,15 +24,13 @@ it measures whether such a model beats the rule out of time before anything ship
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
-import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scratch_stack import build_serving_marts, scratch_stack
 
 FEATURES = (
     "logit served P",
@@ -192,10 +190,6 @@ def main() -> int:
     parser.add_argument("--max-pairs", type=int, default=3_000_000, help="fitting rows (buyers x items) at most")
     args = parser.parse_args()
 
-    from ltvfeed.db import drop_database
-    from ltvfeed.dbt_runner import run_dbt
-    from ltvfeed.infra.stack import up
-    from ltvfeed.settings import Settings
     from ltvfeed.simulator import SimulationConfig, simulate_to_directory
     from ltvfeed.simulator.load import load_into_warehouse
     from ltvfeed.training.propensity import PropensityConfig
@@ -204,53 +198,28 @@ def main() -> int:
     as_of = end - timedelta(days=args.horizon_days)
     cutoffs = [as_of - timedelta(days=k * args.horizon_days) for k in (2, 1, 0)]
     cfg = PropensityConfig(user_features="marts", ltv_model=None)
-    servers = up(Settings())
-    tag = uuid.uuid4().hex[:6]
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            pg_dsn=servers.pg_dsn,
-            redis_url=servers.redis_url,
-            state_dir=Path(tmp) / "state",
-            warehouse_db=f"ltvfeed_bench_pair_{tag}",
-            mlflow_db=f"ltvfeed_bench_pair_{tag}_mlflow",
-            redis_prefix=f"{servers.settings.redis_prefix}bench_pair_{tag}:",
-        )
-        stack = up(settings)
-        try:
-            shop = Path(tmp) / "shop"
-            config = SimulationConfig(
-                n_users=args.users, n_items=args.items, days=args.days, seed=args.seed, end_date=end
-            )
-            simulate_to_directory(config, shop, progress=False)
-            load_into_warehouse(stack.warehouse_dsn, shop)
-            for cutoff in cutoffs:
-                run_dbt(
-                    stack.env(),
-                    ["run", "--select", "+user_features", "+item_performance", "+user_category_propensity",
-                     "--vars", json.dumps({"as_of": cutoff.isoformat()})],
-                    target_path=Path(tmp) / "target",
-                )  # fmt: skip
-            first = PairFeatures(stack, cutoffs[0], args.horizon_days, cfg)
-            at = [first] + [
-                PairFeatures(stack, c, args.horizon_days, cfg, first.tables.categories) for c in cutoffs[1:]
-            ]
-            models = []
-            for k, features in enumerate(at[:2]):
-                model, positives = fit(stack, features, args.horizon_days, cfg, args.max_pairs, seed=k)
-                models.append(model)
-                weights = {name: round(float(w), 3) for name, w in zip(FEATURES, model.weights[1:], strict=True)}
-                print(f"fitted at {features.tables.as_of}: {positives} bought pairs; weights {weights}")
-            pd.set_option("display.width", 200)
-            for k, features in enumerate(at[1:]):
-                named = {"pair": models[k]}
-                if k == 1:
-                    named["pair, fitted a fold earlier"] = models[0]
-                table = judge(stack, features, args.horizon_days, cfg, named)
-                print(f"\njudged at {features.tables.as_of} (purchases of the next {args.horizon_days} days):")
-                print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-        finally:
-            drop_database(stack.pg_dsn, settings.warehouse_db)
-            drop_database(stack.pg_dsn, settings.mlflow_db)
+    with scratch_stack("pair") as (stack, tmp):
+        shop = Path(tmp) / "shop"
+        config = SimulationConfig(n_users=args.users, n_items=args.items, days=args.days, seed=args.seed, end_date=end)
+        simulate_to_directory(config, shop, progress=False)
+        load_into_warehouse(stack.warehouse_dsn, shop)
+        build_serving_marts(stack, cutoffs, Path(tmp) / "target")
+        first = PairFeatures(stack, cutoffs[0], args.horizon_days, cfg)
+        at = [first] + [PairFeatures(stack, c, args.horizon_days, cfg, first.tables.categories) for c in cutoffs[1:]]
+        models = []
+        for k, features in enumerate(at[:2]):
+            model, positives = fit(stack, features, args.horizon_days, cfg, args.max_pairs, seed=k)
+            models.append(model)
+            weights = {name: round(float(w), 3) for name, w in zip(FEATURES, model.weights[1:], strict=True)}
+            print(f"fitted at {features.tables.as_of}: {positives} bought pairs; weights {weights}")
+        pd.set_option("display.width", 200)
+        for k, features in enumerate(at[1:]):
+            named = {"pair": models[k]}
+            if k == 1:
+                named["pair, fitted a fold earlier"] = models[0]
+            table = judge(stack, features, args.horizon_days, cfg, named)
+            print(f"\njudged at {features.tables.as_of} (purchases of the next {args.horizon_days} days):")
+            print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
 
 
