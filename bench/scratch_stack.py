@@ -19,10 +19,7 @@ if TYPE_CHECKING:
 @contextmanager
 def scratch_stack(name: str) -> Iterator[tuple[Stack, Path]]:
     """(the stack, a temporary folder for the bench's files); databases ``ltvfeed_bench_<name>_<tag>``."""
-    import redis
-
-    from ltvfeed.db import drop_database
-    from ltvfeed.infra.stack import up
+    from ltvfeed.infra.stack import discard, up
     from ltvfeed.settings import Settings
 
     servers = up(Settings())
@@ -40,12 +37,7 @@ def scratch_stack(name: str) -> Iterator[tuple[Stack, Path]]:
         try:
             yield stack, Path(tmp)
         finally:
-            client = redis.Redis.from_url(stack.redis_url)
-            keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-            drop_database(stack.pg_dsn, settings.warehouse_db)
-            drop_database(stack.pg_dsn, settings.mlflow_db)
+            discard(stack)
 
 
 def build_serving_marts(stack: Stack, snapshots: Iterable[date], target_path: Path) -> None:

@@ -176,6 +176,25 @@ def down(settings: Settings) -> list[str]:
     return stopped
 
 
+def discard(stack: Stack) -> None:
+    """Remove what ``stack``'s settings own on its servers: every Redis key under its prefix, its warehouse and
+    its MLflow database. The servers keep running (a throwaway project of a test or bench, cleaned up)."""
+    import redis
+
+    from ltvfeed.db import drop_database
+    from ltvfeed.redis_keys import glob_escape
+
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        keys = list(client.scan_iter(match=glob_escape(stack.settings.redis_prefix) + "*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+    drop_database(stack.pg_dsn, stack.settings.warehouse_db)
+    drop_database(stack.pg_dsn, stack.settings.mlflow_db)
+
+
 def child_env(stack: Stack) -> dict[str, str]:
     """os.environ plus the stack's variables, for subprocesses."""
     return {**os.environ, **stack.env()}

@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from ltvfeed.errors import UserError
 from ltvfeed.frames.inputs import CLASSIC_USER_ID
+from ltvfeed.redis_keys import glob_escape
 from ltvfeed.serving.config import FeedConfig, ScoringWeights, check_variant_name
 from ltvfeed.serving.feed import Feed
 
@@ -87,11 +88,6 @@ class GenerationMeta:
 def new_generation_id() -> str:
     """Sortable by creation time, unique across concurrent writers."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
-
-
-def glob_escape(text: str) -> str:
-    """``text`` matched literally in a Redis SCAN/KEYS pattern (prefixes may hold * ? [ ] \\)."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def _now() -> str:

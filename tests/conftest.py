@@ -183,8 +183,7 @@ def run_id() -> str:
 @pytest.fixture(scope="session")
 def stack(run_id: str):
     """The real stack with this process's own databases and Redis prefix."""
-    from ltvfeed.db import drop_database
-    from ltvfeed.infra.stack import up
+    from ltvfeed.infra.stack import discard, up
 
     settings = Settings(
         warehouse_db=f"ltvfeed_test_{run_id}",
@@ -194,14 +193,7 @@ def stack(run_id: str):
     with _locked(settings.state_dir / "test_stack.lock"):  # workers must not start embedded servers twice
         s = up(settings)
     yield s
-    import redis
-
-    client = redis.Redis.from_url(s.redis_url)
-    keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    for db in (settings.warehouse_db, settings.mlflow_db):
-        drop_database(s.pg_dsn, db)
+    discard(s)
     from ltvfeed.serving.feed_service import classic_copy_path
 
     kept = classic_copy_path(settings.state_dir, settings.redis_prefix)  # classic feeds the test APIs kept

@@ -132,7 +132,7 @@ def show_cmd(
 @feeds_app.command("generations")
 def generations_cmd() -> None:
     """Kept committed generations, newest (served, *) first, then others still known (open = unfinished)."""
-    from ltvfeed.serving.feed_store import glob_escape
+    from ltvfeed.redis_keys import glob_escape
 
     store = _store()
     current = store.current_generation()

@@ -49,7 +49,7 @@ def fresh_stack(settings: Settings) -> Stack:
 
     from ltvfeed.db import drop_database
     from ltvfeed.infra.stack import up
-    from ltvfeed.serving.feed_store import glob_escape
+    from ltvfeed.redis_keys import glob_escape
 
     own = settings.model_copy(
         update={

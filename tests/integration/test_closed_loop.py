@@ -19,10 +19,8 @@ from ltvfeed.experiments.registry import METRICS
 @contextmanager
 def _own_stack(stack, run_id: str, state_dir: Path) -> Iterator:
     """The closed loop's fresh stack on this test's own databases and Redis prefix; all removed afterwards."""
-    import redis
-
-    from ltvfeed.db import drop_database
     from ltvfeed.experiments.closed_loop_shop import fresh_stack
+    from ltvfeed.infra.stack import discard
     from ltvfeed.settings import Settings
 
     suffix = uuid.uuid4().hex[:6]
@@ -38,12 +36,7 @@ def _own_stack(stack, run_id: str, state_dir: Path) -> Iterator:
     try:
         yield own
     finally:
-        client = redis.Redis.from_url(stack.redis_url)
-        keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        drop_database(stack.pg_dsn, own.settings.warehouse_db)
-        drop_database(stack.pg_dsn, settings.mlflow_db)
+        discard(own)
 
 
 @pytest.fixture(scope="module")

@@ -30,9 +30,8 @@ from tests.unit.test_generation import AS_OF, rows
 def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
     """A small simulated shop loaded into this module's own warehouse, marts built by dbt for AS_OF; its own
     state dir (Airflow home), MLflow database and Redis prefix."""
-    from ltvfeed.db import drop_database
     from ltvfeed.dbt_runner import run_dbt
-    from ltvfeed.infra.stack import up
+    from ltvfeed.infra.stack import discard, up
     from ltvfeed.settings import Settings
     from ltvfeed.simulator import SimulationConfig, simulate_to_directory
     from ltvfeed.simulator.load import load_into_warehouse
@@ -61,14 +60,7 @@ def shop(stack, run_id: str, tmp_path_factory: pytest.TempPathFactory):
         )  # fmt: skip
         yield s
     finally:
-        import redis
-
-        client = redis.Redis.from_url(s.redis_url)
-        keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        drop_database(s.pg_dsn, settings.warehouse_db)
-        drop_database(s.pg_dsn, settings.mlflow_db)
+        discard(s)
 
 
 MIN_REPEAT_RATE = 0.05  # ltvfeed.frames.inputs.MIN_REPEAT_RATE, restated: the test checks the rule

@@ -130,3 +130,34 @@ def test_embedded_redis_keeps_an_rdb_only_data_dir(tmp_path):
         assert client.get("kept") == b"yes" and client.get("later") == b"1"
     finally:
         embedded.stop_redis(state)
+
+
+@pytest.mark.integration
+def test_discard_removes_only_the_projects_own_keys_and_databases(stack, run_id, tmp_path):
+    """A throwaway project on the shared servers: its keys (a prefix with glob characters, matched literally)
+    and both its databases go; a key of a neighbouring prefix stays."""
+    from ltvfeed.infra.stack import discard
+
+    own = up(
+        Settings(
+            pg_dsn=stack.pg_dsn,
+            redis_url=stack.redis_url,
+            state_dir=tmp_path,
+            warehouse_db=f"ltvfeed_test_{run_id}_discard",
+            mlflow_db=f"ltvfeed_test_{run_id}_discard_mlflow",
+            redis_prefix=f"{stack.settings.redis_prefix}d[1]*:",
+        )
+    )
+    client = redis.Redis.from_url(stack.redis_url)
+    neighbour = f"{stack.settings.redis_prefix}d1x:kept"
+    client.set(f"{own.settings.redis_prefix}feed", "1")
+    client.set(neighbour, "1")
+    try:
+        discard(own)
+        assert client.exists(f"{own.settings.redis_prefix}feed") == 0 and client.exists(neighbour) == 1
+        with psycopg.connect(stack.pg_dsn) as conn:
+            names = {own.settings.warehouse_db, own.settings.mlflow_db}
+            left = conn.execute("select datname from pg_database where datname = any(%s)", (list(names),)).fetchall()
+        assert left == []
+    finally:
+        client.delete(neighbour)
