@@ -151,12 +151,15 @@ class PairRanker:
         return out
 
 
-def fit(stack, features: PairFeatures, horizon_days: int, cfg, max_pairs: int, seed: int) -> tuple[PairModel, int]:
+def fit(stack, features: PairFeatures, horizon_days: int, max_pairs: int, seed: int) -> tuple[PairModel, int]:
     """Buyers of the window after the cutoff (a seeded sample of at most ``max_pairs`` / items) x every item."""
-    from ltvfeed.training.propensity.data import window_pairs
+    from ltvfeed.training.propensity.data import positive_rows
+    from ltvfeed.warehouse.propensity_reads import purchases
 
-    n_items = len(features.tables.items)
-    buyers_rows, items_rows = window_pairs(stack, features.tables, horizon_days, cfg, seed=seed).positives()
+    tables = features.tables
+    n_items = len(tables.items)
+    bought = purchases(stack.warehouse_dsn, tables.as_of, tables.as_of + timedelta(days=horizon_days))
+    buyers_rows, items_rows, _ = positive_rows(tables, bought)  # no negatives: every item of a buyer is a row
     buyers = np.unique(buyers_rows)
     take = min(len(buyers), max(1, max_pairs // n_items))
     users = np.sort(np.random.default_rng(seed).choice(buyers, take, replace=False))
@@ -208,7 +211,7 @@ def main() -> int:
         at = [first] + [PairFeatures(stack, c, args.horizon_days, cfg, first.tables.categories) for c in cutoffs[1:]]
         models = []
         for k, features in enumerate(at[:2]):
-            model, positives = fit(stack, features, args.horizon_days, cfg, args.max_pairs, seed=k)
+            model, positives = fit(stack, features, args.horizon_days, args.max_pairs, seed=k)
             models.append(model)
             weights = {name: round(float(w), 3) for name, w in zip(FEATURES, model.weights[1:], strict=True)}
             print(f"fitted at {features.tables.as_of}: {positives} bought pairs; weights {weights}")
