@@ -19,6 +19,7 @@ def train_cmd(
     horizon_days: int = typer.Option(30, "--horizon-days", help="Purchase window after each cutoff, in days."),
     seed: int = typer.Option(0, "--seed", help="Seed of sampling, initialisation and shuffling."),
     max_epochs: int = typer.Option(40, "--max-epochs", help="Upper bound; early stopping usually ends sooner."),
+    patience: int = typer.Option(4, "--patience", help="Epochs without validation improvement before stopping."),
     negatives: int = typer.Option(4, "--negatives", help="Sampled negatives per bought (user, item) pair."),
     user_features: str = typer.Option(
         "feast", "--user-features", help="'feast' (training_frame, needs `ltvfeed features apply`) or 'marts'."
@@ -39,6 +40,7 @@ def train_cmd(
     cfg = PropensityConfig(
         seed=seed,
         max_epochs=max_epochs,
+        patience=patience,
         negatives_per_positive=negatives,
         user_features=user_features,  # type: ignore[arg-type]  # checked by PropensityConfig
         ltv_model=ltv_model or None,

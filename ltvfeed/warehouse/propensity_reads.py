@@ -70,6 +70,30 @@ def purchase_counts(dsn: str, start: date, end: date) -> pd.DataFrame:
     )
 
 
+def spend_by_category(dsn: str, as_of: date, days: int) -> pd.DataFrame:
+    """(user_id, category, spend, log_price_units, priced_units) of the orders in the ``days`` before the cutoff
+    ``as_of``: what each customer spent per item category (the ``as_of`` item snapshot's), and the sum of
+    quantity x ln(unit price) over the lines with a price (their units beside it), for the mean price paid."""
+    require_snapshot(dsn, "item_performance", as_of)
+    return _frame(
+        dsn,
+        """
+        select trim(o.user_id) as user_id, p.category,
+               sum(oi.quantity * oi.unit_price)::float8 as spend,
+               coalesce(sum(oi.quantity * ln(oi.unit_price)) filter (where oi.unit_price > 0), 0)::float8
+                   as log_price_units,
+               coalesce(sum(oi.quantity) filter (where oi.unit_price > 0), 0)::float8 as priced_units
+        from raw.orders as o
+        join raw.order_items as oi on trim(oi.order_id) = trim(o.order_id)
+        join marts.item_performance as p on p.item_id = trim(oi.item_id) and p.as_of = %s
+        where o.ordered_at >= %s and o.ordered_at < %s
+        group by 1, 2
+        order by 1, 2
+        """,
+        (as_of, cutoff_instant(as_of - timedelta(days=days)), cutoff_instant(as_of)),
+    )
+
+
 def require_snapshot(dsn: str, table: str, as_of: date) -> None:
     """UserError naming the command to run when ``marts.<table>`` has no snapshot for ``as_of``."""
     found = _frame(dsn, f"select exists (select 1 from marts.{table} where as_of = %s) as found", (as_of,))

@@ -302,7 +302,7 @@ def test_cli_retrain_is_judged_against_the_champion(shop_stack, champion_v1, mon
     )  # tests run in any order
     try:
         args = ["propensity", "train", "--cutoff", T1.isoformat(), "--eval-cutoff", T2.isoformat()]
-        args += ["--seed", "1", "--max-epochs", "20", "--user-features", "marts"]
+        args += ["--seed", "1", "--max-epochs", "20", "--patience", "3", "--user-features", "marts"]
         out = CliRunner().invoke(app, args)
     finally:
         get_settings.cache_clear()

@@ -427,3 +427,63 @@ def test_retrain_dags_are_chained_by_assets() -> None:
     assert triggers(prop.timetable.asset_condition) == {LTV_PREDICTIONS_ASSET_URI}
     feed_triggers = triggers(dags["feed_generation"].timetable.asset_condition)
     assert feed_triggers == {MARTS_ASSET_URI, PROPENSITY_MODEL_ASSET_URI}
+
+
+# ------------------------------------------------------------------------------------------ history terms
+
+
+def test_spend_history_is_each_category_share_of_spend_and_the_mean_log_price_paid() -> None:
+    from ltvfeed.training.propensity.data import PRICE_PAID, spend_history
+
+    spend = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "b", "c"],
+            "category": ["c0", "c1", "gone", "c1", "c0"],
+            "spend": [30.0, 10.0, 5.0, 8.0, 0.0],
+            "log_price_units": [2 * math.log(15.0), math.log(10.0), math.log(5.0), 0.0, 0.0],
+            "priced_units": [2.0, 1.0, 1.0, 0.0, 0.0],
+        }
+    )
+    out = spend_history(spend, ("c0", "c1")).set_index("user_id")
+    # a category outside the model's vocabulary counts in the total only
+    assert out.loc["a", "spend_share__c0"] == pytest.approx(30 / 45)
+    assert out.loc["a", "spend_share__c1"] == pytest.approx(10 / 45)
+    assert out.loc["a", PRICE_PAID] == pytest.approx((2 * math.log(15) + math.log(10) + math.log(5)) / 4)
+    assert out.loc["b", "spend_share__c1"] == 1.0 and math.isnan(out.loc["b", PRICE_PAID])  # nothing priced
+    assert out.loc["c"].drop(PRICE_PAID).tolist() == [0.0, 0.0]  # spent nothing: no share, not a division by 0
+    assert list(spend_history(spend.iloc[:0], ("c0",)).columns) == ["user_id", "spend_share__c0", PRICE_PAID]
+
+
+def test_history_terms_add_the_spend_share_and_the_price_distance_to_the_one_dot_product(shop) -> None:
+    import torch
+
+    from ltvfeed.training.features import FeatureEncoder
+    from ltvfeed.training.propensity.data import PRICE_PAID
+    from ltvfeed.training.propensity.model import PropensityNetwork
+
+    users, items = shop.test.users.copy(), shop.test.items
+    users.loc[users.index[:5], PRICE_PAID] = np.nan  # no priced purchase: no price term
+    network = PropensityNetwork(
+        FeatureEncoder.fit(users, exclude_columns=["user_id"]),
+        FeatureEncoder.fit(items, categorical_columns=["category"], exclude_columns=["item_id"]),
+        users["user_id"],
+        items["item_id"],
+        shop.test.categories,
+        dim=4,
+        history_terms=True,
+    ).eval()
+    without = network.user_table(users) @ network.item_table(items).T
+    with torch.no_grad():
+        network.history.copy_(torch.tensor([0.7, 0.3]))
+    logits = network.user_table(users) @ network.item_table(items).T
+    category = items["category"].str[1:].astype(int).to_numpy()
+    share = users[[f"spend_share__c{c}" for c in range(len(shop.test.categories))]].to_numpy()[:, category]
+    distance = (np.log(items["price"].to_numpy())[None, :] - users[PRICE_PAID].to_numpy()[:, None]) ** 2
+    expected = 0.7 * share - 0.3 * np.nan_to_num(distance, nan=0.0)
+    np.testing.assert_allclose(logits - without, expected, rtol=1e-4, atol=1e-3)
+    assert network.vector_width == 4 + 2 + 3 * len(shop.test.categories) + 3
+
+
+def test_the_fit_learns_the_spend_share_term_where_past_spend_reveals_the_taste(trained) -> None:
+    network, _, _ = trained
+    assert network.history_terms and float(network.history[0].detach()) > 0.05

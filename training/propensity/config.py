@@ -32,6 +32,7 @@ class PropensityConfig:
     embedding_dim: int = 16
     hidden: tuple[int, ...] = (64,)
     dropout: float = 0.0
+    history_terms: bool = True  # the user's spend share per category and price paid in the score (model.py)
     # fit
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4

@@ -9,9 +9,10 @@ For a cutoff T and a horizon h:
   bought in the window is never drawn;
 - user features are the snapshot for as_of T: the Feast ``ltv_model`` service through ``training_frame``
   (default) or the same columns read from marts.user_features, plus the user's category propensities
-  (marts.user_category_propensity, one ``affinity__<category>`` column per category) and, when LTV batch
-  scoring scored that snapshot, the LTV model's predictions (``ltv_prob_return``, ``ltv_expected`` from
-  marts.user_ltv_predictions);
+  (marts.user_category_propensity, one ``affinity__<category>`` column per category), what their purchases of
+  the year before T say (one ``spend_share__<category>`` column per category and ``log_price_paid``: the
+  history terms of the model) and, when LTV batch scoring scored that snapshot, the LTV model's predictions
+  (``ltv_prob_return``, ``ltv_expected`` from marts.user_ltv_predictions);
 - item features are marts.item_performance for as_of T plus the item's orders in the look-back (``popularity``).
 
 Users or items without a snapshot at T (signed up / listed after it) cannot be featurised for T and are left out
@@ -36,6 +37,7 @@ from ltvfeed.warehouse.propensity_reads import (
     item_snapshot,
     ltv_predictions,
     purchases,
+    spend_by_category,
     user_snapshot,
 )
 
@@ -48,6 +50,9 @@ log = logging.getLogger(__name__)
 USER_KEY = "user_id"
 ITEM_KEY = "item_id"
 AFFINITY_PREFIX = "affinity__"
+SPEND_SHARE_PREFIX = "spend_share__"  # share of the user's spend in each category (the history terms' first part)
+PRICE_PAID = "log_price_paid"  # mean ln(unit price) the user paid, per unit (NaN: no priced purchase)
+SPEND_DAYS = 365  # look-back of both, as the category mart's purchases_365d
 LTV_COLUMNS = {"prob_return": "ltv_prob_return", "expected_ltv": "ltv_expected"}
 USER_SERVICE = "ltv_model"  # the Feast service with every per-customer feature
 
@@ -117,6 +122,29 @@ def affinity_columns(categories: tuple[str, ...]) -> list[str]:
     return [f"{AFFINITY_PREFIX}{c}" for c in categories]
 
 
+def spend_share_columns(categories: tuple[str, ...]) -> list[str]:
+    return [f"{SPEND_SHARE_PREFIX}{c}" for c in categories]
+
+
+def spend_history(spend: pd.DataFrame, categories: tuple[str, ...]) -> pd.DataFrame:
+    """user_id + one ``spend_share__<category>`` column per category (the category's share of what the user
+    spent; categories outside ``categories`` count in the total only) + ``log_price_paid`` (the mean ln unit
+    price per priced unit). From :func:`~ltvfeed.warehouse.propensity_reads.spend_by_category`'s rows; users
+    without purchases are absent (read as no history)."""
+    shares = spend_share_columns(categories)
+    if spend.empty:
+        return pd.DataFrame(columns=[USER_KEY, *shares, PRICE_PAID])
+    by_user = spend.groupby(USER_KEY)
+    total = by_user["spend"].sum()
+    wide = spend.pivot_table(index=USER_KEY, columns="category", values="spend", aggfunc="sum", fill_value=0.0)
+    wide = wide.reindex(columns=list(categories), fill_value=0.0).astype("float64")
+    wide = wide.div(total.reindex(wide.index).where(lambda t: t > 0), axis=0).fillna(0.0)
+    wide.columns = shares
+    units = by_user["priced_units"].sum()
+    wide[PRICE_PAID] = (by_user["log_price_units"].sum() / units.where(units > 0)).reindex(wide.index)
+    return wide.reset_index()
+
+
 def load_users(
     stack: Stack, as_of: date, categories: tuple[str, ...], source: str = "feast", ltv_model: str | None = None
 ) -> tuple[pd.DataFrame, str]:
@@ -128,6 +156,10 @@ def load_users(
     users = users.merge(affinity, on=USER_KEY, how="left")
     cols = affinity_columns(categories)
     users[cols] = users[cols].fillna(0.0)
+    spend = spend_history(spend_by_category(stack.warehouse_dsn, as_of, SPEND_DAYS), categories)
+    users = users.merge(spend, on=USER_KEY, how="left")
+    shares = spend_share_columns(categories)
+    users[shares] = users[shares].fillna(0.0)
     note = "disabled"
     if ltv_model:
         ltv = ltv_predictions(stack.warehouse_dsn, as_of, ltv_model).rename(columns=LTV_COLUMNS)

@@ -10,7 +10,7 @@ out-of-vocabulary path cold users take at serving time is exercised every epoch.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -75,6 +75,7 @@ def fit_network(pairs: LabelledPairs, cfg: PropensityConfig):
                 dim=cfg.embedding_dim,
                 hidden=cfg.hidden,
                 dropout=cfg.dropout,
+                history_terms=cfg.history_terms,
             )
             users = network.encode_users(tables.users)
             items = network.encode_items(tables.items)
@@ -106,7 +107,6 @@ def _train(network, users, items, train, val, cfg: PropensityConfig) -> FitRepor
     from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
     from ltvfeed.training.epochs import run_epochs
-    from ltvfeed.training.propensity.model import EncodedItems, EncodedUsers
 
     optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -117,8 +117,8 @@ def _train(network, users, items, train, val, cfg: PropensityConfig) -> FitRepor
         for batch in torch.randperm(n, generator=generator).split(cfg.batch_size):
             ub = users.take(train[0][batch])
             ib = items.take(train[1][batch])
-            ub = EncodedUsers(ub.numeric, ub.categorical, _hide_ids(ub.ids, cfg.oov_rate, generator), ub.affinity)
-            ib = EncodedItems(ib.numeric, ib.categorical, _hide_ids(ib.ids, cfg.oov_rate, generator), ib.category)
+            ub = replace(ub, ids=_hide_ids(ub.ids, cfg.oov_rate, generator))
+            ib = replace(ib, ids=_hide_ids(ib.ids, cfg.oov_rate, generator))
             optimizer.zero_grad(set_to_none=True)
             loss = bce(network(ub, ib), train[2][batch])
             loss.backward()

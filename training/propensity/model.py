@@ -6,8 +6,21 @@ user_vector = [ tower_u(side features) + id_embedding_u | bias_u | 1 | w1 * affi
 item_vector = [ tower_i(side features) + id_embedding_i | 1 | bias_i + b0 | onehot(category_i) | onehot(category_i) ]
 
 so the dot product is the towers' interaction + user bias + item bias + a learned function of the user's
-propensity for the item's category. Because the whole score is a dot product, the vectors double as the
-retrieval embeddings: ranking items by user_vector . item_vector IS ranking them by the model.
+propensity for the item's category. With ``history_terms`` (the default since issue 14) both vectors carry two
+more learned terms from the user's own purchases of the past year, still inside the one dot product:
+
+    + h_share * spend_share_u[category_i]                       (share of the user's spend in the item's category)
+    - h_price * (ln price_i - mean ln price paid by u)^2        (how far the item's price is from what u pays)
+
+user_vector += [ h_share * spend_share_u | -h_price | 2 h_price m_u | -h_price m_u^2 ]   (m_u: mean ln price paid)
+item_vector += [ onehot(category_i)      | l_i^2    | l_i           | 1              ]   (l_i: ln price_i)
+
+(each price part 0 for a user without priced purchases or an item without a price). Times bought and days since
+the last purchase against the user's own cycle are pair terms outside any dot product: they enter what is served
+as P(bought again) (:mod:`ltvfeed.frames.history`), which the promotion gate judges together with this model.
+
+Because the whole score is a dot product, the vectors double as the retrieval embeddings: ranking items by
+user_vector . item_vector IS ranking them by the model.
 
 Side features are encoded by :class:`~ltvfeed.training.features.FeatureEncoder` (statistics and vocabularies
 saved with the weights, as in the LTV network). Id embeddings have row 0 for out-of-vocabulary ids (cold users,
@@ -30,7 +43,13 @@ from torch import nn
 
 from ltvfeed.errors import UserError
 from ltvfeed.training.features import FIRST_VOCAB_INDEX, FeatureEncoder
-from ltvfeed.training.propensity.data import ITEM_KEY, USER_KEY, affinity_columns
+from ltvfeed.training.propensity.data import (
+    ITEM_KEY,
+    PRICE_PAID,
+    USER_KEY,
+    affinity_columns,
+    spend_share_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +63,18 @@ class EncodedUsers:
     categorical: torch.Tensor  # [n, n_categorical] int64
     ids: torch.Tensor  # [n] int64, OOV_ID for unknown ids
     affinity: torch.Tensor  # [n, n_categories] float32, the user's propensity per category (raw, in [0, 1])
+    spend_share: torch.Tensor | None = None  # [n, n_categories] float32 (history terms only)
+    price_paid: torch.Tensor | None = None  # [n] float32 mean ln price paid, NaN without (history terms only)
 
     def take(self, rows: torch.Tensor) -> EncodedUsers:
-        return EncodedUsers(self.numeric[rows], self.categorical[rows], self.ids[rows], self.affinity[rows])
+        return EncodedUsers(
+            self.numeric[rows],
+            self.categorical[rows],
+            self.ids[rows],
+            self.affinity[rows],
+            None if self.spend_share is None else self.spend_share[rows],
+            None if self.price_paid is None else self.price_paid[rows],
+        )
 
 
 @dataclass(frozen=True)
@@ -55,9 +83,16 @@ class EncodedItems:
     categorical: torch.Tensor
     ids: torch.Tensor
     category: torch.Tensor  # [n] int64 index into the category vocabulary, -1 outside it
+    log_price: torch.Tensor | None = None  # [n] float32 ln price, NaN without one (history terms only)
 
     def take(self, rows: torch.Tensor) -> EncodedItems:
-        return EncodedItems(self.numeric[rows], self.categorical[rows], self.ids[rows], self.category[rows])
+        return EncodedItems(
+            self.numeric[rows],
+            self.categorical[rows],
+            self.ids[rows],
+            self.category[rows],
+            None if self.log_price is None else self.log_price[rows],
+        )
 
 
 def _mlp(width: int, hidden: Sequence[int], out: int, dropout: float) -> nn.Sequential:
@@ -101,6 +136,7 @@ class PropensityNetwork(nn.Module):
         dim: int = 16,
         hidden: Sequence[int] = (64,),
         dropout: float = 0.0,
+        history_terms: bool = False,
     ) -> None:
         super().__init__()
         self.user_encoder = user_encoder
@@ -125,6 +161,9 @@ class PropensityNetwork(nn.Module):
         self.item_id_bias = nn.Embedding(len(self.item_vocab) + 1, 1)
         self.cross = nn.Parameter(torch.tensor([1.0, 0.0]))
         self.global_bias = nn.Parameter(torch.zeros(1))
+        self.history_terms = bool(history_terms)
+        if self.history_terms:  # (h_share, h_price): 0 at the start, the towers' score unchanged until learnt
+            self.history = nn.Parameter(torch.zeros(2))
         with torch.no_grad():
             for emb in (self.user_id, self.item_id):
                 emb.weight.normal_(0.0, 0.01)
@@ -134,12 +173,13 @@ class PropensityNetwork(nn.Module):
     @property
     def user_columns(self) -> list[str]:
         """Columns a user frame should have (besides user_id): side features and category affinities."""
-        return list(dict.fromkeys([*self.user_encoder.columns, *affinity_columns(self.categories)]))
+        history = [*spend_share_columns(self.categories), PRICE_PAID] if self.history_terms else []
+        return list(dict.fromkeys([*self.user_encoder.columns, *affinity_columns(self.categories), *history]))
 
     @property
     def item_columns(self) -> list[str]:
         """Columns an item frame should have (besides item_id)."""
-        return list(dict.fromkeys([*self.item_encoder.columns, "category"]))
+        return list(dict.fromkeys([*self.item_encoder.columns, "category", *(["price"] if self.history_terms else [])]))
 
     def unknown_user_frame(self) -> pd.DataFrame:
         """One user with no id in the vocabulary and every feature missing (typical values after encoding)."""
@@ -151,7 +191,7 @@ class PropensityNetwork(nn.Module):
     @property
     def vector_width(self) -> int:
         """Width of user and item vectors (the retrieval embedding dimension)."""
-        return self.dim + 2 + 2 * len(self.categories)
+        return self.dim + 2 + 2 * len(self.categories) + (len(self.categories) + 3 if self.history_terms else 0)
 
     # --- encoding (pandas -> tensors) --------------------------------------------------------------------
 
@@ -165,7 +205,12 @@ class PropensityNetwork(nn.Module):
         ids = self.user_vocab.get_indexer(pd.Index(frame[USER_KEY].astype(str))) + 1  # -1 -> OOV_ID
         affinity = frame[aff_cols].apply(pd.to_numeric, errors="coerce").fillna(0.0).clip(0.0, 1.0)
         ids_t = torch.from_numpy(ids.astype(np.int64))
-        return EncodedUsers(numeric, categorical, ids_t, torch.from_numpy(affinity.to_numpy(np.float32)))
+        share = paid = None
+        if self.history_terms:
+            spend = frame[spend_share_columns(self.categories)].apply(pd.to_numeric, errors="coerce")
+            share = torch.from_numpy(spend.fillna(0.0).clip(0.0, 1.0).to_numpy(np.float32))
+            paid = torch.from_numpy(pd.to_numeric(frame[PRICE_PAID], errors="coerce").to_numpy(np.float32))
+        return EncodedUsers(numeric, categorical, ids_t, torch.from_numpy(affinity.to_numpy(np.float32)), share, paid)
 
     def encode_items(self, frame: pd.DataFrame) -> EncodedItems:
         """Side features, id rows and category codes of an item frame (``item_id``, ``category`` + features)."""
@@ -175,8 +220,18 @@ class PropensityNetwork(nn.Module):
         numeric, categorical = self.item_encoder.encode(frame)
         ids = self.item_vocab.get_indexer(pd.Index(frame[ITEM_KEY].astype(str))) + 1
         category = pd.Index(self.categories).get_indexer(pd.Index(frame["category"].astype(str)))
+        log_price = None
+        if self.history_terms:
+            price = pd.to_numeric(frame["price"], errors="coerce").to_numpy(np.float64)
+            valid = np.isfinite(price) & (price > 0)
+            log_price = torch.from_numpy(np.log(np.where(valid, price, 1.0)).astype(np.float32))
+            log_price[torch.from_numpy(~valid)] = float("nan")
         return EncodedItems(
-            numeric, categorical, torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(category.astype(np.int64))
+            numeric,
+            categorical,
+            torch.from_numpy(ids.astype(np.int64)),
+            torch.from_numpy(category.astype(np.int64)),
+            log_price,
         )
 
     # --- vectors and scores ------------------------------------------------------------------------------
@@ -188,7 +243,15 @@ class PropensityNetwork(nn.Module):
         bias = z[:, self.dim :] + self.user_id_bias(users.ids)
         ones = torch.ones_like(bias)
         aff = users.affinity
-        return torch.cat([vec, bias, ones, self.cross[0] * aff, self.cross[1] * torch.log(aff + AFFINITY_EPS)], dim=1)
+        parts = [vec, bias, ones, self.cross[0] * aff, self.cross[1] * torch.log(aff + AFFINITY_EPS)]
+        if self.history_terms:
+            assert users.spend_share is not None and users.price_paid is not None
+            paid = users.price_paid[:, None]
+            known = torch.isfinite(paid).to(vec.dtype)
+            m = torch.nan_to_num(paid, nan=0.0)
+            h_share, h_price = self.history[0], self.history[1]
+            parts += [h_share * users.spend_share, -h_price * known, 2 * h_price * m * known, -h_price * m * m * known]
+        return torch.cat(parts, dim=1)
 
     def item_vectors(self, items: EncodedItems) -> torch.Tensor:
         parts = [items.numeric] + [emb(items.categorical[:, j]) for j, emb in enumerate(self.item_side)]
@@ -199,7 +262,14 @@ class PropensityNetwork(nn.Module):
         onehot = torch.zeros(len(items.category), len(self.categories), dtype=vec.dtype)
         known = items.category >= 0
         onehot[known, items.category[known]] = 1.0
-        return torch.cat([vec, ones, bias, onehot, onehot], dim=1)
+        parts = [vec, ones, bias, onehot, onehot]
+        if self.history_terms:
+            assert items.log_price is not None
+            price = items.log_price[:, None]
+            priced = torch.isfinite(price).to(vec.dtype)
+            lp = torch.nan_to_num(price, nan=0.0)
+            parts += [onehot, lp * lp * priced, lp * priced, priced]
+        return torch.cat(parts, dim=1)
 
     def forward(self, users: EncodedUsers, items: EncodedItems) -> torch.Tensor:
         """Logits of aligned (user, item) rows."""
@@ -242,6 +312,7 @@ class PropensityNetwork(nn.Module):
             "hidden": list(self.hidden),
             "dropout": self.dropout,
             "categories": list(self.categories),
+            "history_terms": self.history_terms,
             "user_features": self.user_encoder.spec(),
             "item_features": self.item_encoder.spec(),
         }
@@ -257,4 +328,5 @@ class PropensityNetwork(nn.Module):
             dim=spec["dim"],
             hidden=spec["hidden"],
             dropout=spec["dropout"],
+            history_terms=bool(spec.get("history_terms", False)),  # versions saved before the terms have none
         )

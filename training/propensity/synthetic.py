@@ -1,9 +1,10 @@
 """Synthetic interactions with a planted signal, for tests and benchmarks without a warehouse.
 
 Every user has a hidden taste over categories (Dirichlet: focused); the history before a cutoff reveals it
-noisily (the ``affinity__<category>`` columns, as the propensity mart would); purchases in the window pick a
-category by taste, then an item within it by the item's appeal. Popularity (orders in the look-back) follows
-appeal across all users, so a popularity ranking is decent and a model that reads the affinities can beat it.
+noisily (the ``affinity__<category>`` columns, as the propensity mart would, and the ``spend_share__<category>``
+columns, as past orders would); purchases in the window pick a category by taste, then an item within it by the
+item's appeal. Popularity (orders in the look-back) follows appeal across all users, so a popularity ranking is
+decent and a model that reads the affinities can beat it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from ltvfeed.training.propensity.data import POPULARITY, FeatureTables, affinity_columns
+from ltvfeed.training.propensity.data import (
+    POPULARITY,
+    PRICE_PAID,
+    FeatureTables,
+    affinity_columns,
+    spend_share_columns,
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,10 @@ def _tables(rng, as_of, user_ids, taste, items, appeal, history_events: float) -
         }
     )
     users[affinity_columns(categories)] = affinity
+    # what the user's past orders spent per category: another noisy reveal of the taste (the history terms)
+    orders = np.stack([rng.multinomial(m, p) for m, p in zip(1 + rng.poisson(3.0, n_users), taste, strict=True)])
+    users[spend_share_columns(categories)] = orders / orders.sum(axis=1, keepdims=True)
+    users[PRICE_PAID] = rng.normal(3.0, 0.3, n_users)
     items = items.copy()
     items[POPULARITY] = rng.poisson(appeal * 20.0).astype(np.float64)
     rank = items[POPULARITY].rank(pct=True)
