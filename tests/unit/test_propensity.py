@@ -487,3 +487,17 @@ def test_history_terms_add_the_spend_share_and_the_price_distance_to_the_one_dot
 def test_the_fit_learns_the_spend_share_term_where_past_spend_reveals_the_taste(trained) -> None:
     network, _, _ = trained
     assert network.history_terms and float(network.history[0].detach()) > 0.05
+
+
+def test_served_p_is_a_purchase_probability_in_the_horizon_not_the_training_designs(shop, trained) -> None:
+    """Trained on buyers' purchases against 4 drawn items each, the network's P is about 12x the shop's purchase
+    rate; the sampling offset brings the mean P over every user x item pair to the rate the test window shows."""
+    network, _, scorer = trained
+    users, items = len(scorer.user_ids), len(scorer.item_ids)
+    p = scorer(np.arange(users), np.tile(np.arange(items), (users, 1)))
+    rate = len(shop.test_bought) / (users * items)
+    assert network.sampling_offset < -1.0
+    assert 0.6 < p.mean() / rate < 1.5
+    logit = np.log(p) - np.log1p(-p)
+    in_training_design = 1.0 / (1.0 + np.exp(network.sampling_offset - logit))
+    assert in_training_design.mean() / rate > 5.0

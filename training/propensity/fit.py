@@ -89,8 +89,25 @@ def fit_network(pairs: LabelledPairs, cfg: PropensityConfig):
             report.n_train_users = len(train_users)
         finally:
             torch.set_num_threads(previous_threads)
+    network.sampling_offset = sampling_offset(pairs)
     network.eval()
     return network, report
+
+
+def sampling_offset(pairs: LabelledPairs) -> float:
+    """The log-odds shift from the training design to the shop: ln(sampled negatives / all user x item pairs).
+
+    Why: the network learns P(bought) among each buyer's purchases and ``negatives_per_positive`` drawn items,
+    about 1 in 5, while a user buys a few of thousands of items in the horizon, and users who bought nothing have
+    no rows at all. Served, that P is combined with the history's P(bought again) as two probabilities of a
+    purchase within the horizon (:func:`ltvfeed.frames.history.either_reason`), so it must be one. For rare
+    events the odds scale with the share of the negatives kept (King and Zeng's prior correction); shifting
+    every item's bias by the same amount leaves each user's ranking of items unchanged."""
+    n_negative = len(pairs.labels) - pairs.n_positive
+    n_pairs = len(pairs.tables.users) * len(pairs.tables.items)
+    if n_negative <= 0 or n_pairs <= 0:
+        return 0.0
+    return float(np.log(min(n_negative / n_pairs, 1.0)))
 
 
 def _hide_ids(ids, rate: float, generator):

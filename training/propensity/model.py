@@ -162,6 +162,8 @@ class PropensityNetwork(nn.Module):
         self.cross = nn.Parameter(torch.tensor([1.0, 0.0]))
         self.global_bias = nn.Parameter(torch.zeros(1))
         self.history_terms = bool(history_terms)
+        # added to every item's bias in the serving tables (item_table), not in training: see sampling_offset()
+        self.sampling_offset = 0.0
         if self.history_terms:  # (h_share, h_price): 0 at the start, the towers' score unchanged until learnt
             self.history = nn.Parameter(torch.zeros(2))
         with torch.no_grad():
@@ -288,7 +290,11 @@ class PropensityNetwork(nn.Module):
 
     @torch.inference_mode()
     def item_table(self, frame: pd.DataFrame, chunk: int = 65536) -> np.ndarray:
-        return self._table(self.encode_items(frame), self.item_vectors, chunk)
+        """[len(frame), vector_width] float32 item vectors (eval mode), the bias shifted by ``sampling_offset``
+        so that the dot product is P(buys within the horizon), not P in the sampled training design."""
+        table = self._table(self.encode_items(frame), self.item_vectors, chunk)
+        table[:, self.dim + 1] += np.float32(self.sampling_offset)  # the item bias (times the user's 1)
+        return table
 
     def _table(self, encoded: Any, vectors: Any, chunk: int) -> np.ndarray:
         was_training = self.training
@@ -313,13 +319,14 @@ class PropensityNetwork(nn.Module):
             "dropout": self.dropout,
             "categories": list(self.categories),
             "history_terms": self.history_terms,
+            "sampling_offset": self.sampling_offset,
             "user_features": self.user_encoder.spec(),
             "item_features": self.item_encoder.spec(),
         }
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], user_vocab: Sequence[str], item_vocab: Sequence[str]) -> PropensityNetwork:
-        return cls(
+        network = cls(
             FeatureEncoder.from_spec(spec["user_features"]),
             FeatureEncoder.from_spec(spec["item_features"]),
             user_vocab,
@@ -330,3 +337,5 @@ class PropensityNetwork(nn.Module):
             dropout=spec["dropout"],
             history_terms=bool(spec.get("history_terms", False)),  # versions saved before the terms have none
         )
+        network.sampling_offset = float(spec.get("sampling_offset", 0.0))  # likewise: the training design's P
+        return network

@@ -15,9 +15,11 @@ signature of :mod:`ltvfeed.frames.propensity` that maps catalogue rows to the sc
 Retrieval: the model's logit IS ``user_embeddings[u] . item_embeddings[i]`` (see model.py), so dot-product
 retrieval over these embeddings ranks candidates exactly as the model would.
 
-Probabilities are P(bought | pair) in the training design (each bought pair against
-``negatives_per_positive`` popularity-drawn items): they rank users' items and are comparable across users and
-items, but are not absolute purchase rates.
+Probabilities are P(the user buys the item within the horizon): the network learns P(bought | pair) in the
+training design (each bought pair against ``negatives_per_positive`` popularity-drawn items), and the item
+vectors carry the shift back to the whole user x item table (``sampling_offset``, :mod:`.fit`), so that the
+served combination with P(bought again) adds two probabilities of the same event. Averaged over users and items
+they match the shop's purchase rate; a single pair's P is as good as the network.
 """
 
 from __future__ import annotations
