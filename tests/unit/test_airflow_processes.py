@@ -4,6 +4,7 @@ parallelism sized to the machine)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -77,6 +78,30 @@ def test_parse_conf_names_the_problem():
         parse_conf("{horizon_days: 30}")
     with pytest.raises(UserError, match="JSON object"):
         parse_conf("[30]")
+
+
+def test_airflow_waits_a_minute_for_a_sqlite_lock_and_keeps_a_configured_database_as_it_is(tmp_path, monkeypatch):
+    """Airflow itself (a fresh process with our environment) resolves the connect arguments to sqlite3's 60 s
+    lock wait; a user's own database URL or connect arguments are left alone."""
+    from ltvfeed.infra.stack import Stack
+    from ltvfeed.orchestration.airflow_env import airflow_env
+
+    keys = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS")
+    for key in (*keys, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"):
+        monkeypatch.delenv(key, raising=False)
+    stack = Stack(Settings(state_dir=tmp_path), "postgresql://nowhere/postgres", "redis://nowhere", False, False)
+    env = airflow_env(stack)
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
+    probe = "from airflow.configuration import conf; print(conf.getimport('database', 'sql_alchemy_connect_args'))"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # the very dict Airflow's engine was built with (its set-up adds check_same_thread for SQLite)
+    assert ast.literal_eval(out.stdout.strip().splitlines()[-1])["timeout"] == 60.0
+    monkeypatch.setenv(keys[0], "postgresql://airflow@db/airflow")
+    assert not any(k.endswith("CONNECT_ARGS") for k in airflow_env(stack))
+    monkeypatch.setenv(keys[0], "sqlite:////elsewhere/airflow.db")
+    monkeypatch.setenv(keys[1], "my_settings.connect_args")
+    assert airflow_env(stack)[keys[1]] == "my_settings.connect_args"
 
 
 def test_standalone_binds_loopback_and_sizes_parallelism(tmp_path, monkeypatch):
