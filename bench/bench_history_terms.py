@@ -22,21 +22,16 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
-from scratch_stack import build_serving_marts, scratch_stack
+from scratch_stack import add_shop_arguments, load_simulated_shop, scratch_stack
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=3000)
-    parser.add_argument("--items", type=int, default=300)
-    parser.add_argument("--days", type=int, default=240)
-    parser.add_argument("--seed", type=int, default=7)
+    add_shop_arguments(parser)
     args = parser.parse_args()
 
     import mlflow
 
-    from ltvfeed.simulator import SimulationConfig, simulate_to_directory
-    from ltvfeed.simulator.load import load_into_warehouse
     from ltvfeed.training.propensity import PropensityConfig, train_propensity
     from ltvfeed.training.propensity.registry import scorer_from_pyfunc
 
@@ -47,11 +42,7 @@ def main() -> int:
     designs = {"with history terms": shipped, "without": replace(shipped, history_terms=False)}
     pd.set_option("display.width", 200)
     with scratch_stack("history_terms") as (stack, tmp):
-        shop = Path(tmp) / "shop"
-        config = SimulationConfig(n_users=args.users, n_items=args.items, days=args.days, seed=args.seed, end_date=end)
-        simulate_to_directory(config, shop, progress=False)
-        load_into_warehouse(stack.warehouse_dsn, shop)
-        build_serving_marts(stack, cutoffs, Path(tmp) / "target")
+        load_simulated_shop(stack, Path(tmp), args, end, cutoffs)
         for cutoff, eval_cutoff in itertools.pairwise(cutoffs):
             ndcg = {}
             for name, cfg in designs.items():

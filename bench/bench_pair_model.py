@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scratch_stack import build_serving_marts, scratch_stack
+from scratch_stack import add_shop_arguments, load_simulated_shop, scratch_stack
 
 FEATURES = (
     "logit served P",
@@ -185,16 +185,11 @@ def judge(stack, features: PairFeatures, horizon_days: int, cfg, models: dict[st
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=3000)
-    parser.add_argument("--items", type=int, default=300)
-    parser.add_argument("--days", type=int, default=240)
-    parser.add_argument("--seed", type=int, default=7)
+    add_shop_arguments(parser)
     parser.add_argument("--horizon-days", type=int, default=30)
     parser.add_argument("--max-pairs", type=int, default=3_000_000, help="fitting rows (buyers x items) at most")
     args = parser.parse_args()
 
-    from ltvfeed.simulator import SimulationConfig, simulate_to_directory
-    from ltvfeed.simulator.load import load_into_warehouse
     from ltvfeed.training.propensity import PropensityConfig
 
     end = date(2026, 6, 1)
@@ -202,11 +197,7 @@ def main() -> int:
     cutoffs = [as_of - timedelta(days=k * args.horizon_days) for k in (2, 1, 0)]
     cfg = PropensityConfig(user_features="marts", ltv_model=None)
     with scratch_stack("pair") as (stack, tmp):
-        shop = Path(tmp) / "shop"
-        config = SimulationConfig(n_users=args.users, n_items=args.items, days=args.days, seed=args.seed, end_date=end)
-        simulate_to_directory(config, shop, progress=False)
-        load_into_warehouse(stack.warehouse_dsn, shop)
-        build_serving_marts(stack, cutoffs, Path(tmp) / "target")
+        load_simulated_shop(stack, Path(tmp), args, end, cutoffs)
         first = PairFeatures(stack, cutoffs[0], args.horizon_days, cfg)
         at = [first] + [PairFeatures(stack, c, args.horizon_days, cfg, first.tables.categories) for c in cutoffs[1:]]
         models = []

@@ -3,6 +3,7 @@ database, a state dir and a Redis key prefix of the bench's own, all removed whe
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 import uuid
@@ -52,3 +53,27 @@ def build_serving_marts(stack: Stack, snapshots: Iterable[date], target_path: Pa
              "--vars", json.dumps({"as_of": as_of.isoformat()})],
             target_path=target_path,
         )  # fmt: skip
+
+
+def add_shop_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulated shop's size and seed (``--users --items --days --seed``): that of bench_generation
+    --quality-only unless given."""
+    parser.add_argument("--users", type=int, default=3000)
+    parser.add_argument("--items", type=int, default=300)
+    parser.add_argument("--days", type=int, default=240)
+    parser.add_argument("--seed", type=int, default=7)
+
+
+def load_simulated_shop(
+    stack: Stack, tmp: Path, args: argparse.Namespace, end: date, snapshots: Iterable[date]
+) -> None:
+    """Simulate the shop of ``args`` (:func:`add_shop_arguments`) up to ``end`` into the stack's warehouse and
+    build the serving marts of ``snapshots``."""
+    from ltvfeed.simulator import SimulationConfig, simulate_to_directory
+    from ltvfeed.simulator.load import load_into_warehouse
+
+    shop = tmp / "shop"
+    config = SimulationConfig(n_users=args.users, n_items=args.items, days=args.days, seed=args.seed, end_date=end)
+    simulate_to_directory(config, shop, progress=False)
+    load_into_warehouse(stack.warehouse_dsn, shop)
+    build_serving_marts(stack, snapshots, tmp / "target")

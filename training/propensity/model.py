@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,11 @@ OOV_ID = 0  # id embedding row of ids outside the vocabulary
 AFFINITY_EPS = 0.01  # log(affinity + eps): a category never engaged with still has a finite, learnable weight
 
 
+def _take(encoded: Any, rows: torch.Tensor) -> Any:
+    """The same encoded rows' dataclass with only ``rows`` of every tensor (absent ones stay None)."""
+    return replace(encoded, **{f.name: t[rows] for f in fields(encoded) if (t := getattr(encoded, f.name)) is not None})
+
+
 @dataclass(frozen=True)
 class EncodedUsers:
     numeric: torch.Tensor  # [n, numeric_width] float32
@@ -67,14 +72,7 @@ class EncodedUsers:
     price_paid: torch.Tensor | None = None  # [n] float32 mean ln price paid, NaN without (history terms only)
 
     def take(self, rows: torch.Tensor) -> EncodedUsers:
-        return EncodedUsers(
-            self.numeric[rows],
-            self.categorical[rows],
-            self.ids[rows],
-            self.affinity[rows],
-            None if self.spend_share is None else self.spend_share[rows],
-            None if self.price_paid is None else self.price_paid[rows],
-        )
+        return _take(self, rows)
 
 
 @dataclass(frozen=True)
@@ -86,13 +84,7 @@ class EncodedItems:
     log_price: torch.Tensor | None = None  # [n] float32 ln price, NaN without one (history terms only)
 
     def take(self, rows: torch.Tensor) -> EncodedItems:
-        return EncodedItems(
-            self.numeric[rows],
-            self.categorical[rows],
-            self.ids[rows],
-            self.category[rows],
-            None if self.log_price is None else self.log_price[rows],
-        )
+        return _take(self, rows)
 
 
 def _mlp(width: int, hidden: Sequence[int], out: int, dropout: float) -> nn.Sequential:
