@@ -17,8 +17,10 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -188,7 +190,24 @@ def _wait_all_finished(base: str, password: str, dag_id: str, want: int, timeout
         time.sleep(10)
 
 
-def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser) -> None:
+def _print_failed_tasks(base: str, password: str, dag_id: str, runs: Collection[str], airflow_home: Path) -> None:
+    """Each failed task of ``runs`` with the end of its log: a run fails for one task, and only its log says why
+    (CI keeps nothing else of the test's Airflow home)."""
+    for run_id in runs:
+        req = urllib.request.Request(
+            f"{base}/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances?limit=100",
+            headers={"Authorization": f"Bearer {_token(base, password)}"},
+        )
+        for ti in _json(req)["task_instances"]:
+            if ti["state"] in ("success", "skipped"):
+                continue
+            print(f"--- {run_id} {ti['task_id']}: {ti['state']} (try {ti['try_number']}) ---")
+            logs = airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={ti['task_id']}"
+            for log in sorted(logs.glob("**/*.log")):
+                print(f"{log.name}:", *log.read_text(errors="replace").splitlines()[-40:], sep="\n")
+
+
+def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser, airflow_home: Path) -> None:
     """Wait for the DAG to be parsed, then trigger a run and a 3-day backfill from the UI; every run succeeds."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -257,7 +276,10 @@ def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser) ->
         backfilled = sorted(r["logical_date"][:10] for r in runs if r["run_type"] == "backfill")
         assert backfilled == [(first + timedelta(days=k)).isoformat() for k in range(3)]
         assert any(r["run_type"] == "manual" for r in runs)
-        assert {r["dag_run_id"]: r["state"] for r in runs if r["state"] != "success"} == {}
+        failed = {r["dag_run_id"]: r["state"] for r in runs if r["state"] != "success"}
+        if failed:
+            _print_failed_tasks(base, password, "ltv_pipeline", failed, airflow_home)
+        assert failed == {}
 
         # the UI shows them too: the DAG's runs list
         driver.get(f"{base}/dags/ltv_pipeline/runs")
@@ -274,7 +296,7 @@ def _drive_the_ui(base: str, password: str, tmp_path: Path, headless_browser) ->
 def test_trigger_and_backfill_from_the_ui_then_sigterm_stops_everything(airflow_ui, tmp_path, headless_browser):
     base, password, proc, settings, airflow_home = airflow_ui
     try:
-        _drive_the_ui(base, password, tmp_path, headless_browser)
+        _drive_the_ui(base, password, tmp_path, headless_browser, airflow_home)
     except BaseException:
         _print_diagnostics(proc, settings.state_dir / "standalone.out", airflow_home)
         raise
