@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -171,3 +172,15 @@ def feature_store(stack: Stack, *, create_schema: bool = True) -> FeatureStore:
     if create_schema:
         ensure_feast_schema(stack)
     return FeatureStore(repo_path=str(feature_repo_dir()), config=repo_config(stack))
+
+
+@contextlib.contextmanager
+def registry_lock(stack: Stack, project: str) -> Iterator[None]:
+    """One writer at a time of a Feast project's SQL registry, across processes (two DAG runs of a backfill, a run
+    and the CLI). Feast's registry writes read a row, then write it back without locking it: two applies of a
+    new project both insert version 0 and one fails; two materialisations can each write back the view's
+    intervals as they read them, losing the other's, and two incremental ones both start at the same last end."""
+    from ltvfeed.db import advisory_lock
+
+    with advisory_lock(stack.warehouse_dsn, f"feast registry {project}"):
+        yield

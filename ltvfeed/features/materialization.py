@@ -4,7 +4,9 @@ Feast's own ``materialize_incremental`` starts a view's first window at *now* - 
 cutoff (a backfill, a test on old data) loads nothing. Here the window is anchored on ``end``: from the view's
 last materialised end, or ``end`` - TTL the first time. Windows are inclusive and only each entity's newest
 snapshot in them goes online; Redis keeps a newer snapshot over an older one, so an older window never
-overwrites newer values.
+overwrites newer values. Materialisations of one project run one at a time (:func:`registry_lock`): each appends
+its window to the views' intervals in the registry, and the window of an incremental one starts where the last
+ended, so two at once would lose an interval and load the same window twice.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ltvfeed.errors import UserError
-from ltvfeed.features.config import feature_store
+from ltvfeed.features.config import feature_store, registry_lock
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -61,8 +63,9 @@ def materialize(
     if start > end:
         raise UserError(f"start {start.isoformat()} is after end {end.isoformat()}")
     store = store or feature_store(stack)
-    chosen = _views(store, views)
-    store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in chosen])
+    with registry_lock(stack, store.project):
+        chosen = _views(store, views)
+        store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in chosen])
     return [Window(v.name, start, end) for v in chosen]
 
 
@@ -72,6 +75,11 @@ def materialize_incremental(
     """Load what each view gained since its last materialisation, up to ``end`` (see the module doc)."""
     end = aware(end, "end")
     store = store or feature_store(stack)
+    with registry_lock(stack, store.project):
+        return _materialize_incremental(store, end, views)
+
+
+def _materialize_incremental(store: FeatureStore, end: datetime, views: list[str] | None) -> list[Window]:
     by_start: dict[datetime, list[str]] = {}
     windows = []
     for view in _views(store, views):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ltvfeed.errors import UserError
-from ltvfeed.features.config import feature_repo_dir, feature_store
+from ltvfeed.features.config import feature_repo_dir, feature_store, registry_lock
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -106,11 +106,9 @@ def apply(stack: Stack, *, store: FeatureStore | None = None) -> ApplyResult:
     """Register the repo's definitions (and drop this project's objects no longer defined), and create the
     online store's tables: ``feast apply`` for this stack. Idempotent, and one at a time per project: Feast's SQL
     registry numbers feature-view versions by reading then inserting, so two concurrent applies (two DAG runs
-    of a backfill, a run and the CLI) would both insert version 0 and one would fail."""
+    of a backfill, a run and the CLI) would both insert version 0 and one would fail (:func:`registry_lock`)."""
     from feast.project import Project
     from feast.repo_operations import extract_objects_for_apply_delete
-
-    from ltvfeed.db import advisory_lock
 
     store = store or feature_store(stack)
     repo = load_definitions()
@@ -118,7 +116,7 @@ def apply(stack: Stack, *, store: FeatureStore | None = None) -> ApplyResult:
     for view in repo.feature_views:
         check_source_columns(store, view, [k for name in view.entities for k in keys_of[name]])
     repo = repo._replace(projects=[Project(name=store.project, description=store.config.project_description or "")])
-    with advisory_lock(stack.warehouse_dsn, f"feast apply {store.project}"):
+    with registry_lock(stack, store.project):
         to_apply, to_delete, _, _ = extract_objects_for_apply_delete(store.project, store.registry, repo)
         store.apply(to_apply, objects_to_delete=to_delete, partial=False)
     defined = [*repo.entities, *repo.data_sources, *repo.feature_views, *repo.feature_services]

@@ -512,3 +512,23 @@ def test_concurrent_applies_of_a_new_project_both_succeed(shop: Shop) -> None:
         assert len(views) == len({v.name for v in views}) > 5
     finally:
         clear_online(fresh)
+
+
+@pytest.mark.integration
+def test_materialisation_waits_for_the_registry_lock(shop: Shop) -> None:
+    """A materialisation takes the project's registry lock, as apply does: while another process holds it (an
+    apply or a materialisation of another DAG run), it waits, then runs."""
+    import threading
+
+    from ltvfeed.features.config import registry_lock
+
+    store = feature_store(shop.stack)
+    windows: list[object] = []
+    worker = threading.Thread(target=lambda: windows.extend(materialize_incremental(shop.stack, cutoff(T2))))
+    with registry_lock(shop.stack, store.project):
+        worker.start()
+        worker.join(3)
+        assert worker.is_alive() and windows == []  # waiting on the lock
+    worker.join(120)
+    assert not worker.is_alive()
+    assert len(windows) == 11 and {w.start for w in windows} <= {None, cutoff(T2)}  # T2 is online: no more loaded
