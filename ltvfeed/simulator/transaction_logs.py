@@ -7,6 +7,8 @@ shop: what ``ltvfeed ltv backtest`` and ``ltv predict`` must cope with. Each gen
   basket: the signal is rate x basket, and a short log must not inflate predictions.
 - :func:`sparse_seasonal_log`: customers arriving over two years with one to three orders in all, long gaps, a
   December peak and very heavy-tailed values.
+- :func:`bgnbd_log`: drawn from BG/NBD + Gamma-Gamma itself, the world in which that baseline is exactly right:
+  the hardest log for "never below the classics".
 """
 
 from __future__ import annotations
@@ -76,6 +78,28 @@ def sparse_seasonal_log(n: int = 2000, days: int = 1095, seed: int = 0, start: d
                 placed += 1
             day += rng.exponential(150.0)
     return _log(rows, "s", start)
+
+
+def bgnbd_log(n: int = 2000, days: int = 730, seed: int = 0, start: date = START) -> pd.DataFrame:
+    """Fader, Hardie & Lee's buy-till-you-die process with Gamma-Gamma values, the process of
+    :func:`ltvfeed.simulator.btyd_customers.simulate_bgnbd` as a log: arrivals over the first half; a first
+    order, then orders at a personal Poisson rate (~ Gamma(0.5, mean one per 40 days)) until the customer drops
+    out, with a personal probability (~ Beta(0.8, 2.5)) after each repeat order; order values Gamma(3, rate nu),
+    nu ~ Gamma(4, rate 40) per customer (mean 40)."""
+    rng = np.random.default_rng(seed)
+    arrival = rng.integers(0, days // 2, n)
+    rate = rng.gamma(0.5, 1 / 20.0, n)
+    churn = rng.beta(0.8, 2.5, n)
+    nu = rng.gamma(4.0, 1 / 40.0, n)
+    rows = []
+    for i in range(n):
+        day = float(arrival[i])
+        while day < days:
+            rows.append((i, int(day), rng.gamma(3.0, 1 / nu[i])))
+            if day > arrival[i] and rng.random() < churn[i]:
+                break
+            day += rng.exponential(1 / rate[i])
+    return _log(rows, "b", start)
 
 
 def _log(rows: list[tuple[int, int, float]], prefix: str, start: date) -> pd.DataFrame:
