@@ -11,7 +11,7 @@ Gini however the rows happen to be ordered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -213,6 +213,45 @@ def decile_mape_noise(
         threshold=float(threshold),
         share_below=float((scores < threshold).mean()),
     )
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """metric(a) - metric(b) on the same customers, with a percentile bootstrap interval over customers."""
+
+    difference: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.difference:+.4f} [{self.low:+.4f}, {self.high:+.4f}]"
+
+
+def paired_difference(
+    y_true: ArrayLike,
+    a: ArrayLike,
+    b: ArrayLike,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    draws: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+) -> PairedDifference:
+    """How far model ``a`` ranks above (or below) ``b`` on one holdout, and whether that is more than the noise
+    of which customers happened to be in it: both are scored on the same resampled customers each draw, so
+    what the two share cancels. A gap whose interval holds 0 is a tie on this holdout."""
+    y, pa, pb = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (y_true, a, b))
+    if not y.size == pa.size == pb.size:
+        raise ValueError(f"y_true, a and b must have one value per customer, got {y.size}, {pa.size}, {pb.size}")
+    if draws < 1 or not 0 < level < 1:
+        raise ValueError(f"draws must be >= 1 and level in (0, 1), got {draws}, {level}")
+    rng = np.random.default_rng(seed)
+    gaps = np.empty(draws)
+    for k in range(draws):
+        rows = rng.integers(0, y.size, y.size)
+        gaps[k] = metric(y[rows], pa[rows]) - metric(y[rows], pb[rows])
+    low, high = np.nanquantile(gaps, [(1 - level) / 2, (1 + level) / 2])
+    return PairedDifference(float(metric(y, pa) - metric(y, pb)), float(low), float(high))
 
 
 def auc(y_true: ArrayLike, score: ArrayLike) -> float:

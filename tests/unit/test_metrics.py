@@ -19,6 +19,7 @@ from ltvfeed.training.metrics import (
     gain_curve,
     gini,
     normalized_gini,
+    paired_difference,
     spearman,
     top_decile_capture,
     total_error,
@@ -213,3 +214,20 @@ def test_charts_are_written_as_png(tmp_path) -> None:
     for path in paths:
         data = path.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
+
+
+def test_paired_difference_separates_a_real_gap_from_a_tie() -> None:
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(4000) < 0.3, rng.lognormal(3, 1, 4000), 0.0)
+    informed = y + rng.normal(0, 5, y.size)  # knows the future, with noise
+    blind = rng.random(y.size)
+    gap = paired_difference(y, informed, blind, spearman)
+    assert gap.low > 0.3 and gap.low <= gap.difference <= gap.high
+    same = paired_difference(y, informed, informed.copy(), normalized_gini)
+    assert same.difference == same.low == same.high == 0.0
+    # two equally informed models: a tie, the interval holds 0
+    other = y + rng.normal(0, 5, y.size)
+    tie = paired_difference(y, informed, other, spearman, draws=100)
+    assert tie.low < 0 < tie.high and str(tie).startswith(("+", "-"))
+    with pytest.raises(ValueError, match="one value per customer"):
+        paired_difference(y, informed[:-1], blind, spearman)
