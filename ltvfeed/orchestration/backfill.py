@@ -12,6 +12,7 @@ pauses the DAG again if it was paused, stops the components and raises naming th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -31,8 +32,13 @@ from ltvfeed.orchestration.airflow_env import airflow_env
 from ltvfeed.orchestration.backfill_metadata import BackfillRun, Metadata
 from ltvfeed.orchestration.warm_scheduler import scheduler_command
 
+log = logging.getLogger(__name__)
+
 REPROCESS = ("none", "completed", "failed")  # airflow backfill create --reprocess-behavior
 _POLL_S = 5.0
+SQLITE_LOCKED = "database is locked"  # sqlite3's error when another process held the lock past its wait
+LOCK_RETRIES = 3
+LOCK_PAUSE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -156,8 +162,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _airflow(env: dict[str, str], args: Sequence[str], stack: Stack, check: bool = True) -> None:
-    proc = subprocess.run([airflow_executable(), *args], env=env, capture_output=True, text=True)
+def _airflow(
+    env: dict[str, str],
+    args: Sequence[str],
+    stack: Stack,
+    check: bool = True,
+    *,
+    retries: int = LOCK_RETRIES,
+    pause_s: float = LOCK_PAUSE_S,
+) -> None:
+    """``airflow ARGS``, run again (up to ``retries`` times, ``pause_s`` longer each time) when it failed on the
+    SQLite metadata database's lock: on a loaded machine the scheduler can hold it past the 60 s wait
+    (:mod:`ltvfeed.orchestration.airflow_sqlite`). Airflow rolls such a command back, and removes a backfill it
+    had begun, so that it can be retried (``airflow.models.backfill._cleanup_partial_backfill``)."""
+    for attempt in range(retries + 1):
+        proc = subprocess.run([airflow_executable(), *args], env=env, capture_output=True, text=True)
+        if proc.returncode == 0 or SQLITE_LOCKED not in proc.stdout + proc.stderr or attempt == retries:
+            break
+        log.warning("`airflow %s` found the metadata database locked; trying again", " ".join(args[:2]))
+        time.sleep(pause_s * (attempt + 1))
     if check and proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
         raise UserError(f"`airflow {' '.join(args)}` failed (exit {proc.returncode}):\n" + "\n".join(tail))
