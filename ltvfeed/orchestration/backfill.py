@@ -172,9 +172,11 @@ def _airflow(
     pause_s: float = LOCK_PAUSE_S,
 ) -> None:
     """``airflow ARGS``, run again (up to ``retries`` times, ``pause_s`` longer each time) when it failed on the
-    SQLite metadata database's lock: on a loaded machine the scheduler can hold it past the 60 s wait
-    (:mod:`ltvfeed.orchestration.airflow_sqlite`). Airflow rolls such a command back, and removes a backfill it
-    had begun, so that it can be retried (``airflow.models.backfill._cleanup_partial_backfill``)."""
+    SQLite metadata database's lock. The 60 s wait (:mod:`ltvfeed.orchestration.airflow_sqlite`) does not cover
+    every case: SQLite answers "database is locked" at once where waiting could deadlock (a transaction that read
+    and now writes while another process writes); a clean-clone CI's `backfill create` failed so within a
+    minute of starting. Airflow rolls such a command back, and removes a backfill it had begun, so that it can
+    be retried (``airflow.models.backfill._cleanup_partial_backfill``)."""
     for attempt in range(retries + 1):
         proc = subprocess.run([airflow_executable(), *args], env=env, capture_output=True, text=True)
         if proc.returncode == 0 or SQLITE_LOCKED not in proc.stdout + proc.stderr or attempt == retries:
