@@ -120,8 +120,9 @@ def _print_diagnostics(proc: subprocess.Popen, out: Path, airflow_home: Path, li
 
 
 def _json(req: urllib.request.Request, retry_s: float = 180) -> dict:
-    """The response's JSON; a refused connection is retried for ``retry_s`` (the supervisor restarts an api-server
-    that exited, which the diagnostics then show); an HTTP error is raised at once."""
+    """The response's JSON; a refused connection or an answer slower than 30 s is retried for ``retry_s`` (the
+    supervisor restarts an api-server that exited, which the diagnostics then show; its one worker answers a
+    loaded 2-core machine's requests late); an HTTP error is raised at once."""
     deadline = time.monotonic() + retry_s
     while True:
         try:
@@ -129,7 +130,7 @@ def _json(req: urllib.request.Request, retry_s: float = 180) -> dict:
                 return json.load(resp)
         except urllib.error.HTTPError:
             raise
-        except urllib.error.URLError:
+        except (urllib.error.URLError, TimeoutError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(5)
