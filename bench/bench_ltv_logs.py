@@ -3,7 +3,7 @@ Gamma-Gamma through ``ltvfeed ltv backtest``'s own code, over several training s
 without its history alignment (``TrainConfig.align_history``), and for the earlier design (one network, no BTYD
 inputs, calibrated in sample, no alignment), all measured in the same run.
 
-    .venv/bin/python bench/bench_ltv_logs.py               # three shapes, 5 seeds
+    .venv/bin/python bench/bench_ltv_logs.py               # four shapes, 5 seeds
     .venv/bin/python bench/bench_ltv_logs.py --seeds 3 --scale 0.5
     .venv/bin/python bench/bench_ltv_logs.py --seeds 3 --shapes "BG/NBD's own process" --designs shipped
 

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 REPROCESS = ("none", "completed", "failed")  # airflow backfill create --reprocess-behavior
 _POLL_S = 5.0
-SQLITE_LOCKED = "database is locked"  # sqlite3's error when another process held the lock past its wait
+SQLITE_LOCKED = "database is locked"  # sqlite3's error for a lock it did not get (after its wait, or at once)
 LOCK_RETRIES = 3
 LOCK_PAUSE_S = 10.0
 
