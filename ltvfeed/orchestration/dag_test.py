@@ -91,10 +91,15 @@ def dbt_failure(lines: list[str]) -> str | None:
     return f"dbt: {first}{': ' + message if message else ''}" + (f" (and {more} more)" if more else "")
 
 
+def task_attempt_logs(airflow_home: Path, dag_id: str, run_id: str, task_id: str) -> list[Path]:
+    """A scheduler-run task's log files (backfills, the UI), one per attempt, oldest first."""
+    folder = airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    return sorted(folder.glob("attempt=*.log"), key=lambda p: int(p.stem[8:]) if p.stem[8:].isdigit() else 0)
+
+
 def task_failure_reason(airflow_home: Path, dag_id: str, run_id: str, task_id: str) -> str | None:
     """The exception of a task's latest attempt, from its log file (scheduler-run tasks: backfills, the UI)."""
-    folder = airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-    attempts = sorted(folder.glob("attempt=*.log"), key=lambda p: int(p.stem[8:]) if p.stem[8:].isdigit() else 0)
+    attempts = task_attempt_logs(airflow_home, dag_id, run_id, task_id)
     if not attempts:
         return None
     return failure_reason(attempts[-1].read_text(errors="replace").splitlines())

@@ -194,6 +194,8 @@ def _wait_all_finished(base: str, password: str, dag_id: str, want: int, timeout
 def _print_failed_tasks(base: str, password: str, dag_id: str, runs: Collection[str], airflow_home: Path) -> None:
     """Each failed task of ``runs`` with the end of its log: a run fails for one task, and only its log says why
     (CI keeps nothing else of the test's Airflow home)."""
+    from ltvfeed.orchestration.dag_test import task_attempt_logs
+
     for run_id in runs:
         req = urllib.request.Request(
             f"{base}/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances?limit=100",
@@ -203,8 +205,7 @@ def _print_failed_tasks(base: str, password: str, dag_id: str, runs: Collection[
             if ti["state"] in ("success", "skipped"):
                 continue
             print(f"--- {run_id} {ti['task_id']}: {ti['state']} (try {ti['try_number']}) ---")
-            logs = airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={ti['task_id']}"
-            for log in sorted(logs.glob("**/*.log")):
+            for log in task_attempt_logs(airflow_home, dag_id, run_id, ti["task_id"]):
                 print(f"{log.name}:", *log.read_text(errors="replace").splitlines()[-40:], sep="\n")
 
 
