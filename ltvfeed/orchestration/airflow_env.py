@@ -10,6 +10,10 @@ from ltvfeed.infra.stack import Stack
 from ltvfeed.settings import project_root
 
 SQLITE_CONNECT_ARGS = "ltvfeed.orchestration.airflow_sqlite.CONNECT_ARGS"
+# Seconds a task waits for each answer of the execution API (Airflow's default: 5, then 5 tries within about a
+# minute). On a loaded 2-core machine the api-server answered nothing for a minute and a clean-clone CI's dbt
+# build task failed with "API_SERVER_ERROR ... ReadTimeout" though dbt had passed.
+EXECUTION_API_TIMEOUT_S = "60"
 
 
 def airflow_env(stack: Stack) -> dict[str, str]:
@@ -35,6 +39,9 @@ def airflow_env(stack: Stack) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(stack.settings.airflow_port),
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": os.environ.get(
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", EXECUTION_API_TIMEOUT_S
+        ),
         "NO_COLOR": "1",
         # `airflow standalone` spawns `airflow` sub-processes: the venv's bin must come first on PATH.
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),

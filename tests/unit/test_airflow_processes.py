@@ -80,6 +80,27 @@ def test_parse_conf_names_the_problem():
         parse_conf("[30]")
 
 
+def _airflow_conf(env: dict[str, str], expression: str) -> str:
+    """What Airflow's own configuration gives for ``expression`` (of ``conf``) in a fresh process with ``env``."""
+    probe = f"from airflow.configuration import conf; print({expression})"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_tasks_wait_a_minute_for_each_execution_api_answer_unless_configured(tmp_path, monkeypatch):
+    """A task's calls to the execution API time out after 60 s, not Airflow's 5 s; a user's own value is kept."""
+    from ltvfeed.infra.stack import Stack
+    from ltvfeed.orchestration.airflow_env import airflow_env
+
+    key = "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"
+    monkeypatch.delenv(key, raising=False)
+    stack = Stack(Settings(state_dir=tmp_path), "postgresql://nowhere/postgres", "redis://nowhere", False, False)
+    assert float(_airflow_conf(airflow_env(stack), "conf.getfloat('workers', 'execution_api_timeout')")) == 60.0
+    monkeypatch.setenv(key, "12.5")
+    assert airflow_env(stack)[key] == "12.5"
+
+
 def test_airflow_waits_a_minute_for_a_sqlite_lock_and_keeps_a_configured_database_as_it_is(tmp_path, monkeypatch):
     """Airflow itself (a fresh process with our environment) resolves the connect arguments to sqlite3's 60 s
     lock wait; a user's own database URL or connect arguments are left alone."""
@@ -92,11 +113,11 @@ def test_airflow_waits_a_minute_for_a_sqlite_lock_and_keeps_a_configured_databas
     stack = Stack(Settings(state_dir=tmp_path), "postgresql://nowhere/postgres", "redis://nowhere", False, False)
     env = airflow_env(stack)
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
-    probe = "from airflow.configuration import conf; print(conf.getimport('database', 'sql_alchemy_connect_args'))"
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
     # the very dict Airflow's engine was built with (its set-up adds check_same_thread for SQLite)
-    assert ast.literal_eval(out.stdout.strip().splitlines()[-1])["timeout"] == 60.0
+    assert (
+        ast.literal_eval(_airflow_conf(env, "conf.getimport('database', 'sql_alchemy_connect_args')"))["timeout"]
+        == 60.0
+    )
     monkeypatch.setenv(keys[0], "postgresql://airflow@db/airflow")
     assert not any(k.endswith("CONNECT_ARGS") for k in airflow_env(stack))
     monkeypatch.setenv(keys[0], "sqlite:////elsewhere/airflow.db")
